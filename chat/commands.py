@@ -1,0 +1,113 @@
+"""What a line from a client does: a chat message, or one of the slash commands.
+
+Commands are data: :data:`COMMANDS` is a table of (name, arguments, help,
+handler), which drives both dispatch and the ``/help`` text. A handler gets
+the room, the member who typed the command and the rest of the line.
+"""
+
+from dataclasses import dataclass
+from typing import Callable
+
+from chat import messages
+from chat.room import Member, Room
+from chat.text import sanitize
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    args: str
+    help: str
+    handler: "Callable[[Room, Member, str], None]"
+
+    @property
+    def usage(self) -> str:
+        return f"/{self.name} {self.args}".rstrip()
+
+
+def handle_line(room: Room, member: Member, text: str) -> None:
+    """Act on one decoded line from ``member``.
+
+    Blank lines are ignored. A line starting with ``/`` is a command; start it
+    with ``//`` to send a chat message that begins with a slash.
+    """
+    text = sanitize(text)
+    if not text.strip():
+        return
+    if text.startswith("/") and not text.startswith("//"):
+        run_command(room, member, text)
+    else:
+        if text.startswith("//"):
+            text = text[1:]
+        room.say(member, messages.chat(member.name, text))
+
+
+def parse_command(text: str) -> "tuple[str, str]":
+    """Split ``"/name rest of line"`` into ``("name", "rest of line")``."""
+    name, _, arg = text[1:].partition(" ")
+    return name.lower(), arg.strip()
+
+
+def run_command(room: Room, member: Member, text: str) -> None:
+    name, arg = parse_command(text)
+    command = COMMANDS.get(name)
+    if command is None:
+        room.send_to(member, messages.error(f"Unknown command /{name}. Type /help for the list."))
+    else:
+        command.handler(room, member, arg)
+
+
+def _nick(room: Room, member: Member, arg: str) -> None:
+    if not arg:
+        return _usage(room, member, "nick")
+    problem = room.rename(member, arg)
+    if problem:
+        room.send_to(member, messages.error(problem))
+
+
+def _users(room: Room, member: Member, arg: str) -> None:
+    names = room.names()
+    room.send_to(member, messages.system(f"Online ({len(names)}): {', '.join(names)}"))
+
+
+def _msg(room: Room, member: Member, arg: str) -> None:
+    recipient, _, text = arg.partition(" ")
+    if not text.strip():
+        return _usage(room, member, "msg")
+    problem = room.send_private(member, recipient, text.strip())
+    if problem:
+        room.send_to(member, messages.error(problem))
+
+
+def _me(room: Room, member: Member, arg: str) -> None:
+    if not arg:
+        return _usage(room, member, "me")
+    room.say(member, messages.action(member.name, arg))
+
+
+def _help(room: Room, member: Member, arg: str) -> None:
+    width = max(len(c.usage) for c in COMMANDS.values())
+    for command in COMMANDS.values():
+        room.send_to(member, messages.system(f"{command.usage:<{width}}  {command.help}"))
+
+
+def _quit(room: Room, member: Member, arg: str) -> None:
+    room.send_to(member, messages.system("Goodbye!"))
+    member.quit()
+
+
+def _usage(room: Room, member: Member, name: str) -> None:
+    room.send_to(member, messages.error(f"Usage: {COMMANDS[name].usage}"))
+
+
+COMMANDS = {
+    c.name: c
+    for c in (
+        Command("nick", "NAME", "change your name", _nick),
+        Command("users", "", "list who is online", _users),
+        Command("msg", "NAME TEXT", "send a private message", _msg),
+        Command("me", "TEXT", "describe an action: * you TEXT", _me),
+        Command("help", "", "show this list", _help),
+        Command("quit", "", "leave the chat", _quit),
+    )
+}

@@ -1,0 +1,162 @@
+"""A client's outgoing bytes: a bounded queue, a fast path and a writer thread.
+
+Any thread may :meth:`Outbox.put` bytes; it never blocks, so the room can call
+it while holding its lock. Sending happens in two ways:
+
+* :meth:`Outbox.flush`, called right after queueing (without the room lock),
+  tries one non-blocking ``send`` of everything queued. A client that keeps up
+  takes its lines this way, and its writer thread never wakes.
+* The writer thread (:meth:`Outbox.run_writer`) sends whatever the fast path
+  could not, with ordinary blocking sends, so a slow client only ever delays
+  its own thread.
+
+Either way, everything queued goes out in one system call, and only one thread
+sends at a time, so lines leave in the order they were queued.
+
+If more than ``max_bytes`` are waiting to be sent, the client is not keeping
+up ("SendQ exceeded" in IRC terms): the outbox stops accepting lines and shuts
+the socket down, which ends the connection.
+"""
+
+import enum
+import socket
+import threading
+from collections import deque
+
+DEFAULT_MAX_QUEUE_BYTES = 1024 * 1024
+
+# Windows has no per-call non-blocking flag; there every send goes through the writer.
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", None)
+
+
+class State(enum.Enum):
+    OPEN = "open"  # accepting and sending lines
+    CLOSING = "closing"  # sending what is queued, then done
+    OVERFLOWED = "overflowed"  # the client fell too far behind
+    FAILED = "failed"  # a send failed: the connection is broken
+    DONE = "done"  # the writer has finished
+
+
+class Outbox:
+    def __init__(self, sock: socket.socket, max_bytes: int = DEFAULT_MAX_QUEUE_BYTES) -> None:
+        self._sock = sock
+        self.max_bytes = max_bytes
+        # Guards every attribute below; the writer waits on it for work.
+        self._cond = threading.Condition(threading.Lock())
+        self._chunks: "deque[bytes]" = deque()
+        # Bytes accepted by put() and not yet accepted by the kernel,
+        # including a batch that is being sent right now.
+        self._backlog_bytes = 0
+        # True while one thread (fast path or writer) is inside a send call.
+        self._sending = False
+        self._state = State.OPEN
+        self._socket_shut = False
+
+    @property
+    def state(self) -> State:
+        with self._cond:
+            return self._state
+
+    def put(self, data: bytes) -> None:
+        """Queue ``data``. Never blocks and does no I/O; drops it if the outbox is not open."""
+        with self._cond:
+            if self._state is not State.OPEN:
+                return
+            if self._backlog_bytes + len(data) > self.max_bytes:
+                self._state = State.OVERFLOWED
+                self._chunks.clear()
+                self._cond.notify()
+                return
+            self._chunks.append(data)
+            self._backlog_bytes += len(data)
+
+    def flush(self) -> None:
+        """Try to send what is queued now, without blocking; leave the rest to the writer."""
+        with self._cond:
+            if self._state is State.OVERFLOWED:
+                shut_down = True
+            elif self._sending or not self._chunks or _DONTWAIT is None:
+                self._cond.notify()
+                return
+            else:
+                shut_down = False
+                data = self._take_all_locked()
+        if shut_down:
+            # The writer may be blocked in a send to this very client: wake it.
+            return self.abort()
+        try:
+            sent = self._sock.send(data, _DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            return self._finish_send(data, len(data), failed=True)
+        self._finish_send(data, sent)
+
+    def close(self) -> None:
+        """Accept nothing more; the writer sends what is queued, then ends the connection."""
+        with self._cond:
+            if self._state is State.OPEN:
+                self._state = State.CLOSING
+            self._cond.notify()
+
+    def run_writer(self) -> None:
+        """The writer thread's body: send queued bytes until closed, then shut the socket down."""
+        while True:
+            with self._cond:
+                while self._state is State.OPEN and (self._sending or not self._chunks):
+                    self._cond.wait()
+                if self._state in (State.OVERFLOWED, State.FAILED):
+                    break
+                if not self._chunks:
+                    if not self._sending:  # CLOSING, and all is sent
+                        break
+                    self._cond.wait()  # the fast path is finishing a send
+                    continue
+                data = self._take_all_locked()
+            try:
+                self._sock.sendall(data)
+            except OSError:
+                self._finish_send(data, len(data), failed=True)
+                break
+            self._finish_send(data, len(data))
+        with self._cond:
+            finished_cleanly = self._state is State.CLOSING
+            if finished_cleanly:
+                self._state = State.DONE
+        if finished_cleanly:
+            # Half-close: the peer reads everything we sent, then end-of-file.
+            try:
+                self._sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+        else:
+            self.abort()
+
+    def _take_all_locked(self) -> bytes:
+        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        self._sending = True
+        return data
+
+    def _finish_send(self, data: bytes, sent: int, failed: bool = False) -> None:
+        with self._cond:
+            self._sending = False
+            self._backlog_bytes -= sent
+            if failed:
+                self._state = State.FAILED
+                self._chunks.clear()
+                self._backlog_bytes = 0
+            elif sent < len(data):
+                self._chunks.appendleft(data[sent:])
+            self._cond.notify()
+
+    def abort(self) -> None:
+        """Shut the socket down both ways at once, waking any thread blocked on it."""
+        with self._cond:
+            if self._socket_shut:
+                return
+            self._socket_shut = True
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already disconnected

@@ -1,0 +1,191 @@
+"""The chat room: who is online, under which name, and delivering lines to them.
+
+The room is the one piece of state that every client thread shares, so it is
+guarded by one lock. Under that lock the room only does cheap, non-blocking
+work: it updates the member table and appends encoded lines to members'
+outboxes. Sending happens after the lock is released (``Member.flush``), so a
+slow or stuck client can never hold up the others.
+
+Because every broadcast appends to all outboxes while holding the lock, all
+members receive the lines in the same order.
+
+The room knows nothing about sockets: a member is anything with the
+:class:`Member` methods, which makes the room easy to test.
+"""
+
+import logging
+import threading
+from typing import Protocol
+
+from chat import messages
+from chat.framing import encode_line
+from chat.text import name_key, name_problem
+
+log = logging.getLogger(__name__)
+
+# The server log lists at most this many names after each join or leave, so
+# that a room of hundreds does not print a screenful every time.
+LOGGED_NAMES_MAX = 20
+
+
+class Member(Protocol):
+    """What the room needs from a connected client."""
+
+    name: str
+
+    def queue(self, data: bytes) -> None:
+        """Append ``data`` to the outbox. Must not block or do I/O: it runs under the room lock."""
+
+    def flush(self) -> None:
+        """Start sending what was queued. Called without the room lock held."""
+
+    def quit(self) -> None:
+        """Close the connection once what is queued has been sent."""
+
+
+class Room:
+    def __init__(self) -> None:
+        # Guards _members and _closed. Held only for table updates and queueing.
+        self._lock = threading.Lock()
+        # The single source of truth for who is online: name_key(name) -> member.
+        self._members: "dict[str, Member]" = {}
+        self._closed = False
+
+    # -- membership ---------------------------------------------------------
+
+    def join(self, member: Member, default_name: str, wanted_name: "str | None" = None):
+        """Add ``member`` under ``wanted_name`` if possible, else under ``default_name``.
+
+        Tells everyone else that the member joined. Returns ``(name, problem)``:
+        the name given (None if the room is closed) and, if ``wanted_name``
+        was refused, the reason.
+        """
+        problem = name_problem(wanted_name) if wanted_name is not None else None
+        with self._lock:
+            if self._closed:
+                return None, None
+            if wanted_name is not None and problem is None:
+                if name_key(wanted_name) in self._members:
+                    problem = f"The name {wanted_name} is taken."
+                else:
+                    name = wanted_name
+            if wanted_name is None or problem is not None:
+                name = self._unused_name_locked(default_name)
+            member.name = name
+            self._members[name_key(name)] = member
+            recipients = self._queue_locked(encode_line(messages.joined(name)), member)
+            online = self._names_locked()
+        self._flush(recipients)
+        log.info(messages.joined(name))
+        self._log_online(online)
+        return name, problem
+
+    def leave(self, member: Member) -> None:
+        """Remove ``member`` and tell the others, unless it already left."""
+        with self._lock:
+            if self._members.get(name_key(member.name)) is not member:
+                return
+            del self._members[name_key(member.name)]
+            # After close() the shutdown notice is the last word; no leave notices.
+            recipients = [] if self._closed else self._queue_locked(encode_line(messages.left(member.name)))
+            online = self._names_locked()
+        self._flush(recipients)
+        log.info(messages.left(member.name))
+        self._log_online(online)
+
+    def rename(self, member: Member, new_name: str) -> "str | None":
+        """Rename ``member`` and announce it to all; return a problem instead if refused."""
+        problem = name_problem(new_name)
+        if problem:
+            return problem
+        with self._lock:
+            holder = self._members.get(name_key(new_name))
+            if holder is not None and holder is not member:
+                return f"The name {new_name} is taken."
+            old_name = member.name
+            del self._members[name_key(old_name)]
+            member.name = new_name
+            self._members[name_key(new_name)] = member
+            notice = messages.renamed(old_name, new_name)
+            recipients = self._queue_locked(encode_line(notice))
+        self._flush(recipients)
+        log.info(notice)
+        return None
+
+    def close(self) -> None:
+        """Refuse new members from now on (the server is shutting down); leaves go unannounced."""
+        with self._lock:
+            self._closed = True
+
+    # -- queries ------------------------------------------------------------
+
+    def names(self) -> "list[str]":
+        with self._lock:
+            return self._names_locked()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._members)
+
+    # -- delivery -----------------------------------------------------------
+
+    def say(self, member: Member, line: str) -> None:
+        """Send ``line`` from ``member`` to every other member, and log it."""
+        self._broadcast(encode_line(line), exclude=member)
+        log.info("📨 %s", line)
+
+    def announce(self, line: str) -> None:
+        """Send ``line`` to every member."""
+        self._broadcast(encode_line(line))
+
+    def send_to(self, member: Member, line: str) -> None:
+        """Send ``line`` to one member."""
+        member.queue(encode_line(line))
+        member.flush()
+
+    def send_private(self, sender: Member, recipient_name: str, text: str) -> "str | None":
+        """Deliver a private message; return a problem if nobody has that name."""
+        with self._lock:
+            recipient = self._members.get(name_key(recipient_name))
+            if recipient is None:
+                return f"No user named {recipient_name} is online."
+            recipient.queue(encode_line(messages.private_from(sender.name, text)))
+            recipient_name = recipient.name
+        recipient.flush()
+        self.send_to(sender, messages.private_to(recipient_name, text))
+        return None
+
+    def _broadcast(self, data: bytes, exclude: "Member | None" = None) -> None:
+        with self._lock:
+            recipients = self._queue_locked(data, exclude)
+        self._flush(recipients)
+
+    # -- helpers (the *_locked ones need self._lock held) -------------------
+
+    def _queue_locked(self, data: bytes, exclude: "Member | None" = None) -> "list[Member]":
+        recipients = [m for m in self._members.values() if m is not exclude]
+        for member in recipients:
+            member.queue(data)
+        return recipients
+
+    @staticmethod
+    def _flush(recipients: "list[Member]") -> None:
+        for member in recipients:
+            member.flush()
+
+    def _names_locked(self) -> "list[str]":
+        return sorted((m.name for m in self._members.values()), key=name_key)
+
+    def _unused_name_locked(self, base: str) -> str:
+        name, suffix = base, 1
+        while name_key(name) in self._members:
+            suffix += 1
+            name = f"{base}-{suffix}"
+        return name
+
+    @staticmethod
+    def _log_online(names: "list[str]") -> None:
+        shown = ", ".join(names[:LOGGED_NAMES_MAX])
+        hidden = len(names) - LOGGED_NAMES_MAX
+        more = f" and {hidden} more" if hidden > 0 else ""
+        log.info("📊 Active users: %s%s", shown or "none", more)

@@ -1,0 +1,363 @@
+"""The TCP chat server: one thread per client, one shared room.
+
+How it fits together::
+
+    main thread            accept loop (ChatServer.serve_forever)
+      │  accept() ──────►  ClientConnection
+      │                      ├─ reader thread: recv → LineFramer → handle_line → Room
+      │                      └─ writer thread: Outbox → sendall (only when a client falls behind)
+      ▼
+    Ctrl+C / SIGTERM ────► request_stop(): wakes the accept loop, which closes everything
+
+The room (``chat.room``) holds the lock-guarded table of members; this module
+owns the sockets and threads and nothing else.
+
+Every connection is served by its own *reader* thread, which reads lines and
+acts on them, and owns the connection: it starts the writer and, when the
+client leaves, removes it from the room, stops the writer and closes the
+socket, whatever went wrong. Each blocking call can be woken: ``select`` by
+the waker socket, ``recv`` and ``sendall`` by shutting their socket down.
+"""
+
+import errno
+import logging
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from chat import messages
+from chat.commands import handle_line, parse_command
+from chat.framing import DEFAULT_MAX_LINE_BYTES, LineFramer, LineTooLong, decode_line, encode_line
+from chat.outbox import DEFAULT_MAX_QUEUE_BYTES, Outbox
+from chat.room import Room
+
+log = logging.getLogger(__name__)
+
+RECV_BYTES = 64 * 1024
+# A client may name itself with "/nick NAME" as its first line; one that sends
+# nothing joins under its default name after this long.
+FIRST_LINE_WAIT_S = 1.0
+# After /quit, how long to wait for the client to close its end, so that it
+# reads our last lines before the connection goes away.
+LINGER_S = 1.0
+# On shutdown, how long clients get to receive the notice and close.
+SHUTDOWN_GRACE_S = 1.0
+THREAD_JOIN_S = 0.5
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The server's protections against misbehaving clients (see README, "Limits and safety")."""
+
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+
+
+class ChatServer:
+    """Accepts TCP clients and serves each in its own thread.
+
+    Typical use: ``bind()``, then ``serve_forever()`` in some thread, then
+    ``shutdown()`` (or ``request_stop()`` from a signal handler).
+    """
+
+    def __init__(self, host: str = "0.0.0.0", port: int = 8080, limits: Limits = Limits()) -> None:
+        self.host = host
+        self.port = port
+        self.limits = limits
+        self.room = Room()
+        self.address: "tuple[str, int] | None" = None
+        self._listener: "socket.socket | None" = None
+        # Guards _connections: every client socket that is open, joined or not.
+        self._connections_lock = threading.Lock()
+        self._connections: "set[ClientConnection]" = set()
+        # Writing a byte to _wake_writer wakes the accept loop's select().
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._stop_requested = threading.Event()
+        self._stopped = threading.Event()
+
+    def bind(self) -> None:
+        """Open the listening socket. Raises OSError (e.g. port in use)."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            # Lets a restarted server bind at once although the old
+            # connections linger in TIME_WAIT.
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.host, self.port))
+            listener.listen(socket.SOMAXCONN)
+        except OSError:
+            listener.close()
+            raise
+        listener.setblocking(False)
+        self._listener = listener
+        self.address = listener.getsockname()[:2]
+
+    def serve_forever(self) -> None:
+        """Accept clients until request_stop(), then close every connection."""
+        if self._listener is None:
+            self.bind()
+        host, port = self.address
+        log.info("🚀 Chat Server Started")
+        log.info("📍 Listening on %s:%d", host, port)
+        log.info("⏳ Waiting for clients to connect...")
+        try:
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._listener, selectors.EVENT_READ)
+                selector.register(self._wake_reader, selectors.EVENT_READ)
+                while not self._stop_requested.is_set():
+                    selector.select()
+                    self._accept_waiting_clients()
+        finally:
+            self._close_everything()
+            self._stopped.set()
+
+    def request_stop(self) -> None:
+        """Ask serve_forever() to stop. Safe from any thread and from a signal handler."""
+        self._stop_requested.set()
+        try:
+            self._wake_writer.send(b"\0")
+        except OSError:
+            pass  # already woken and closed
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        """Stop serving and wait until every connection is closed; True if it stopped in time."""
+        self.request_stop()
+        return self._stopped.wait(timeout)
+
+    def connection_count(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
+
+    # -- inside the accept loop ----------------------------------------------
+
+    def _accept_waiting_clients(self) -> None:
+        # The listener is non-blocking: accept everyone who is waiting, then select again.
+        while not self._stop_requested.is_set():
+            try:
+                sock, address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # e.g. out of file descriptors: keep serving the others
+                log.warning("⚠️  Could not accept a connection: %s", error)
+                return
+            self._start_connection(sock, address)
+
+    def _start_connection(self, sock: socket.socket, address) -> None:
+        sock.setblocking(True)
+        # Chat lines are small and should leave at once, not wait to be merged.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection = ClientConnection(self, sock, address)
+        with self._connections_lock:
+            self._connections.add(connection)
+        log.info("✅ %s connected from %s", connection.name, address)
+        connection.start()
+
+    def _forget(self, connection: "ClientConnection") -> None:
+        with self._connections_lock:
+            self._connections.discard(connection)
+
+    def _close_everything(self) -> None:
+        self._listener.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
+        self.room.close()
+        with self._connections_lock:
+            connections = list(self._connections)
+        if connections:
+            log.info("🛑 Closing %d connection(s)...", len(connections))
+        notice = encode_line(messages.SHUTTING_DOWN)
+        for connection in connections:
+            connection.queue(notice)
+            connection.flush()
+            connection.quit()
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        for connection in connections:
+            connection.reader.join(max(0.0, deadline - time.monotonic()))
+        for connection in connections:
+            if connection.reader.is_alive():  # it did not close its end in time
+                connection.outbox.abort()
+        for connection in connections:
+            connection.reader.join(THREAD_JOIN_S)
+        log.info("👋 Server stopped.")
+
+
+class ClientConnection:
+    """One client: its socket, its outbox, and the reader and writer threads that serve it.
+
+    It is a :class:`chat.room.Member`: the room calls queue/flush/quit on it.
+    """
+
+    def __init__(self, server: ChatServer, sock: socket.socket, address) -> None:
+        self.server = server
+        self.room = server.room
+        self.sock = sock
+        self.address = address
+        self.name = f"User_{address[1]}"
+        self.outbox = Outbox(sock, server.limits.max_queue_bytes)
+        self.framer = LineFramer(server.limits.max_line_bytes)
+        self._quitting = threading.Event()
+        self.reader = threading.Thread(target=self._run, name=f"reader-{self.name}", daemon=True)
+        self.writer = threading.Thread(target=self.outbox.run_writer, name=f"writer-{self.name}", daemon=True)
+
+    def start(self) -> None:
+        self.writer.start()
+        self.reader.start()
+
+    # -- the Member interface ------------------------------------------------
+
+    def queue(self, data: bytes) -> None:
+        self.outbox.put(data)
+
+    def flush(self) -> None:
+        self.outbox.flush()
+
+    def quit(self) -> None:
+        self._quitting.set()
+        self.outbox.close()
+
+    # -- the reader thread -----------------------------------------------------
+
+    def _run(self) -> None:
+        joined = False
+        try:
+            first_events = self._wait_for_first_line()
+            joined = first_events is not None and self._join(first_events)
+            if joined:
+                self._read_lines()
+        except Exception:  # a bug of ours: log it, and still clean up below
+            log.exception("Unexpected error while serving %s", self.name)
+        finally:
+            if joined:
+                self.room.leave(self)
+            self._close()
+
+    def _wait_for_first_line(self) -> "list | None":
+        """Read until the first complete line or FIRST_LINE_WAIT_S; None if the client left."""
+        events: list = []
+        deadline = time.monotonic() + FIRST_LINE_WAIT_S
+        try:
+            while not events:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.sock.settimeout(remaining)
+                data = self.sock.recv(RECV_BYTES)
+                if not data:
+                    return None
+                events = self.framer.feed(data)
+        except socket.timeout:
+            pass
+        except OSError:
+            return None
+        finally:
+            self.sock.settimeout(None)
+        return events
+
+    def _join(self, first_events: list) -> bool:
+        """Join the room, under the name asked for by a first "/nick NAME" line if any."""
+        wanted_name = None
+        if first_events and isinstance(first_events[0], bytes):
+            first_line = decode_line(first_events[0])
+            command, arg = parse_command(first_line)
+            if first_line.startswith("/") and command == "nick" and arg:
+                wanted_name = arg
+                first_events = first_events[1:]
+        name, problem = self.room.join(self, self.name, wanted_name)
+        if name is None:
+            return False  # the server is shutting down
+        self.reader.name = f"reader-{name}"
+        if problem:
+            self.room.send_to(self, messages.error(problem))
+        others = len(self.room) - 1
+        self.room.send_to(
+            self,
+            messages.system(
+                f"Welcome, {name}! {others} other user(s) online. Type /help for commands."
+            ),
+        )
+        self._handle(first_events)
+        return True
+
+    def _read_lines(self) -> None:
+        while not self._quitting.is_set():
+            try:
+                data = self.sock.recv(RECV_BYTES)
+            except OSError:
+                return  # reset by the peer, or shut down by us
+            if not data:
+                return  # the client closed the connection
+            self._handle(self.framer.feed(data))
+
+    def _handle(self, events: list) -> None:
+        for event in events:
+            if self._quitting.is_set():
+                return
+            if isinstance(event, LineTooLong):
+                self.room.send_to(
+                    self,
+                    messages.system(
+                        f"Line too long: the limit is {event.max_line_bytes} bytes. It was not sent."
+                    ),
+                )
+            else:
+                handle_line(self.room, self, decode_line(event))
+
+    def _close(self) -> None:
+        """Send what is queued, give the client LINGER_S to close its end, then close ours."""
+        self.outbox.close()
+        # Closing a socket with unread input makes the kernel reset the
+        # connection, which can destroy our last lines before the client
+        # reads them: so read (and ignore) until the client closes.
+        deadline = time.monotonic() + LINGER_S
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(remaining)
+                if not self.sock.recv(RECV_BYTES):
+                    break
+        except OSError:
+            pass
+        self.writer.join(THREAD_JOIN_S)
+        if self.writer.is_alive():
+            self.outbox.abort()
+            self.writer.join(THREAD_JOIN_S)
+        self.sock.close()
+        self.server._forget(self)
+        log.info("🔌 %s disconnected", self.name)
+
+
+def configure_logging() -> None:
+    """Log to stdout as ``[HH:MM:SS] message``, the format the README shows."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", datefmt="%H:%M:%S"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def run(host: str, port: int, limits: Limits = Limits()) -> int:
+    """Run a server until Ctrl+C or SIGTERM; return the process exit status."""
+    configure_logging()
+    server = ChatServer(host, port, limits)
+    try:
+        server.bind()
+    except OSError as error:
+        log.error("❌ %s", describe_bind_error(error, host, port))
+        return 1
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: server.request_stop())
+    server.serve_forever()
+    return 0
+
+
+def describe_bind_error(error: OSError, host: str, port: int) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"Port {port} is already in use. Stop the other server "
+            f'(pkill -f "python server.py") or pick another port with --port.'
+        )
+    if error.errno == errno.EACCES:
+        return f"Not allowed to listen on port {port}: pick a port above 1023 with --port."
+    return f"Cannot listen on {host}:{port}: {error.strerror or error}."

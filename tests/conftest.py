@@ -1,0 +1,59 @@
+import logging
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from chat.server import ChatServer, Limits  # noqa: E402
+from tests.helpers import Peer  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_thread_dies():
+    """Fail the test if any thread raised, or the server logged one of its own errors."""
+    failures = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: failures.append(args)
+
+    class ErrorCollector(logging.Handler):
+        def emit(self, record):
+            if record.exc_info:
+                failures.append(self.format(record))
+
+    collector = ErrorCollector(logging.ERROR)
+    logging.getLogger().addHandler(collector)
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+        logging.getLogger().removeHandler(collector)
+    assert not failures, f"a thread failed: {failures}"
+
+
+@pytest.fixture
+def start_server():
+    """Start servers on free ports in background threads; stop and check each afterwards."""
+    started = []
+
+    def start(**limits) -> ChatServer:
+        server = ChatServer("127.0.0.1", 0, Limits(**limits))
+        server.bind()
+        thread = threading.Thread(target=server.serve_forever, name="accept-loop")
+        thread.start()
+        started.append((server, thread))
+        return server
+
+    yield start
+    Peer.close_all()
+    for server, thread in started:
+        assert server.shutdown(timeout=5), "the server did not stop"
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+@pytest.fixture
+def server(start_server) -> ChatServer:
+    return start_server()

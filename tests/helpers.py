@@ -1,0 +1,262 @@
+"""Tools shared by the tests: raw-socket chat peers and the programs as subprocesses.
+
+Every wait here has a deadline, so a broken server fails a test instead of
+hanging the suite.
+"""
+
+import fcntl
+import os
+import queue
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import termios
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from chat.framing import LineFramer, decode_line, encode_line
+
+PROJECT = Path(__file__).resolve().parent.parent
+TIMEOUT_S = 5.0
+# Proving that something does NOT arrive needs a wait: this is the one place
+# the tests sleep, and it is long enough for a loopback delivery many times over.
+QUIET_PERIOD_S = 0.3
+
+
+class Peer:
+    """A chat client made of a raw socket, for driving the server line by line.
+
+    Every peer is remembered in ``Peer.open``, so that a fixture can close
+    them all before it stops the server.
+    """
+
+    open: "list[Peer]" = []
+
+    def __init__(self, address, name: "str | None" = None) -> None:
+        self.sock = socket.create_connection(address, timeout=TIMEOUT_S)
+        Peer.open.append(self)
+        self._framer = LineFramer(1 << 20)
+        self._lines: "deque[str]" = deque()
+        self.name = name
+        if name:
+            self.send(f"/nick {name}")
+
+    @classmethod
+    def joined(cls, address, name: "str | None" = None) -> "Peer":
+        """Connect and wait until the server has let this peer into the room."""
+        peer = cls(address, name)
+        welcome = peer.expect(lambda line: line.startswith("[SYSTEM] Welcome, "), timeout=TIMEOUT_S + 2)
+        peer.name = re.match(r"\[SYSTEM\] Welcome, ([^!]+)!", welcome).group(1)
+        return peer
+
+    def send(self, text: str) -> None:
+        self.sock.sendall(encode_line(text))
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def read_line(self, timeout: float = TIMEOUT_S) -> str:
+        """The next line from the server; AssertionError on timeout, EOFError when it closed."""
+        deadline = time.monotonic() + timeout
+        while not self._lines:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("timed out waiting for a line")
+            self.sock.settimeout(remaining)
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not data:
+                raise EOFError("the server closed the connection")
+            self._lines.extend(decode_line(raw) for raw in self._framer.feed(data) if isinstance(raw, bytes))
+        return self._lines.popleft()
+
+    def expect(self, wanted, timeout: float = TIMEOUT_S) -> str:
+        """Skip lines until one equals ``wanted`` (or satisfies it, if callable); return it."""
+        matches = wanted if callable(wanted) else (lambda line: line == wanted)
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            try:
+                line = self.read_line(max(0.0, deadline - time.monotonic()))
+            except AssertionError:
+                raise AssertionError(f"never received {wanted!r}; got {seen!r}") from None
+            if matches(line):
+                return line
+            seen.append(line)
+
+    def read_until_closed(self, timeout: float = TIMEOUT_S) -> "list[str]":
+        """Read every line until the server closes the connection, then close ours."""
+        lines = []
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                lines.append(self.read_line(max(0.0, deadline - time.monotonic())))
+        except EOFError:
+            self.close()
+            return lines
+
+    def assert_receives_nothing(self) -> None:
+        try:
+            line = self.read_line(QUIET_PERIOD_S)
+        except AssertionError:
+            return
+        raise AssertionError(f"expected silence, received {line!r}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+    @classmethod
+    def close_all(cls) -> None:
+        for peer in cls.open:
+            peer.close()
+        cls.open.clear()
+
+
+def wait_until(condition, timeout: float = TIMEOUT_S, interval: float = 0.01) -> bool:
+    """Poll ``condition`` until it is true or the timeout passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return bool(result)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Program:
+    """One of the two programs, run as a subprocess with its output collected by a thread."""
+
+    def __init__(self, args, env=None) -> None:
+        environment = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
+        environment.update(env or {})
+        self.process = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=PROJECT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            text=True,
+            encoding="utf-8",
+        )
+        self.lines: "queue.Queue[str]" = queue.Queue()
+        self.output: "list[str]" = []
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def expect(self, pattern: str, timeout: float = TIMEOUT_S) -> "re.Match":
+        """Wait for an output line matching the regular expression ``pattern``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line matching {pattern!r} in {self.output!r}") from None
+            self.output.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+
+    def wait(self, timeout: float = TIMEOUT_S) -> int:
+        return self.process.wait(timeout)
+
+    def all_output(self) -> str:
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return "\n".join(self.output)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(TIMEOUT_S)
+
+
+class ServerProgram(Program):
+    """``server.py`` on a free port, started and waited for."""
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(["server.py", "--host", "127.0.0.1", "--port", str(port)])
+        self.port = int(self.expect(r"📍 Listening on [\d.]+:(\d+)").group(1))
+        self.expect("⏳ Waiting for clients to connect")
+        self.address = ("127.0.0.1", self.port)
+
+    def terminate(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
+
+class Terminal:
+    """``client.py`` in a pseudo-terminal, so it runs as it does for a person."""
+
+    def __init__(self, args, env=None) -> None:
+        import pty
+
+        self.master, slave = pty.openpty()
+        environment = dict(os.environ, PYTHONIOENCODING="utf-8", TERM="xterm", COLUMNS="200")
+        environment.update(env or {})
+        self.process = subprocess.Popen(
+            [sys.executable, "client.py", *args],
+            cwd=PROJECT,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=environment,
+            start_new_session=True,
+            # Make the pseudo-terminal the controlling one, so Ctrl+C sends SIGINT.
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(slave)
+        self.screen = ""
+
+    def type(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    def wait_for(self, text: str, timeout: float = TIMEOUT_S) -> str:
+        """Read output until ``text`` appears in what was printed since the last call."""
+        deadline = time.monotonic() + timeout
+        while text not in self.screen:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{text!r} never appeared; output was {self.screen!r}")
+            ready, _, _ = select.select([self.master], [], [], remaining)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:  # the program exited and the terminal closed
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"{text!r} never appeared; output was {self.screen!r}")
+                self.screen += chunk.decode("utf-8", "replace")
+        before, _, after = self.screen.partition(text)
+        self.screen = after
+        return before + text
+
+    def wait(self, timeout: float = TIMEOUT_S) -> int:
+        """Wait for the program to exit, collecting what it prints meanwhile."""
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.05)
+            if ready:
+                try:
+                    self.screen += os.read(self.master, 65536).decode("utf-8", "replace")
+                except OSError:
+                    pass
+        return self.process.wait(max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(TIMEOUT_S)
+        os.close(self.master)

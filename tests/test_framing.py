@@ -1,0 +1,87 @@
+import pytest
+
+from chat.framing import LineFramer, LineTooLong, decode_line, encode_line
+
+
+def feed_in_pieces(data: bytes, cuts, max_line_bytes=4096) -> list:
+    framer = LineFramer(max_line_bytes)
+    events, start = [], 0
+    for cut in [*cuts, len(data)]:
+        events += framer.feed(data[start:cut])
+        start = cut
+    return events
+
+
+def test_one_line_comes_out_without_its_newline():
+    assert LineFramer().feed(b"hello\n") == [b"hello"]
+
+
+def test_several_lines_in_one_chunk_all_come_out():
+    assert LineFramer().feed(b"a\nbb\nccc\n") == [b"a", b"bb", b"ccc"]
+
+
+def test_an_unfinished_line_waits_for_its_newline():
+    framer = LineFramer()
+    assert framer.feed(b"hel") == []
+    assert framer.feed(b"lo") == []
+    assert framer.feed(b"\nnext") == [b"hello"]
+    assert framer.feed(b"\n") == [b"next"]
+
+
+def test_every_split_of_a_stream_yields_the_same_lines():
+    data = "héllo wörld\nsecond 🚀 line\n\nthird\n".encode()
+    expected = LineFramer().feed(data)
+    for i in range(len(data) + 1):
+        for j in range(i, len(data) + 1):
+            assert feed_in_pieces(data, [i, j]) == expected
+
+
+def test_byte_by_byte_feeding_yields_the_same_lines():
+    data = b"one\ntwo\r\nthree\n"
+    assert feed_in_pieces(data, range(1, len(data))) == [b"one", b"two\r", b"three"]
+
+
+def test_a_line_exactly_at_the_limit_is_accepted():
+    assert LineFramer(5).feed(b"12345\n") == [b"12345"]
+
+
+def test_a_line_over_the_limit_is_reported_once_and_dropped():
+    framer = LineFramer(5)
+    assert framer.feed(b"123456\nok\n") == [LineTooLong(5), b"ok"]
+
+
+def test_an_over_long_line_is_reported_as_soon_as_it_passes_the_limit():
+    framer = LineFramer(5)
+    assert framer.feed(b"1234") == []
+    assert framer.feed(b"56") == [LineTooLong(5)]
+    assert framer.feed(b"789" * 1000) == []
+    assert framer.feed(b"0\nafter\n") == [b"after"]
+
+
+def test_a_stream_without_newlines_is_never_buffered_past_the_limit():
+    framer = LineFramer(100)
+    for _ in range(1000):
+        framer.feed(b"x" * 1000)
+        assert len(framer._partial) <= 100
+
+
+def test_the_limit_must_be_positive():
+    with pytest.raises(ValueError):
+        LineFramer(0)
+
+
+def test_decoding_drops_a_final_carriage_return():
+    assert decode_line(b"hello\r") == "hello"
+
+
+def test_invalid_utf8_decodes_to_replacement_characters():
+    assert decode_line(b"caf\xe9 \xff") == "caf\ufffd \ufffd"
+
+
+def test_a_character_split_between_chunks_is_decoded_whole():
+    data = "🚀\n".encode()
+    assert [decode_line(line) for line in feed_in_pieces(data, [1, 2, 3])] == ["🚀"]
+
+
+def test_encoding_appends_a_newline():
+    assert encode_line("hé") == "hé\n".encode()

@@ -1,0 +1,102 @@
+"""The outbox over a real socket pair: ordering, the writer, the bound, closing."""
+
+import socket
+import threading
+
+import pytest
+
+from chat.outbox import Outbox, State
+from tests.helpers import TIMEOUT_S, wait_until
+
+
+@pytest.fixture
+def pair():
+    ours, theirs = socket.socketpair()
+    theirs.settimeout(TIMEOUT_S)
+    yield ours, theirs
+    ours.close()
+    theirs.close()
+
+
+def start_writer(outbox: Outbox) -> threading.Thread:
+    thread = threading.Thread(target=outbox.run_writer, daemon=True)
+    thread.start()
+    return thread
+
+
+def receive_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, "connection closed early"
+        data += chunk
+    return data
+
+
+def test_queued_lines_arrive_in_order(pair):
+    ours, theirs = pair
+    outbox = Outbox(ours)
+    writer = start_writer(outbox)
+    expected = b"".join(b"line %d\n" % i for i in range(1000))
+    for i in range(1000):
+        outbox.put(b"line %d\n" % i)
+        if i % 7 == 0:
+            outbox.flush()
+    outbox.flush()
+    assert receive_exactly(theirs, len(expected)) == expected
+    outbox.close()
+    writer.join(TIMEOUT_S)
+    assert not writer.is_alive()
+
+
+def test_the_writer_sends_what_the_fast_path_could_not(pair):
+    ours, theirs = pair
+    outbox = Outbox(ours, max_bytes=10_000_000)
+    writer = start_writer(outbox)
+    big = bytes(range(256)) * 20_000  # far more than a socket buffer holds
+    outbox.put(big)
+    outbox.flush()
+    assert receive_exactly(theirs, len(big)) == big
+    outbox.close()
+    writer.join(TIMEOUT_S)
+    assert outbox.state is State.DONE
+
+
+def test_closing_sends_what_is_queued_then_ends_the_stream(pair):
+    ours, theirs = pair
+    outbox = Outbox(ours)
+    outbox.put(b"last words\n")
+    outbox.close()
+    outbox.put(b"too late\n")
+    writer = start_writer(outbox)
+    writer.join(TIMEOUT_S)
+    assert receive_exactly(theirs, 11) == b"last words\n"
+    assert theirs.recv(100) == b""  # end of stream
+
+
+def test_a_peer_that_stops_reading_overflows_the_bound_and_is_cut_off(pair):
+    ours, theirs = pair
+    outbox = Outbox(ours, max_bytes=100_000)
+    writer = start_writer(outbox)
+    chunk = b"x" * 1000 + b"\n"
+    for _ in range(10_000):  # ten times the bound: the kernel buffers cannot take it all
+        outbox.put(chunk)
+        outbox.flush()
+        if outbox.state is State.OVERFLOWED:
+            break
+    assert outbox.state is State.OVERFLOWED
+    writer.join(TIMEOUT_S)
+    assert not writer.is_alive(), "the writer stayed blocked on the stuck peer"
+    assert wait_until(lambda: ours.recv(1, socket.MSG_DONTWAIT) == b"")  # shut down
+
+
+def test_a_send_to_a_vanished_peer_fails_quietly(pair):
+    ours, theirs = pair
+    outbox = Outbox(ours)
+    writer = start_writer(outbox)
+    theirs.close()
+    for _ in range(100):
+        outbox.put(b"anyone there?\n")
+        outbox.flush()
+    writer.join(TIMEOUT_S)
+    assert outbox.state is State.FAILED

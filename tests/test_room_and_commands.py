@@ -1,0 +1,197 @@
+"""The room and the commands, with members that record what they are sent: no sockets."""
+
+import pytest
+
+from chat.commands import COMMANDS, handle_line, parse_command
+from chat.room import Room
+
+
+class FakeMember:
+    def __init__(self):
+        self.name = "?"
+        self.queued = []
+        self.delivered = []
+        self.quit_called = False
+
+    def queue(self, data: bytes) -> None:
+        self.queued.append(data)
+
+    def flush(self) -> None:
+        self.delivered += [data.decode().rstrip("\n") for data in self.queued]
+        self.queued.clear()
+
+    def quit(self) -> None:
+        self.quit_called = True
+
+    def take(self) -> "list[str]":
+        lines, self.delivered = self.delivered, []
+        return lines
+
+
+@pytest.fixture
+def room():
+    return Room()
+
+
+def join(room, name):
+    member = FakeMember()
+    assert room.join(member, "User_1", name) == (name, None)
+    return member
+
+
+def test_joining_is_announced_to_the_others_only(room):
+    ann = join(room, "Ann")
+    bob = join(room, "Bob")
+    assert ann.take() == ["[SYSTEM] Bob joined the chat!"]
+    assert bob.take() == []
+
+
+def test_a_wanted_name_that_is_taken_falls_back_to_the_default(room):
+    join(room, "Ann")
+    other = FakeMember()
+    assert room.join(other, "User_7", "ann") == ("User_7", "The name ann is taken.")
+
+
+def test_a_default_name_that_is_taken_gets_a_suffix(room):
+    join(room, "User_7")
+    assert room.join(FakeMember(), "User_7") == ("User_7-2", None)
+    assert room.join(FakeMember(), "User_7") == ("User_7-3", None)
+
+
+def test_an_invalid_wanted_name_is_refused_with_the_reason(room):
+    name, problem = room.join(FakeMember(), "User_7", "bad name")
+    assert name == "User_7" and "letters, digits" in problem
+
+
+def test_a_closed_room_admits_nobody(room):
+    room.close()
+    assert room.join(FakeMember(), "User_7") == (None, None)
+
+
+def test_a_chat_line_reaches_everyone_but_the_sender(room):
+    ann, bob, cat = join(room, "Ann"), join(room, "Bob"), join(room, "Cat")
+    for member in (ann, bob, cat):
+        member.take()
+    handle_line(room, ann, "hello all")
+    assert ann.take() == []
+    assert bob.take() == cat.take() == ["Ann: hello all"]
+
+
+def test_blank_lines_are_ignored(room):
+    ann, bob = join(room, "Ann"), join(room, "Bob")
+    ann.take()
+    handle_line(room, ann, "   ")
+    handle_line(room, ann, "")
+    assert bob.take() == []
+
+
+def test_a_double_slash_sends_a_line_that_starts_with_a_slash(room):
+    ann, bob = join(room, "Ann"), join(room, "Bob")
+    handle_line(room, ann, "//shrug")
+    assert bob.take() == ["Ann: /shrug"]
+
+
+def test_chat_text_is_sanitized_before_it_is_relayed(room):
+    ann, bob = join(room, "Ann"), join(room, "Bob")
+    handle_line(room, ann, "\x1b[2Jgotcha")
+    assert bob.take() == ["Ann: gotcha"]
+
+
+def test_leaving_is_announced_and_frees_the_name(room):
+    ann, bob = join(room, "Ann"), join(room, "Bob")
+    ann.take()
+    room.leave(bob)
+    room.leave(bob)  # a second leave is harmless
+    assert ann.take() == ["[SYSTEM] Bob left the chat."]
+    assert room.names() == ["Ann"]
+    join(room, "Bob")
+
+
+def test_nick_renames_and_tells_everyone(room):
+    ann, bob = join(room, "Ann"), join(room, "Bob")
+    ann.take()
+    handle_line(room, ann, "/nick Anna")
+    assert ann.take() == bob.take() == ["[SYSTEM] Ann is now known as Anna"]
+    assert room.names() == ["Anna", "Bob"]
+    handle_line(room, ann, "hi")
+    assert bob.take() == ["Anna: hi"]
+
+
+def test_nick_may_change_only_the_case_of_ones_own_name(room):
+    ann = join(room, "Ann")
+    handle_line(room, ann, "/nick ANN")
+    assert ann.take() == ["[SYSTEM] Ann is now known as ANN"]
+
+
+@pytest.mark.parametrize(
+    "line, reply",
+    [
+        ("/nick Bob", "[ERROR] The name Bob is taken."),
+        ("/nick bOB", "[ERROR] The name bOB is taken."),
+        ("/nick SYSTEM", "[ERROR] The name SYSTEM is reserved."),
+        ("/nick", "[ERROR] Usage: /nick NAME"),
+        ("/msg Bob", "[ERROR] Usage: /msg NAME TEXT"),
+        ("/msg Nobody hi", "[ERROR] No user named Nobody is online."),
+        ("/me", "[ERROR] Usage: /me TEXT"),
+        ("/dance", "[ERROR] Unknown command /dance. Type /help for the list."),
+    ],
+)
+def test_a_failed_command_gets_one_error_line_and_nobody_else_hears(room, line, reply):
+    ann, bob = join(room, "Ann"), join(room, "Bob")
+    ann.take()
+    handle_line(room, ann, line)
+    assert ann.take() == [reply]
+    assert bob.take() == []
+
+
+def test_a_bad_nick_is_explained(room):
+    ann = join(room, "Ann")
+    handle_line(room, ann, "/nick no spaces")
+    assert "letters, digits" in ann.take()[0]
+
+
+def test_users_lists_everyone_online_to_the_asker(room):
+    ann, bob, cat = join(room, "Ann"), join(room, "bob"), join(room, "Cat")
+    bob.take()
+    handle_line(room, bob, "/users")
+    assert bob.take() == ["[SYSTEM] Online (3): Ann, bob, Cat"]
+    assert cat.take() == []
+
+
+def test_msg_reaches_only_its_recipient_and_confirms_to_the_sender(room):
+    ann, bob, cat = join(room, "Ann"), join(room, "Bob"), join(room, "Cat")
+    for member in (ann, bob, cat):
+        member.take()
+    handle_line(room, ann, "/msg bob  meet me at 5")
+    assert bob.take() == ["[PM from Ann] meet me at 5"]
+    assert ann.take() == ["[PM to Bob] meet me at 5"]
+    assert cat.take() == []
+
+
+def test_me_sends_an_action_to_the_others(room):
+    ann, bob = join(room, "Ann"), join(room, "Bob")
+    ann.take()
+    handle_line(room, ann, "/me waves")
+    assert bob.take() == ["* Ann waves"]
+    assert ann.take() == []
+
+
+def test_help_lists_every_command_to_the_asker(room):
+    ann = join(room, "Ann")
+    handle_line(room, ann, "/help")
+    lines = ann.take()
+    assert len(lines) == len(COMMANDS)
+    for command, line in zip(COMMANDS.values(), lines):
+        assert line.startswith(f"[SYSTEM] {command.usage}") and line.endswith(command.help)
+
+
+def test_quit_says_goodbye_and_closes(room):
+    ann = join(room, "Ann")
+    handle_line(room, ann, "/QUIT")
+    assert ann.take() == ["[SYSTEM] Goodbye!"]
+    assert ann.quit_called
+
+
+def test_commands_are_parsed_into_name_and_argument():
+    assert parse_command("/MSG bob  hi there ") == ("msg", "bob  hi there")
+    assert parse_command("/users") == ("users", "")

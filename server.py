@@ -1,4 +1,4 @@
-"""Start the chat server: python server.py [--host HOST] [--port PORT]"""
+"""Start the chat server: python server.py [--host HOST] [--port PORT] [limits...]"""
 
 import argparse
 import sys
@@ -6,20 +6,37 @@ import sys
 from chat.server import Limits, run
 
 
-def port_number(text: str) -> int:
-    port = int(text)
-    if not 0 <= port <= 65535:
+def bounded_int(low: int, high: int, name: str):
+    """An argparse type: an integer from low to high."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = name  # argparse names the type in its error message
+    return parse
+
+
+def rate(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
         raise ValueError(text)
-    return port
-
-
-port_number.__name__ = "port"  # argparse names the type in its error message
+    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    defaults = Limits()
     parser = argparse.ArgumentParser(description="A TCP chat server: one thread per client.")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0, every interface)")
-    parser.add_argument("--port", type=port_number, default=8080, help="TCP port to listen on (default: 8080; 0 picks a free one)")
+    parser.add_argument("--port", type=bounded_int(0, 65535, "port"), default=8080, help="TCP port to listen on (default: 8080; 0 picks a free one)")
+    limits = parser.add_argument_group("limits", "protections against misbehaving clients (see the README)")
+    limits.add_argument("--max-line-bytes", type=bounded_int(64, 1 << 20, "byte count"), default=defaults.max_line_bytes, metavar="N", help="longest line a client may send (default: %(default)s)")
+    limits.add_argument("--max-rate", type=rate, default=defaults.max_rate, metavar="N", help="lines per second per client, bursts of 2N; 0 turns flood control off (default: %(default)g)")
+    limits.add_argument("--max-queue-bytes", type=bounded_int(1024, 1 << 30, "byte count"), default=defaults.max_queue_bytes, metavar="N", help="unsent bytes a client may fall behind before it is dropped (default: %(default)s)")
+    limits.add_argument("--max-clients", type=bounded_int(1, 100_000, "count"), default=defaults.max_clients, metavar="N", help="most clients connected at once (default: %(default)s)")
+    limits.add_argument("--keepalive-idle", type=bounded_int(1, 86_400, "seconds"), default=defaults.keepalive_idle_s, metavar="S", help="seconds of silence before TCP keepalive probes a client (default: %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -27,7 +44,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     # Never fail on an emoji when the console cannot show it.
     sys.stdout.reconfigure(errors="replace")
-    return run(args.host, args.port, Limits())
+    limits = Limits(
+        max_line_bytes=args.max_line_bytes,
+        max_rate=args.max_rate,
+        max_queue_bytes=args.max_queue_bytes,
+        max_clients=args.max_clients,
+        keepalive_idle_s=args.keepalive_idle,
+    )
+    return run(args.host, args.port, limits)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ class Member(Protocol):
         """Start sending what was queued. Called without the room lock held."""
 
     def quit(self) -> None:
-        """Close the connection once what is queued has been sent."""
+        """Close the connection once what is queued has been sent. Must not block."""
 
 
 class Room:
@@ -112,10 +112,19 @@ class Room:
         log.info(notice)
         return None
 
-    def close(self) -> None:
-        """Refuse new members from now on (the server is shutting down); leaves go unannounced."""
+    def close(self, farewell: str) -> "list[Member]":
+        """Send ``farewell`` as every member's last line and close them; admit nobody after.
+
+        Queueing and closing happen under the lock, so no broadcast can slip
+        in after the farewell. Returns the members that were closed.
+        """
         with self._lock:
             self._closed = True
+            members = self._queue_locked(encode_line(farewell))
+            for member in members:
+                member.quit()
+        self._flush(members)
+        return members
 
     # -- queries ------------------------------------------------------------
 

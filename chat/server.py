@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from chat import messages
 from chat.commands import handle_line, parse_command
 from chat.framing import DEFAULT_MAX_LINE_BYTES, LineFramer, LineTooLong, decode_line, encode_line
-from chat.outbox import DEFAULT_MAX_QUEUE_BYTES, Outbox
+from chat.outbox import DEFAULT_MAX_QUEUE_BYTES, Outbox, State
+from chat.ratelimit import TokenBucket
 from chat.room import Room
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,22 @@ SHUTDOWN_GRACE_S = 1.0
 THREAD_JOIN_S = 0.5
 
 
+# TCP keepalive: after this long without traffic the kernel starts probing,
+# and gives up on a peer that answers none, so that a device that vanished
+# from the network (no FIN, no RST) is removed in about two minutes.
+KEEPALIVE_INTERVAL_S = 10
+KEEPALIVE_PROBES = 6
+
+
 @dataclass(frozen=True)
 class Limits:
     """The server's protections against misbehaving clients (see README, "Limits and safety")."""
 
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    max_rate: float = 10.0  # lines per second per client, bursts of twice that; 0: no limit
     max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+    max_clients: int = 1000
+    keepalive_idle_s: int = 60
 
 
 class ChatServer:
@@ -76,6 +87,10 @@ class ChatServer:
         self._connections: "set[ClientConnection]" = set()
         # Writing a byte to _wake_writer wakes the accept loop's select().
         self._wake_reader, self._wake_writer = socket.socketpair()
+        self._selector: "selectors.BaseSelector | None" = None
+        # Clients refused because the server is full, each with the time by
+        # which it must be closed. Only the accept loop touches it.
+        self._turned_away: "dict[socket.socket, float]" = {}
         self._stop_requested = threading.Event()
         self._stopped = threading.Event()
 
@@ -104,13 +119,18 @@ class ChatServer:
         log.info("📍 Listening on %s:%d", host, port)
         log.info("⏳ Waiting for clients to connect...")
         try:
-            with selectors.DefaultSelector() as selector:
-                selector.register(self._listener, selectors.EVENT_READ)
-                selector.register(self._wake_reader, selectors.EVENT_READ)
+            with selectors.DefaultSelector() as self._selector:
+                self._selector.register(self._listener, selectors.EVENT_READ)
+                self._selector.register(self._wake_reader, selectors.EVENT_READ)
                 while not self._stop_requested.is_set():
-                    selector.select()
-                    self._accept_waiting_clients()
+                    for key, _ in self._selector.select(self._next_turn_away_deadline()):
+                        if key.fileobj is self._listener:
+                            self._accept_waiting_clients()
+                        elif key.fileobj is not self._wake_reader:
+                            self._drain_turned_away(key.fileobj)
+                    self._close_turned_away(expired_only=True)
         finally:
+            self._close_turned_away(expired_only=False)
             self._close_everything()
             self._stopped.set()
 
@@ -146,14 +166,64 @@ class ChatServer:
             self._start_connection(sock, address)
 
     def _start_connection(self, sock: socket.socket, address) -> None:
+        with self._connections_lock:
+            full = len(self._connections) >= self.limits.max_clients
+        if full:
+            return self._turn_away(sock, address)
         sock.setblocking(True)
         # Chat lines are small and should leave at once, not wait to be merged.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        enable_keepalive(sock, self.limits.keepalive_idle_s)
         connection = ClientConnection(self, sock, address)
         with self._connections_lock:
             self._connections.add(connection)
         log.info("✅ %s connected from %s", connection.name, address)
         connection.start()
+
+    def _turn_away(self, sock: socket.socket, address) -> None:
+        """Refuse a client over the limit, without blocking the accept loop.
+
+        The notice is sent at once, but the socket is only closed when the
+        client has closed its end (or after LINGER_S): closing it with the
+        client's "/nick" unread would reset the connection and could destroy
+        the notice before the client reads it.
+        """
+        log.warning("⛔ Refused %s: the server is full (%d users)", address, self.limits.max_clients)
+        notice = messages.system(f"Server is full ({self.limits.max_clients} users). Try again later.")
+        try:
+            sock.send(encode_line(notice))  # a new socket's buffer always has room for it
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        self._turned_away[sock] = time.monotonic() + LINGER_S
+        self._selector.register(sock, selectors.EVENT_READ)
+
+    def _drain_turned_away(self, sock: socket.socket) -> None:
+        try:
+            if sock.recv(RECV_BYTES):
+                return  # more to ignore
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._selector.unregister(sock)
+        del self._turned_away[sock]
+        sock.close()
+
+    def _next_turn_away_deadline(self) -> "float | None":
+        """How long select() may wait before a refused client is due to be closed."""
+        if not self._turned_away:
+            return None
+        return max(0.0, min(self._turned_away.values()) - time.monotonic())
+
+    def _close_turned_away(self, expired_only: bool) -> None:
+        now = time.monotonic()
+        for sock, deadline in list(self._turned_away.items()):
+            if not expired_only or deadline <= now:
+                self._selector.unregister(sock)
+                del self._turned_away[sock]
+                sock.close()
 
     def _forget(self, connection: "ClientConnection") -> None:
         with self._connections_lock:
@@ -163,16 +233,15 @@ class ChatServer:
         self._listener.close()
         self._wake_reader.close()
         self._wake_writer.close()
-        self.room.close()
+        members = set(self.room.close(messages.SHUTTING_DOWN))
         with self._connections_lock:
             connections = list(self._connections)
         if connections:
             log.info("🛑 Closing %d connection(s)...", len(connections))
-        notice = encode_line(messages.SHUTTING_DOWN)
         for connection in connections:
-            connection.queue(notice)
-            connection.flush()
-            connection.quit()
+            if connection not in members:  # still connecting: not in the room yet
+                self.room.send_to(connection, messages.SHUTTING_DOWN)
+                connection.quit()
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         for connection in connections:
             connection.reader.join(max(0.0, deadline - time.monotonic()))
@@ -182,6 +251,19 @@ class ChatServer:
         for connection in connections:
             connection.reader.join(THREAD_JOIN_S)
         log.info("👋 Server stopped.")
+
+
+def enable_keepalive(sock: socket.socket, idle_s: int) -> None:
+    """Turn on TCP keepalive, with our timings where the platform lets us set them."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    idle_option = getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None))  # Linux, macOS
+    for option, value in (
+        (idle_option, idle_s),
+        (getattr(socket, "TCP_KEEPINTVL", None), KEEPALIVE_INTERVAL_S),
+        (getattr(socket, "TCP_KEEPCNT", None), KEEPALIVE_PROBES),
+    ):
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 class ClientConnection:
@@ -198,6 +280,9 @@ class ClientConnection:
         self.name = f"User_{address[1]}"
         self.outbox = Outbox(sock, server.limits.max_queue_bytes)
         self.framer = LineFramer(server.limits.max_line_bytes)
+        rate = server.limits.max_rate
+        self.flood_control = TokenBucket(rate, 2 * rate) if rate > 0 else None
+        self._warned_of_flood = False
         self._quitting = threading.Event()
         self.reader = threading.Thread(target=self._run, name=f"reader-{self.name}", daemon=True)
         self.writer = threading.Thread(target=self.outbox.run_writer, name=f"writer-{self.name}", daemon=True)
@@ -230,6 +315,12 @@ class ClientConnection:
         except Exception:  # a bug of ours: log it, and still clean up below
             log.exception("Unexpected error while serving %s", self.name)
         finally:
+            if self.outbox.state is State.OVERFLOWED:
+                log.warning(
+                    "⚠️  Dropping %s: it stopped reading, and over %d bytes were waiting for it",
+                    self.name,
+                    self.outbox.max_bytes,
+                )
             if joined:
                 self.room.leave(self)
             self._close()
@@ -295,6 +386,8 @@ class ClientConnection:
         for event in events:
             if self._quitting.is_set():
                 return
+            if not self._within_rate():
+                continue
             if isinstance(event, LineTooLong):
                 self.room.send_to(
                     self,
@@ -304,6 +397,20 @@ class ClientConnection:
                 )
             else:
                 handle_line(self.room, self, decode_line(event))
+
+    def _within_rate(self) -> bool:
+        """Apply flood control to one line; warn once each time the client starts flooding."""
+        if self.flood_control is None or self.flood_control.allow():
+            self._warned_of_flood = False
+            return True
+        if not self._warned_of_flood:
+            self._warned_of_flood = True
+            rate = self.server.limits.max_rate
+            self.room.send_to(
+                self,
+                messages.system(f"You are sending too fast (limit: {rate:g} lines per second). Lines are being dropped."),
+            )
+        return False
 
     def _close(self) -> None:
         """Send what is queued, give the client LINGER_S to close its end, then close ours."""

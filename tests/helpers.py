@@ -187,14 +187,29 @@ class Program:
 class ServerProgram(Program):
     """``server.py`` on a free port, started and waited for."""
 
-    def __init__(self, port: int = 0) -> None:
-        super().__init__(["server.py", "--host", "127.0.0.1", "--port", str(port)])
+    def __init__(self, port: int = 0, *options: str) -> None:
+        super().__init__(["server.py", "--host", "127.0.0.1", "--port", str(port), *options])
         self.port = int(self.expect(r"📍 Listening on [\d.]+:(\d+)").group(1))
         self.expect("⏳ Waiting for clients to connect")
         self.address = ("127.0.0.1", self.port)
 
     def terminate(self) -> None:
         self.process.send_signal(signal.SIGTERM)
+
+    def resources(self) -> "tuple[int, int]":
+        """The server's thread count and open file descriptors, read from /proc."""
+        with open(f"/proc/{self.process.pid}/status") as status:
+            threads = int(next(line for line in status if line.startswith("Threads:")).split()[1])
+        return threads, len(os.listdir(f"/proc/{self.process.pid}/fd"))
+
+    def online(self) -> "list[str]":
+        """Who the server says is online, asked through a fresh connection."""
+        probe = Peer.joined(self.address, "Probe")
+        probe.send("/users")
+        line = probe.expect(lambda l: l.startswith("[SYSTEM] Online ("))
+        probe.send("/quit")
+        probe.read_until_closed()
+        return [name for name in line.partition("): ")[2].split(", ") if name != "Probe"]
 
 
 class Terminal:
@@ -260,3 +275,14 @@ class Terminal:
             self.process.kill()
             self.process.wait(TIMEOUT_S)
         os.close(self.master)
+
+
+def join_all(address, *names: str) -> "list[Peer]":
+    """Join peers one after another, consuming the join notices they see of each other."""
+    peers: "list[Peer]" = []
+    for name in names:
+        peer = Peer.joined(address, name)
+        for earlier in peers:
+            earlier.expect(f"[SYSTEM] {peer.name} joined the chat!")
+        peers.append(peer)
+    return peers

@@ -63,8 +63,12 @@ def test_an_invalid_wanted_name_is_refused_with_the_reason(room):
     assert name == "User_7" and "letters, digits" in problem
 
 
-def test_a_closed_room_admits_nobody(room):
-    room.close()
+def test_closing_sends_a_last_line_to_all_then_admits_nobody(room):
+    ann, bob = join(room, "Ann"), join(room, "Bob")
+    ann.take()
+    assert room.close("[SYSTEM] Bye") == [ann, bob]
+    assert ann.take() == bob.take() == ["[SYSTEM] Bye"]
+    assert ann.quit_called and bob.quit_called
     assert room.join(FakeMember(), "User_7") == (None, None)
 
 

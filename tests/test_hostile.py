@@ -1,0 +1,160 @@
+"""Hostile and broken clients: each test checks that well-behaved clients got all
+their messages, once, in order, and that the server still answers afterwards."""
+
+import random
+import socket
+
+from chat.server import KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES
+from tests.crowd import Crowd
+from tests.helpers import Peer, join_all, wait_until
+
+
+def still_serving(server) -> None:
+    probe = Peer.joined(server.address, "Probe")
+    probe.send("/users")
+    assert probe.expect(lambda line: line.startswith("[SYSTEM] Online ("))
+    probe.send("/quit")
+    probe.read_until_closed()
+
+
+def test_an_over_long_line_is_refused_and_the_connection_stays_open(start_server):
+    server = start_server(max_line_bytes=100)
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    ann.send("x" * 101)
+    ann.send("short")
+    assert ann.read_line() == "[SYSTEM] Line too long: the limit is 100 bytes. It was not sent."
+    assert bob.read_line() == "Ann: short"
+    ann.send("y" * 100)
+    assert bob.read_line() == "Ann: " + "y" * 100
+    still_serving(server)
+
+
+def test_a_client_that_never_sends_a_newline_cannot_fill_the_servers_memory(start_server):
+    server = start_server(max_line_bytes=1000)
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    for _ in range(2000):  # 2 MB without a newline
+        ann.send_raw(b"z" * 1000)
+    assert ann.read_line() == "[SYSTEM] Line too long: the limit is 1000 bytes. It was not sent."
+    with server._connections_lock:
+        connection = next(c for c in server._connections if c.name == "Ann")
+    assert len(connection.framer._partial) <= 1000
+    ann.send_raw(b"\nback to normal\n")
+    assert bob.read_line() == "Ann: back to normal"
+
+
+def test_any_bytes_at_all_neither_kill_a_thread_nor_reach_a_terminal(server):
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    rng = random.Random(1234)
+    garbage = bytes(rng.randrange(256) for _ in range(20_000)).replace(b"\n", b"")
+    hostile = [
+        b"caf\xe9 \xff\xfe invalid utf-8",
+        b"\x1b[2J\x1b[Hclear screen",
+        b"\x1b]0;owned\x07title",
+        b"\x1b]52;c;ZXZpbA==\x07clipboard",
+        "\u009b31mC1 CSI".encode(),
+        "bidi \u202eevil\u202c".encode(),
+        b"nul\x00 bell\x07 del\x7f",
+        garbage[:3000],
+    ]
+    for line in hostile:
+        ann.send_raw(line + b"\n")
+    received = [bob.read_line() for _ in hostile]
+    assert received[:7] == [
+        "Ann: caf\ufffd \ufffd\ufffd invalid utf-8",
+        "Ann: clear screen",
+        "Ann: title",
+        "Ann: clipboard",
+        "Ann: 31mC1 CSI",
+        "Ann: bidi evil",
+        "Ann: nul bell del",
+    ]
+    for line in received:
+        assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F or c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069" for c in line)
+    ann.send("still here")
+    assert bob.read_line() == "Ann: still here"
+
+
+def test_escape_sequences_never_reach_a_name(server):
+    ann = Peer.joined(server.address, "Ann")
+    ann.send_raw(b"/nick \x1b[31mRed\n")
+    assert ann.read_line() == "[SYSTEM] Ann is now known as Red"
+    ann.send_raw("/nick R\u202eed\x07\n".encode())
+    assert ann.read_line() == "[SYSTEM] Red is now known as Red"
+    ann.send_raw("/nick Évil\n".encode())
+    assert "letters, digits" in ann.read_line()
+
+
+def test_pasting_fifteen_lines_at_once_delivers_them_all(server):
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    ann.send_raw(b"".join(b"pasted %d\n" % i for i in range(15)))
+    assert [bob.read_line() for _ in range(15)] == [f"Ann: pasted {i}" for i in range(15)]
+    ann.assert_receives_nothing()
+
+
+def test_a_flood_is_cut_to_the_burst_and_the_sender_told_once(server):
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    ann.send_raw(b"".join(b"flood %d\n" % i for i in range(200)))
+    assert ann.read_line() == "[SYSTEM] You are sending too fast (limit: 10 lines per second). Lines are being dropped."
+    ann.assert_receives_nothing()
+    relayed = [bob.read_line() for _ in range(20)]
+    assert relayed == [f"Ann: flood {i}" for i in range(20)]
+    bob.assert_receives_nothing()
+    # Tokens come back at 10 a second: a line sent later passes again.
+    assert wait_until(lambda: ann.send("later") or bob.read_line(0.2) == "Ann: later", timeout=3)
+
+
+def test_flood_control_can_be_turned_off(start_server):
+    server = start_server(max_rate=0)
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    ann.send_raw(b"".join(b"line %d\n" % i for i in range(500)))
+    assert [bob.read_line() for _ in range(500)] == [f"Ann: line {i}" for i in range(500)]
+
+
+def test_a_client_that_stops_reading_is_dropped_and_the_others_lose_nothing(start_server):
+    server = start_server(max_queue_bytes=256 * 1024, max_rate=0)
+    crowd = Crowd(server.address)
+    try:
+        talker = crowd.connect("Talker")
+        readers = [crowd.connect(f"Reader{i}") for i in range(3)]
+        stuck = crowd.connect("Stuck", reading=False, receive_buffer=4096)
+        assert crowd.pump(lambda: all("[SYSTEM] Stuck joined the chat!" in m.lines for m in [talker, *readers]))
+        expected = []
+        for batch in range(40):  # 4 MB in all, far past the bound and the socket buffers
+            for n in range(100):
+                line = f"{batch:02d}.{n:02d} " + "p" * 1000
+                crowd.say(talker, line)
+                expected.append(f"Talker: {line}")
+            # The readers keep up: wait for each batch, as a person's client would.
+            assert crowd.pump(lambda: all(m.lines[-1] == expected[-1] for m in readers))
+        assert crowd.pump(lambda: all("[SYSTEM] Stuck left the chat." in m.lines for m in readers))
+        for reader in readers:
+            assert [line for line in reader.lines if line.startswith("Talker: ")] == expected
+        assert "Stuck" not in server.room.names()
+    finally:
+        crowd.close_all()
+    still_serving(server)
+
+
+def test_every_client_socket_has_tcp_keepalive(server):
+    Peer.joined(server.address, "Ann")
+    with server._connections_lock:
+        (connection,) = server._connections
+    sock = connection.sock
+    assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == KEEPALIVE_INTERVAL_S
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == KEEPALIVE_PROBES
+
+
+def test_a_full_server_turns_the_next_client_away_and_keeps_serving(start_server):
+    server = start_server(max_clients=3)
+    ann, bob, cat = join_all(server.address, "Ann", "Bob", "Cat")
+    extra = Peer(server.address, "Extra")
+    assert extra.read_until_closed() == ["[SYSTEM] Server is full (3 users). Try again later."]
+    ann.send("still fine?")
+    assert bob.expect(lambda line: not line.startswith("[SYSTEM]")) == "Ann: still fine?"
+    cat.send("/quit")
+    cat.read_until_closed()
+    assert wait_until(lambda: server.connection_count() == 2)
+    Peer.joined(server.address, "Dan")

@@ -1,0 +1,78 @@
+"""Properties of the pure code that must hold for any input at all (hypothesis)."""
+
+import unicodedata
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chat.framing import LineFramer, LineTooLong, decode_line
+from chat.ratelimit import TokenBucket
+from chat.text import sanitize
+
+BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+# Bytes rich in what matters to a framer: newlines, carriage returns, escapes, broken UTF-8.
+stream_bytes = st.lists(
+    st.one_of(st.binary(max_size=40), st.sampled_from([b"\n", b"\r\n", b"\x1b[", b"\xe2\x82", b"\xff"])),
+    max_size=30,
+).map(b"".join)
+
+
+def feed_in_pieces(data: bytes, cuts: "list[int]", limit: int) -> list:
+    framer = LineFramer(limit)
+    events, start = [], 0
+    for cut in sorted(c % (len(data) + 1) for c in cuts) + [len(data)]:
+        events += framer.feed(data[start:cut])
+        start = cut
+    return events
+
+
+@settings(max_examples=300)
+@given(stream_bytes, st.lists(st.integers(min_value=0, max_value=10_000), max_size=8), st.integers(1, 64))
+def test_the_framer_gives_the_same_events_however_the_stream_is_split(data, cuts, limit):
+    assert feed_in_pieces(data, cuts, limit) == LineFramer(limit).feed(data)
+
+
+@settings(max_examples=300)
+@given(stream_bytes, st.lists(st.integers(min_value=0, max_value=10_000), max_size=8), st.integers(1, 64))
+def test_the_framer_never_yields_or_holds_more_than_its_limit(data, cuts, limit):
+    framer = LineFramer(limit)
+    start = 0
+    for cut in sorted(c % (len(data) + 1) for c in cuts) + [len(data)]:
+        for event in framer.feed(data[start:cut]):
+            assert isinstance(event, LineTooLong) or (len(event) <= limit and b"\n" not in event)
+        assert len(framer._partial) <= limit
+        start = cut
+
+
+@given(st.binary())
+def test_any_bytes_decode_without_error(raw):
+    assert isinstance(decode_line(raw), str)
+
+
+def is_unsafe(char: str) -> bool:
+    return unicodedata.category(char) == "Cc" or char in BIDI_CONTROLS
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.one_of(st.characters(), st.sampled_from("\x1b[]\\;\x07\x9b\x9d\u202e\u2066\t"))))
+def test_sanitized_text_has_no_control_character_escape_or_bidi_override(text):
+    clean = sanitize(text)
+    assert not any(is_unsafe(char) for char in clean)
+    assert sanitize(clean) == clean
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cf", "Zl", "Zp", "Cs"))))
+def test_sanitize_leaves_ordinary_text_alone(text):
+    assert sanitize(text) == text
+
+
+@given(st.lists(st.floats(min_value=0, max_value=2, allow_nan=False), max_size=200), st.integers(1, 20))
+def test_the_token_bucket_never_lets_through_more_than_burst_plus_refill(gaps, rate):
+    now = [0.0]
+    bucket = TokenBucket(rate, 2 * rate, clock=lambda: now[0])
+    allowed = 0
+    for gap in gaps:
+        now[0] += gap
+        allowed += bucket.allow()
+    assert allowed <= 2 * rate + now[0] * rate

@@ -97,6 +97,8 @@ class ChatClient:
             try:
                 text = self.console.read_line()
             except EOFError:  # Ctrl+D, or the end of piped input
+                if self.console.interactive:
+                    self.console.show("")  # end the prompt's line
                 return
             if text.strip().lower() in QUIT_WORDS:
                 return

@@ -52,6 +52,10 @@ def error(text: str) -> str:
     return ERROR_PREFIX + text
 
 
+def welcome(name: str, others_online: int) -> str:
+    return system(f"Welcome, {name}! {others_online} other user(s) online. Type /help for commands.")
+
+
 def joined(name: str) -> str:
     return system(f"{name} joined the chat!")
 

@@ -56,25 +56,29 @@ class Room:
     def join(self, member: Member, default_name: str, wanted_name: "str | None" = None):
         """Add ``member`` under ``wanted_name`` if possible, else under ``default_name``.
 
-        Tells everyone else that the member joined. Returns ``(name, problem)``:
-        the name given (None if the room is closed) and, if ``wanted_name``
-        was refused, the reason.
+        The member's first lines are the reason ``wanted_name`` was refused,
+        if it was, and a welcome; everyone else is told that it joined.
+        Returns ``(name, problem)``: the name given (None if the room is
+        closed) and the reason ``wanted_name`` was refused, if it was.
         """
         problem = name_problem(wanted_name) if wanted_name is not None else None
         with self._lock:
             if self._closed:
                 return None, None
+            if wanted_name is not None and problem is None and name_key(wanted_name) in self._members:
+                problem = f"The name {wanted_name} is taken."
             if wanted_name is not None and problem is None:
-                if name_key(wanted_name) in self._members:
-                    problem = f"The name {wanted_name} is taken."
-                else:
-                    name = wanted_name
-            if wanted_name is None or problem is not None:
+                name = wanted_name
+            else:
                 name = self._unused_name_locked(default_name)
+            if problem:
+                member.queue(encode_line(messages.error(problem)))
+            member.queue(encode_line(messages.welcome(name, len(self._members))))
             member.name = name
             self._members[name_key(name)] = member
             recipients = self._queue_locked(encode_line(messages.joined(name)), member)
             online = self._names_locked()
+        member.flush()
         self._flush(recipients)
         log.info(messages.joined(name))
         self._log_online(online)

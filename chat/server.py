@@ -96,7 +96,8 @@ class ChatServer:
 
     def bind(self) -> None:
         """Open the listening socket. Raises OSError (e.g. port in use)."""
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
         try:
             # Lets a restarted server bind at once although the old
             # connections linger in TIME_WAIT.
@@ -356,19 +357,11 @@ class ClientConnection:
             if first_line.startswith("/") and command == "nick" and arg:
                 wanted_name = arg
                 first_events = first_events[1:]
-        name, problem = self.room.join(self, self.name, wanted_name)
+        name, _ = self.room.join(self, self.name, wanted_name)
         if name is None:
             return False  # the server is shutting down
         self.reader.name = f"reader-{name}"
-        if problem:
-            self.room.send_to(self, messages.error(problem))
-        others = len(self.room) - 1
-        self.room.send_to(
-            self,
-            messages.system(
-                f"Welcome, {name}! {others} other user(s) online. Type /help for commands."
-            ),
-        )
+        self.writer.name = f"writer-{name}"
         self._handle(first_events)
         return True
 

@@ -36,7 +36,25 @@ def room():
 def join(room, name):
     member = FakeMember()
     assert room.join(member, "User_1", name) == (name, None)
+    assert member.take()[-1].startswith(f"[SYSTEM] Welcome, {name}! ")
     return member
+
+
+def test_a_newcomer_is_welcomed_with_the_number_of_others_online(room):
+    join(room, "Ann")
+    bob = FakeMember()
+    room.join(bob, "User_1", "Bob")
+    assert bob.take() == ["[SYSTEM] Welcome, Bob! 1 other user(s) online. Type /help for commands."]
+
+
+def test_a_refused_name_is_explained_before_the_welcome(room):
+    join(room, "Ann")
+    other = FakeMember()
+    room.join(other, "User_7", "ANN")
+    assert other.take() == [
+        "[ERROR] The name ANN is taken.",
+        "[SYSTEM] Welcome, User_7! 1 other user(s) online. Type /help for commands.",
+    ]
 
 
 def test_joining_is_announced_to_the_others_only(room):

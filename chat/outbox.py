@@ -27,6 +27,9 @@ DEFAULT_MAX_QUEUE_BYTES = 1024 * 1024
 
 # Windows has no per-call non-blocking flag; there every send goes through the writer.
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", None)
+# How many times flush() sends again when more lines arrived during its send,
+# before it leaves the rest to the writer thread.
+FAST_PATH_ROUNDS = 2
 
 
 class State(enum.Enum):
@@ -71,26 +74,33 @@ class Outbox:
             self._backlog_bytes += len(data)
 
     def flush(self) -> None:
-        """Try to send what is queued now, without blocking; leave the rest to the writer."""
-        with self._cond:
-            if self._state is State.OVERFLOWED:
-                shut_down = True
-            elif self._sending or not self._chunks or _DONTWAIT is None:
-                self._cond.notify()
-                return
-            else:
-                shut_down = False
+        """Send what is queued if the socket takes it without blocking; else leave it to the writer."""
+        for _ in range(FAST_PATH_ROUNDS):
+            with self._cond:
+                if self._state is State.OVERFLOWED:
+                    break
+                if _DONTWAIT is None:
+                    self._cond.notify()
+                    return
+                if self._sending or not self._chunks:
+                    return  # nothing to do, or the thread that is sending will see the new lines
                 data = self._take_all_locked()
-        if shut_down:
-            # The writer may be blocked in a send to this very client: wake it.
-            return self.abort()
-        try:
-            sent = self._sock.send(data, _DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            return self._finish_send(data, len(data), failed=True)
-        self._finish_send(data, sent)
+            try:
+                sent = self._sock.send(data, _DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._finish_send(data, 0, failed=True)
+                return
+            if not self._finish_send(data, sent):
+                return  # the socket is full: the writer takes over
+        else:
+            # Others kept queueing while we sent: let the writer carry on.
+            with self._cond:
+                self._cond.notify()
+            return
+        # The writer may be blocked in a send to this very client: wake it.
+        self.abort()
 
     def close(self) -> None:
         """Accept nothing more; the writer sends what is queued, then ends the connection."""
@@ -138,7 +148,8 @@ class Outbox:
         self._sending = True
         return data
 
-    def _finish_send(self, data: bytes, sent: int, failed: bool = False) -> None:
+    def _finish_send(self, data: bytes, sent: int, failed: bool = False) -> bool:
+        """Record how a send went; return True if all of ``data`` was sent."""
         with self._cond:
             self._sending = False
             self._backlog_bytes -= sent
@@ -148,7 +159,10 @@ class Outbox:
                 self._backlog_bytes = 0
             elif sent < len(data):
                 self._chunks.appendleft(data[sent:])
-            self._cond.notify()
+            complete = not failed and sent == len(data)
+            if not complete or self._state is not State.OPEN:
+                self._cond.notify()  # the writer has work to do, or a new state to see
+            return complete
 
     def abort(self) -> None:
         """Shut the socket down both ways at once, waking any thread blocked on it."""

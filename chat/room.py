@@ -13,6 +13,7 @@ The room knows nothing about sockets: a member is anything with the
 :class:`Member` methods, which makes the room easy to test.
 """
 
+import contextlib
 import logging
 import threading
 from typing import Protocol
@@ -50,6 +51,24 @@ class Room:
         # The single source of truth for who is online: name_key(name) -> member.
         self._members: "dict[str, Member]" = {}
         self._closed = False
+        # Per thread: the members whose flush deferred_flushes() put off.
+        self._deferred = threading.local()
+
+    @contextlib.contextmanager
+    def deferred_flushes(self):
+        """Within this block, lines for members are queued at once but sent at its end.
+
+        A reader handles all the lines of one ``recv`` in such a block, so a
+        member that gets several of them gets them in one system call rather
+        than one each: the main saving when a room is busy.
+        """
+        self._deferred.members = pending = {}  # a dict as an ordered set
+        try:
+            yield
+        finally:
+            self._deferred.members = None
+            for member in pending:
+                member.flush()
 
     # -- membership ---------------------------------------------------------
 
@@ -78,8 +97,7 @@ class Room:
             self._members[name_key(name)] = member
             recipients = self._queue_locked(encode_line(messages.joined(name)), member)
             online = self._names_locked()
-        member.flush()
-        self._flush(recipients)
+        self._flush([member, *recipients])
         log.info(messages.joined(name))
         self._log_online(online)
         return name, problem
@@ -154,7 +172,7 @@ class Room:
     def send_to(self, member: Member, line: str) -> None:
         """Send ``line`` to one member."""
         member.queue(encode_line(line))
-        member.flush()
+        self._flush([member])
 
     def send_private(self, sender: Member, recipient_name: str, text: str) -> "str | None":
         """Deliver a private message; return a problem if nobody has that name."""
@@ -164,7 +182,7 @@ class Room:
                 return f"No user named {recipient_name} is online."
             recipient.queue(encode_line(messages.private_from(sender.name, text)))
             recipient_name = recipient.name
-        recipient.flush()
+        self._flush([recipient])
         self.send_to(sender, messages.private_to(recipient_name, text))
         return None
 
@@ -181,10 +199,13 @@ class Room:
             member.queue(data)
         return recipients
 
-    @staticmethod
-    def _flush(recipients: "list[Member]") -> None:
-        for member in recipients:
-            member.flush()
+    def _flush(self, recipients: "list[Member]") -> None:
+        pending = getattr(self._deferred, "members", None)
+        if pending is None:
+            for member in recipients:
+                member.flush()
+        else:
+            pending.update(dict.fromkeys(recipients))
 
     def _names_locked(self) -> "list[str]":
         return sorted((m.name for m in self._members.values()), key=name_key)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from chat import messages
 from chat.commands import handle_line, parse_command
 from chat.framing import DEFAULT_MAX_LINE_BYTES, LineFramer, LineTooLong, decode_line, encode_line
+from chat.logs import configure_logging
 from chat.outbox import DEFAULT_MAX_QUEUE_BYTES, Outbox, State
 from chat.ratelimit import TokenBucket
 from chat.room import Room
@@ -373,7 +374,8 @@ class ClientConnection:
                 return  # reset by the peer, or shut down by us
             if not data:
                 return  # the client closed the connection
-            self._handle(self.framer.feed(data))
+            with self.room.deferred_flushes():
+                self._handle(self.framer.feed(data))
 
     def _handle(self, events: list) -> None:
         for event in events:
@@ -428,28 +430,22 @@ class ClientConnection:
         log.info("🔌 %s disconnected", self.name)
 
 
-def configure_logging() -> None:
-    """Log to stdout as ``[HH:MM:SS] message``, the format the README shows."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", datefmt="%H:%M:%S"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-
-
 def run(host: str, port: int, limits: Limits = Limits()) -> int:
     """Run a server until Ctrl+C or SIGTERM; return the process exit status."""
-    configure_logging()
-    server = ChatServer(host, port, limits)
+    log_writer = configure_logging()
     try:
-        server.bind()
-    except OSError as error:
-        log.error("❌ %s", describe_bind_error(error, host, port))
-        return 1
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: server.request_stop())
-    server.serve_forever()
-    return 0
+        server = ChatServer(host, port, limits)
+        try:
+            server.bind()
+        except OSError as error:
+            log.error("❌ %s", describe_bind_error(error, host, port))
+            return 1
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: server.request_stop())
+        server.serve_forever()
+        return 0
+    finally:
+        log_writer.close()
 
 
 def describe_bind_error(error: OSError, host: str, port: int) -> str:

@@ -16,6 +16,8 @@ import time
 from collections import deque
 
 FORMAT = "[%(asctime)s] %(message)s"
+# How long the writer lets records gather before writing them: the most a log line is late.
+BATCH_WAIT_S = 0.05
 TIME_FORMAT = "%H:%M:%S"
 
 
@@ -67,6 +69,9 @@ class BackgroundHandler(logging.Handler):
     def _write_until_stopped(self) -> None:
         while not self._stopping:
             self._pending.wait()
+            # Let records gather: while the event stays set, logging one
+            # costs no wake-up, and they are then written in one go.
+            time.sleep(BATCH_WAIT_S)
             # Clear before draining: a record added after this sets the event again.
             self._pending.clear()
             self._write_pending()

@@ -44,8 +44,10 @@ class Outbox:
     def __init__(self, sock: socket.socket, max_bytes: int = DEFAULT_MAX_QUEUE_BYTES) -> None:
         self._sock = sock
         self.max_bytes = max_bytes
-        # Guards every attribute below; the writer waits on it for work.
-        self._cond = threading.Condition(threading.Lock())
+        # Guards every attribute below. The writer waits on _cond for work;
+        # the others take the bare lock, which is cheaper than the condition.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._chunks: "deque[bytes]" = deque()
         # Bytes accepted by put() and not yet accepted by the kernel,
         # including a batch that is being sent right now.
@@ -57,54 +59,68 @@ class Outbox:
 
     @property
     def state(self) -> State:
-        with self._cond:
+        with self._lock:
             return self._state
 
-    def put(self, data: bytes) -> None:
-        """Queue ``data``. Never blocks and does no I/O; drops it if the outbox is not open."""
-        with self._cond:
+    def put(self, data: bytes) -> bool:
+        """Queue ``data``; return True if the caller must now call flush().
+
+        Never blocks and does no I/O, so it may be called under the room
+        lock. If lines are already waiting, whoever queued the first of them
+        is about to flush, or a send is under way and will pick these up:
+        then no flush is needed, which saves a call per line in a busy room.
+        """
+        with self._lock:
             if self._state is not State.OPEN:
-                return
+                return self._state is State.OVERFLOWED
             if self._backlog_bytes + len(data) > self.max_bytes:
                 self._state = State.OVERFLOWED
                 self._chunks.clear()
                 self._cond.notify()
-                return
+                return True  # flush() shuts the socket down
+            idle = not self._chunks and not self._sending
             self._chunks.append(data)
             self._backlog_bytes += len(data)
+            return idle
 
     def flush(self) -> None:
         """Send what is queued if the socket takes it without blocking; else leave it to the writer."""
-        for _ in range(FAST_PATH_ROUNDS):
-            with self._cond:
-                if self._state is State.OVERFLOWED:
-                    break
+        with self._lock:
+            overflowed = self._state is State.OVERFLOWED
+            if not overflowed:
                 if _DONTWAIT is None:
                     self._cond.notify()
                     return
                 if self._sending or not self._chunks:
-                    return  # nothing to do, or the thread that is sending will see the new lines
+                    return  # nothing to send, or the thread that is sending will see the new lines
                 data = self._take_all_locked()
+        if overflowed:
+            # The writer may be blocked in a send to this very client: wake it.
+            return self.abort()
+        for round_number in range(1, FAST_PATH_ROUNDS + 1):
             try:
                 sent = self._sock.send(data, _DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
-                self._finish_send(data, 0, failed=True)
-                return
-            if not self._finish_send(data, sent):
-                return  # the socket is full: the writer takes over
-        else:
-            # Others kept queueing while we sent: let the writer carry on.
-            with self._cond:
-                self._cond.notify()
-            return
-        # The writer may be blocked in a send to this very client: wake it.
-        self.abort()
+                return self._finish_send(data, 0, failed=True)
+            with self._lock:
+                self._sending = False
+                self._backlog_bytes -= sent
+                if sent < len(data):  # the socket is full: the writer takes over
+                    self._chunks.appendleft(data[sent:])
+                    return self._cond.notify()
+                if self._state is not State.OPEN:
+                    return self._cond.notify()
+                if not self._chunks:
+                    return
+                if round_number == FAST_PATH_ROUNDS:  # others keep queueing: the writer carries on
+                    return self._cond.notify()
+                data = self._take_all_locked()  # lines queued during our send go out too
 
     def close(self) -> None:
         """Accept nothing more; the writer sends what is queued, then ends the connection."""
-        with self._cond:
+        with self._lock:
             if self._state is State.OPEN:
                 self._state = State.CLOSING
             self._cond.notify()
@@ -112,7 +128,7 @@ class Outbox:
     def run_writer(self) -> None:
         """The writer thread's body: send queued bytes until closed, then shut the socket down."""
         while True:
-            with self._cond:
+            with self._lock:
                 while self._state is State.OPEN and (self._sending or not self._chunks):
                     self._cond.wait()
                 if self._state in (State.OVERFLOWED, State.FAILED):
@@ -129,7 +145,7 @@ class Outbox:
                 self._finish_send(data, len(data), failed=True)
                 break
             self._finish_send(data, len(data))
-        with self._cond:
+        with self._lock:
             finished_cleanly = self._state is State.CLOSING
             if finished_cleanly:
                 self._state = State.DONE
@@ -150,7 +166,7 @@ class Outbox:
 
     def _finish_send(self, data: bytes, sent: int, failed: bool = False) -> bool:
         """Record how a send went; return True if all of ``data`` was sent."""
-        with self._cond:
+        with self._lock:
             self._sending = False
             self._backlog_bytes -= sent
             if failed:
@@ -166,7 +182,7 @@ class Outbox:
 
     def abort(self) -> None:
         """Shut the socket down both ways at once, waking any thread blocked on it."""
-        with self._cond:
+        with self._lock:
             if self._socket_shut:
                 return
             self._socket_shut = True

@@ -14,6 +14,7 @@ The room knows nothing about sockets: a member is anything with the
 """
 
 import contextlib
+import heapq
 import logging
 import threading
 from typing import Protocol
@@ -34,8 +35,11 @@ class Member(Protocol):
 
     name: str
 
-    def queue(self, data: bytes) -> None:
-        """Append ``data`` to the outbox. Must not block or do I/O: it runs under the room lock."""
+    def queue(self, data: bytes) -> bool:
+        """Append ``data`` to the outbox; True if flush() must follow.
+
+        Must not block or do I/O: it runs under the room lock.
+        """
 
     def flush(self) -> None:
         """Start sending what was queued. Called without the room lock held."""
@@ -92,11 +96,11 @@ class Room:
                 name = self._unused_name_locked(default_name)
             if problem:
                 member.queue(encode_line(messages.error(problem)))
-            member.queue(encode_line(messages.welcome(name, len(self._members))))
+            member.queue(encode_line(messages.welcome(name, len(self._members))))  # flushed below
             member.name = name
             self._members[name_key(name)] = member
             recipients = self._queue_locked(encode_line(messages.joined(name)), member)
-            online = self._names_locked()
+            online = self._names_to_log_locked()
         self._flush([member, *recipients])
         log.info(messages.joined(name))
         self._log_online(online)
@@ -110,7 +114,7 @@ class Room:
             del self._members[name_key(member.name)]
             # After close() the shutdown notice is the last word; no leave notices.
             recipients = [] if self._closed else self._queue_locked(encode_line(messages.left(member.name)))
-            online = self._names_locked()
+            online = self._names_to_log_locked()
         self._flush(recipients)
         log.info(messages.left(member.name))
         self._log_online(online)
@@ -142,10 +146,11 @@ class Room:
         """
         with self._lock:
             self._closed = True
-            members = self._queue_locked(encode_line(farewell))
+            members = list(self._members.values())
+            to_flush = self._queue_locked(encode_line(farewell))
             for member in members:
                 member.quit()
-        self._flush(members)
+        self._flush(to_flush)
         return members
 
     # -- queries ------------------------------------------------------------
@@ -171,8 +176,8 @@ class Room:
 
     def send_to(self, member: Member, line: str) -> None:
         """Send ``line`` to one member."""
-        member.queue(encode_line(line))
-        self._flush([member])
+        if member.queue(encode_line(line)):
+            self._flush([member])
 
     def send_private(self, sender: Member, recipient_name: str, text: str) -> "str | None":
         """Deliver a private message; return a problem if nobody has that name."""
@@ -180,9 +185,10 @@ class Room:
             recipient = self._members.get(name_key(recipient_name))
             if recipient is None:
                 return f"No user named {recipient_name} is online."
-            recipient.queue(encode_line(messages.private_from(sender.name, text)))
+            needs_flush = recipient.queue(encode_line(messages.private_from(sender.name, text)))
             recipient_name = recipient.name
-        self._flush([recipient])
+        if needs_flush:
+            self._flush([recipient])
         self.send_to(sender, messages.private_to(recipient_name, text))
         return None
 
@@ -194,10 +200,8 @@ class Room:
     # -- helpers (the *_locked ones need self._lock held) -------------------
 
     def _queue_locked(self, data: bytes, exclude: "Member | None" = None) -> "list[Member]":
-        recipients = [m for m in self._members.values() if m is not exclude]
-        for member in recipients:
-            member.queue(data)
-        return recipients
+        """Queue ``data`` for every member but ``exclude``; return those that need a flush."""
+        return [m for m in self._members.values() if m is not exclude and m.queue(data)]
 
     def _flush(self, recipients: "list[Member]") -> None:
         pending = getattr(self._deferred, "members", None)
@@ -210,6 +214,11 @@ class Room:
     def _names_locked(self) -> "list[str]":
         return sorted((m.name for m in self._members.values()), key=name_key)
 
+    def _names_to_log_locked(self) -> "tuple[int, list[str]]":
+        """How many are online, and the first LOGGED_NAMES_MAX names in order (cheaper than sorting all)."""
+        names = (m.name for m in self._members.values())
+        return len(self._members), heapq.nsmallest(LOGGED_NAMES_MAX, names, key=name_key)
+
     def _unused_name_locked(self, base: str) -> str:
         name, suffix = base, 1
         while name_key(name) in self._members:
@@ -218,8 +227,9 @@ class Room:
         return name
 
     @staticmethod
-    def _log_online(names: "list[str]") -> None:
-        shown = ", ".join(names[:LOGGED_NAMES_MAX])
-        hidden = len(names) - LOGGED_NAMES_MAX
+    def _log_online(online: "tuple[int, list[str]]") -> None:
+        count, names = online
+        shown = ", ".join(names)
+        hidden = count - len(names)
         more = f" and {hidden} more" if hidden > 0 else ""
         log.info("📊 Active users: %s%s", shown or "none", more)

@@ -281,6 +281,9 @@ class ClientConnection:
         self.address = address
         self.name = f"User_{address[1]}"
         self.outbox = Outbox(sock, server.limits.max_queue_bytes)
+        # The room calls these once per recipient of every line: no wrapper in between.
+        self.queue = self.outbox.put
+        self.flush = self.outbox.flush
         self.framer = LineFramer(server.limits.max_line_bytes)
         rate = server.limits.max_rate
         self.flood_control = TokenBucket(rate, 2 * rate) if rate > 0 else None
@@ -293,13 +296,7 @@ class ClientConnection:
         self.writer.start()
         self.reader.start()
 
-    # -- the Member interface ------------------------------------------------
-
-    def queue(self, data: bytes) -> None:
-        self.outbox.put(data)
-
-    def flush(self) -> None:
-        self.outbox.flush()
+    # -- the Member interface (queue and flush are the outbox's own, set in __init__) --
 
     def quit(self) -> None:
         self._quitting.set()

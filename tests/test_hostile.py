@@ -125,7 +125,7 @@ def test_a_client_that_stops_reading_is_dropped_and_the_others_lose_nothing(star
                 crowd.say(talker, line)
                 expected.append(f"Talker: {line}")
             # The readers keep up: wait for each batch, as a person's client would.
-            assert crowd.pump(lambda: all(m.lines[-1] == expected[-1] for m in readers))
+            assert crowd.pump(lambda: all(expected[-1] in m.lines[-3:] for m in readers))
         assert crowd.pump(lambda: all("[SYSTEM] Stuck left the chat." in m.lines for m in readers))
         for reader in readers:
             assert [line for line in reader.lines if line.startswith("Talker: ")] == expected

@@ -13,8 +13,9 @@ class FakeMember:
         self.delivered = []
         self.quit_called = False
 
-    def queue(self, data: bytes) -> None:
+    def queue(self, data: bytes) -> bool:
         self.queued.append(data)
+        return len(self.queued) == 1  # the first line queued needs a flush
 
     def flush(self) -> None:
         self.delivered += [data.decode().rstrip("\n") for data in self.queued]
@@ -217,3 +218,16 @@ def test_quit_says_goodbye_and_closes(room):
 def test_commands_are_parsed_into_name_and_argument():
     assert parse_command("/MSG bob  hi there ") == ("msg", "bob  hi there")
     assert parse_command("/users") == ("users", "")
+
+
+def test_deferred_flushes_send_each_member_one_batch_at_the_end(room):
+    ann, bob = join(room, "Ann"), join(room, "Bob")
+    ann.take()
+    flushes = []
+    bob.flush = lambda: flushes.append(list(bob.queued)) or FakeMember.flush(bob)
+    with room.deferred_flushes():
+        handle_line(room, ann, "one")
+        handle_line(room, ann, "two")
+        assert bob.take() == [] and flushes == []
+    assert flushes == [[b"Ann: one\n", b"Ann: two\n"]]
+    assert bob.take() == ["Ann: one", "Ann: two"]

@@ -46,6 +46,7 @@ FIGURES = [
     ("max_ms", "latency max ms", "{:.1f}", "low"),
     ("cpu_ms_per_1000", "server CPU ms / 1000 deliveries", "{:.1f}", "low"),
     ("rss_mb", "server peak RSS MB", "{:.1f}", "low"),
+    ("accepted_s", "all accepted (first line), s", "{:.3f}", "low"),
     ("connect_s", "all in the chat, s", "{:.3f}", "low"),
     ("not_joined", "clients never in the chat", "{:.0f}", "low"),
     ("lost", "lost lines", "{:.0f}", "low"),
@@ -76,6 +77,7 @@ def measure(server_class, scenario: Scenario, log_path: Path) -> dict:
         "max_ms": outcome.latency_ms(100),
         "cpu_ms_per_1000": 1e6 * outcome.cpu_s / deliveries_total if deliveries_total else float("nan"),
         "rss_mb": rss,
+        "accepted_s": outcome.accepted_s,
         "connect_s": outcome.connect_s,
         "not_joined": 0,
         "lost": outcome.lost,
@@ -128,7 +130,8 @@ def plot(scenarios, results: dict, labels, path: Path) -> None:
         print("(no plot: pip install -r bench/requirements.txt)", file=sys.stderr)
         return
     percentiles = [("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99")]
-    figure, axes = plt.subplots(1, len(scenarios), figsize=(3.2 * len(scenarios), 4), sharey=True)
+    figure, axes = plt.subplots(1, len(scenarios), figsize=(3.2 * len(scenarios), 4), sharey=True, squeeze=False)
+    axes = axes[0]
     colors = {"ours": "#2a7ab0", "ncat": "#c8553d"}
     width = 0.38
     for axis, scenario in zip(axes, scenarios):

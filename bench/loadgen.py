@@ -58,7 +58,8 @@ class Scenario:
 class Outcome:
     """What one run of a scenario measured (the load generator's side)."""
 
-    connect_s: float
+    connect_s: float  # until a line reached every client
+    accepted_s: float  # until every client had its first line from the server
     cpu_s: float  # the server's, from the start of measuring to the end of the drain
     deliveries: int
     duration_s: float
@@ -84,7 +85,7 @@ class Outcome:
 
 class Client:
     __slots__ = ("index", "sock", "reading", "partial", "outgoing", "order", "next_seq",
-                 "in_flight", "next_send", "last_seq", "synced", "connected")
+                 "in_flight", "next_send", "last_seq", "synced", "connected", "heard")
 
     def __init__(self, index: int, sock: socket.socket, reading: bool, clients: int) -> None:
         self.index = index
@@ -99,6 +100,7 @@ class Client:
         self.last_seq = [-1] * clients  # highest sequence seen from each sender
         self.synced = False
         self.connected = False
+        self.heard = False  # has received anything from the server
 
 
 class LoadGenerator:
@@ -118,6 +120,7 @@ class LoadGenerator:
         self.duplicated = 0
         self.reordered = 0
         self.measuring = False
+        self.accepted_s: "float | None" = None  # when every reader had heard from the server
         readers = scenario.clients - scenario.non_readers
         self.expected_receipts = readers - 1  # every reader but the sender (senders all read)
 
@@ -127,8 +130,8 @@ class LoadGenerator:
         try:
             started = time.perf_counter()
             self._connect_all()
-            self._sync()
-            # Connected means in the chat: a line sent now reaches every client.
+            self._sync(started)
+            # In the chat: a line sent now reaches every client.
             connect_s = time.perf_counter() - started
             self._drive(until=time.perf_counter() + 0.2, sending=False)  # let the last syncs drain
             cpu_before = self.cpu_clock()
@@ -141,6 +144,7 @@ class LoadGenerator:
             lost = sum(self.pending.values())
             cpu_s = self.cpu_clock() - cpu_before
             return Outcome(
+                accepted_s=self.accepted_s if self.accepted_s is not None else connect_s,
                 cpu_s=cpu_s,
                 connect_s=connect_s,
                 deliveries=measured,
@@ -203,8 +207,12 @@ class LoadGenerator:
                 if self.join_line:
                     self._send(client, self.join_line % client.index)
 
-    def _sync(self) -> None:
-        """Wait until a line from client 0 reaches every reader, so that all have joined."""
+    def _sync(self, started: float) -> None:
+        """Wait until a line from client 0 reaches every reader, so that all have joined.
+
+        Meanwhile, note when the last client got its first line from the server
+        (a welcome or an announcement): from then on the server had accepted them all.
+        """
         deadline = time.perf_counter() + SYNC_TIMEOUT_S
         readers = [c for c in self.clients[1:] if c.reading]
         while not all(c.synced for c in readers):
@@ -212,6 +220,8 @@ class LoadGenerator:
                 raise NotAllJoined(sum(not c.synced for c in readers))
             self._send(self.clients[0], SYNC + b"\n")
             self._drive(until=time.perf_counter() + 0.05, sending=False, stop_when_synced=readers)
+            if self.accepted_s is None and all(c.heard for c in readers):
+                self.accepted_s = time.perf_counter() - started
 
     def _drive(self, until: float, sending: bool, stop_when_synced=None) -> None:
         senders = self.clients[: self.scenario.senders]
@@ -296,6 +306,7 @@ class LoadGenerator:
         if not data:  # dropped by the server
             self._modify(client, 0)
             return
+        client.heard = True
         now = time.perf_counter_ns()  # one clock read per chunk: its lines arrived together
         lines = (client.partial + data).split(b"\n")
         client.partial = lines.pop()

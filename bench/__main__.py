@@ -53,6 +53,7 @@ FIGURES = [
     ("duplicated", "duplicated", "{:.0f}", "low"),
     ("reordered", "reordered", "{:.0f}", "low"),
     ("one_order", "one order for all (1 = yes)", "{:.0f}", "high"),
+    ("non_readers_dropped", "non-readers disconnected", "{:.0f}", "high"),
 ]
 
 
@@ -84,6 +85,7 @@ def measure(server_class, scenario: Scenario, log_path: Path) -> dict:
         "duplicated": outcome.duplicated,
         "reordered": outcome.reordered,
         "one_order": int(outcome.same_order),
+        "non_readers_dropped": outcome.non_readers_dropped,
     }
 
 
@@ -139,6 +141,9 @@ def plot(scenarios, results: dict, labels, path: Path) -> None:
             values = [results[label][scenario.name][key] for key, _ in percentiles]
             positions = [i + (offset - (len(labels) - 1) / 2) * width for i in range(len(percentiles))]
             axis.bar(positions, values, width, label=label, color=colors.get(label))
+        for offset, label in enumerate(labels):
+            if results[label][scenario.name]["p50_ms"] != results[label][scenario.name]["p50_ms"]:
+                axis.text(0.5, 0.5, f"{label}: did not finish", transform=axis.transAxes, ha="center", fontsize=9)
         axis.set_title(scenario.name, fontsize=10)
         axis.set_xticks(range(len(percentiles)), [name for _, name in percentiles])
         axis.set_yscale("log")
@@ -192,6 +197,11 @@ def main(argv=None) -> int:
     (args.output / "table.txt").write_text(f"Median of {repeat} run(s). Machine: {machine}\n{table}\n")
     (args.output / "results.json").write_text(json.dumps(results, indent=2))
     plot(scenarios, results, labels, args.output / "latency.png")
+    ours = results.get("ours", {})
+    failed = [name for name, figures in ours.items() if figures["deliveries_per_s"] != figures["deliveries_per_s"]]
+    if failed:
+        print(f"Our server failed in: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

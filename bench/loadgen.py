@@ -20,7 +20,7 @@ import selectors
 import socket
 import time
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 MARK = b"~"
 SYNC = b"SYNC"
@@ -30,6 +30,8 @@ SYNC_TIMEOUT_S = 10.0
 DRAIN_TIMEOUT_S = 3.0
 CONNECT_WAVE = 5  # clients connecting at a time, outside storm scenarios
 WAVE_PAUSE_S = 0.005
+# At the end, how long a non-reader's socket must stay silent to count as still connected.
+NON_READER_CHECK_S = 2.0
 
 
 class NotAllJoined(TimeoutError):
@@ -69,7 +71,7 @@ class Outcome:
     reordered: int
     same_order: bool
     sent: int
-    extra: dict = field(default_factory=dict)
+    non_readers_dropped: int = 0
 
     @property
     def deliveries_per_s(self) -> float:
@@ -143,6 +145,7 @@ class LoadGenerator:
             self._drive(until=time.perf_counter() + DRAIN_TIMEOUT_S, sending=False)
             lost = sum(self.pending.values())
             cpu_s = self.cpu_clock() - cpu_before
+            dropped = self._count_dropped_non_readers()
             return Outcome(
                 accepted_s=self.accepted_s if self.accepted_s is not None else connect_s,
                 cpu_s=cpu_s,
@@ -154,6 +157,7 @@ class LoadGenerator:
                 duplicated=self.duplicated,
                 reordered=self.reordered,
                 same_order=self._one_order(),
+                non_readers_dropped=dropped,
                 sent=sum(c.next_seq for c in self.clients),
             )
         finally:
@@ -338,6 +342,23 @@ class LoadGenerator:
         self.latencies.append(latency_ns)
         if self.measuring:
             self.deliveries += 1
+
+    def _count_dropped_non_readers(self) -> int:
+        """Read what each non-reader was sent, and count those the server had disconnected."""
+        dropped = 0
+        for client in self.clients:
+            if client.reading:
+                continue
+            client.sock.settimeout(NON_READER_CHECK_S)
+            try:
+                while client.sock.recv(RECV_BYTES):
+                    pass
+                dropped += 1  # end of stream: the server closed it
+            except ConnectionResetError:
+                dropped += 1
+            except (socket.timeout, OSError):
+                pass  # still connected: nothing more came, and no end of stream
+        return dropped
 
     def _one_order(self) -> bool:
         """Did every client see the lines in one total order?

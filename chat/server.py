@@ -52,9 +52,10 @@ THREAD_JOIN_S = 0.5
 THREAD_STACK_BYTES = 512 * 1024
 
 
-# TCP keepalive: after this long without traffic the kernel starts probing,
-# and gives up on a peer that answers none, so that a device that vanished
-# from the network (no FIN, no RST) is removed in about two minutes.
+# TCP keepalive: after Limits.keepalive_idle_s of silence the kernel probes the
+# peer every KEEPALIVE_INTERVAL_S and gives up after KEEPALIVE_PROBES unanswered
+# probes, so a device that vanished from the network (no FIN, no RST) is
+# removed in about two minutes.
 KEEPALIVE_INTERVAL_S = 10
 KEEPALIVE_PROBES = 6
 
@@ -105,7 +106,9 @@ class ChatServer:
             # connections linger in TIME_WAIT.
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((self.host, self.port))
-            listener.listen(socket.SOMAXCONN)
+            # Room for every client we would accept to be waiting at once
+            # (the kernel caps it at net.core.somaxconn).
+            listener.listen(self.limits.max_clients)
         except OSError:
             listener.close()
             raise

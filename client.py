@@ -31,7 +31,11 @@ def main(argv=None) -> int:
     # Never fail on an emoji when the console cannot show it.
     sys.stdout.reconfigure(errors="replace")
     colorama.just_fix_windows_console()
-    return run(args.host, args.port, args.name, wants_color(args.no_color))
+    try:
+        return run(args.host, args.port, args.name, wants_color(args.no_color))
+    except KeyboardInterrupt:  # Ctrl+C before the chat began, while connecting
+        print()
+        return 0
 
 
 if __name__ == "__main__":

@@ -4,11 +4,11 @@
 * The **receiver thread** reads lines from the server and prints them.
 
 Both block (one on the keyboard, one on the socket), which is why they need
-a thread each. When the server goes away, the receiver wakes the main
-thread with SIGINT, since nothing else interrupts a blocking ``input()``.
+a thread each. When the server goes away, the receiver ends the main
+thread's wait with ``Console.stop_reading``, which sends it SIGINT: nothing
+else interrupts a blocking ``input()``.
 """
 
-import _thread
 import signal
 import socket
 import sys
@@ -81,6 +81,9 @@ class ChatClient:
 
     def run(self) -> int:
         """Chat until the user leaves or the server goes away; return the exit status."""
+        # stop_reading() interrupts input() with SIGINT, so SIGINT must raise
+        # KeyboardInterrupt even where a parent process set it to be ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         self.receiver.start()
         try:
             self._send_typed_lines()
@@ -106,12 +109,15 @@ class ChatClient:
                 try:
                     self.sock.sendall(encode_line(text))
                 except OSError:
-                    return  # the receiver reports the lost connection
+                    # The receiver sees the broken connection too, and says so.
+                    self.server_gone.wait(QUIT_WAIT_S)
+                    return
 
     def _leave(self) -> None:
         """Say goodbye to the server, wait briefly for its reply, then close."""
         if not self.server_gone.is_set():
             self.leaving.set()
+            self.sock.settimeout(QUIT_WAIT_S)  # a server that stopped reading cannot hold us
             try:
                 self.sock.sendall(encode_line("/quit"))
             except OSError:
@@ -127,27 +133,20 @@ class ChatClient:
     def _receive(self) -> None:
         """The receiver thread: print each line from the server until the connection ends."""
         framer = LineFramer(MAX_INCOMING_LINE_BYTES)
+        farewell = "Server closed the connection."
         try:
             while data := self.sock.recv(RECV_BYTES):
                 for event in framer.feed(data):
                     if isinstance(event, bytes):
                         self.console.show(render(sanitize(decode_line(event)), self.color))
-            farewell = "Server closed the connection."
         except OSError as error:
             self.connection_lost = not self.leaving.is_set()
             farewell = f"Lost the connection to the server ({error.strerror or error})."
-        self.server_gone.set()
-        if not self.leaving.is_set():
-            self.console.show(timestamped("🔌 " + farewell), keep_prompt=False)
-            interrupt_main_thread()
-
-
-def interrupt_main_thread() -> None:
-    """Make the main thread's blocking input() raise KeyboardInterrupt."""
-    if hasattr(signal, "pthread_kill"):
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-    else:  # Windows: takes effect when input() returns, after the next Enter
-        _thread.interrupt_main()
+        finally:  # whatever ended the loop, the main thread must not wait for us
+            self.server_gone.set()
+            if not self.leaving.is_set():
+                self.console.show(timestamped("🔌 " + farewell), keep_prompt=False)
+                self.console.stop_reading()
 
 
 def run(host: str, port: int, name: "str | None", color: bool) -> int:
@@ -156,12 +155,12 @@ def run(host: str, port: int, name: "str | None", color: bool) -> int:
     console.show(timestamped(f"🔄 Connecting to {host}:{port}..."))
     try:
         sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
+        if name:
+            sock.sendall(encode_line(f"/nick {name}"))
     except OSError as error:
         print(timestamped("❌ " + describe_connect_error(error, host, port)), file=sys.stderr)
         return 1
     sock.settimeout(None)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    if name:
-        sock.sendall(encode_line(f"/nick {name}"))
     console.show(timestamped("✅ Connected! Type messages and press Enter. Type 'quit' to exit."))
     return ChatClient(sock, console, color).run()

@@ -48,6 +48,14 @@ def parse_command(text: str) -> "tuple[str, str]":
     return name.lower(), arg.strip()
 
 
+def requested_name(line: str) -> "str | None":
+    """The NAME of a ``/nick NAME`` line, or None for any other line."""
+    if not line.startswith("/"):
+        return None
+    name, arg = parse_command(line)
+    return arg if name == "nick" and arg else None
+
+
 def run_command(room: Room, member: Member, text: str) -> None:
     name, arg = parse_command(text)
     command = COMMANDS.get(name)
@@ -59,7 +67,8 @@ def run_command(room: Room, member: Member, text: str) -> None:
 
 def _nick(room: Room, member: Member, arg: str) -> None:
     if not arg:
-        return _usage(room, member, "nick")
+        _usage(room, member, "nick")
+        return
     problem = room.rename(member, arg)
     if problem:
         room.send_to(member, messages.error(problem))
@@ -73,7 +82,8 @@ def _users(room: Room, member: Member, arg: str) -> None:
 def _msg(room: Room, member: Member, arg: str) -> None:
     recipient, _, text = arg.partition(" ")
     if not text.strip():
-        return _usage(room, member, "msg")
+        _usage(room, member, "msg")
+        return
     problem = room.send_private(member, recipient, text.strip())
     if problem:
         room.send_to(member, messages.error(problem))
@@ -81,7 +91,8 @@ def _msg(room: Room, member: Member, arg: str) -> None:
 
 def _me(room: Room, member: Member, arg: str) -> None:
     if not arg:
-        return _usage(room, member, "me")
+        _usage(room, member, "me")
+        return
     room.say(member, messages.action(member.name, arg))
 
 

@@ -4,14 +4,16 @@ Any thread may :meth:`Outbox.put` bytes; it never blocks, so the room can call
 it while holding its lock. Sending happens in two ways:
 
 * :meth:`Outbox.flush`, called right after queueing (without the room lock),
-  tries one non-blocking ``send`` of everything queued. A client that keeps up
-  takes its lines this way, and its writer thread never wakes.
+  tries a non-blocking ``send`` of everything queued (and again, once, for
+  lines queued meanwhile). A client that keeps up takes its lines this way,
+  and its writer thread never wakes.
 * The writer thread (:meth:`Outbox.run_writer`) sends whatever the fast path
   could not, with ordinary blocking sends, so a slow client only ever delays
   its own thread.
 
-Either way, everything queued goes out in one system call, and only one thread
-sends at a time, so lines leave in the order they were queued.
+Either way, whatever is queued goes out together, usually in one system
+call, and only one thread sends at a time (the ``_sending`` flag), so lines
+leave in the order they were queued.
 
 If more than ``max_bytes`` are waiting to be sent, the client is not keeping
 up ("SendQ exceeded" in IRC terms): the outbox stops accepting lines and shuts
@@ -86,36 +88,37 @@ class Outbox:
     def flush(self) -> None:
         """Send what is queued if the socket takes it without blocking; else leave it to the writer."""
         with self._lock:
-            overflowed = self._state is State.OVERFLOWED
-            if not overflowed:
-                if _DONTWAIT is None:
-                    self._cond.notify()
-                    return
-                if self._sending or not self._chunks:
-                    return  # nothing to send, or the thread that is sending will see the new lines
+            if self._state is State.OVERFLOWED:
+                data = None
+            elif _DONTWAIT is None:
+                self._cond.notify()
+                return
+            elif self._sending or not self._chunks:
+                return  # nothing to send, or the thread that is sending will see the new lines
+            else:
                 data = self._take_all_locked()
-        if overflowed:
+        if data is None:
             # The writer may be blocked in a send to this very client: wake it.
-            return self.abort()
+            self.abort()
+            return
         for round_number in range(1, FAST_PATH_ROUNDS + 1):
             try:
                 sent = self._sock.send(data, _DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
-                return self._finish_send(data, 0, failed=True)
+                self._fail()
+                return
             with self._lock:
                 self._sending = False
                 self._backlog_bytes -= sent
-                if sent < len(data):  # the socket is full: the writer takes over
+                if sent < len(data):  # the socket is full
                     self._chunks.appendleft(data[sent:])
-                    return self._cond.notify()
-                if self._state is not State.OPEN:
-                    return self._cond.notify()
-                if not self._chunks:
+                go_on = sent == len(data) and self._chunks and self._state is State.OPEN
+                if not go_on or round_number == FAST_PATH_ROUNDS:
+                    if self._chunks or self._state is not State.OPEN:
+                        self._cond.notify()  # the writer carries on, or must see the new state
                     return
-                if round_number == FAST_PATH_ROUNDS:  # others keep queueing: the writer carries on
-                    return self._cond.notify()
                 data = self._take_all_locked()  # lines queued during our send go out too
 
     def close(self) -> None:
@@ -129,22 +132,20 @@ class Outbox:
         """The writer thread's body: send queued bytes until closed, then shut the socket down."""
         while True:
             with self._lock:
-                while self._state is State.OPEN and (self._sending or not self._chunks):
+                # Never send while another thread is sending: lines would be reordered.
+                while self._sending or (self._state is State.OPEN and not self._chunks):
                     self._cond.wait()
-                if self._state in (State.OVERFLOWED, State.FAILED):
-                    break
-                if not self._chunks:
-                    if not self._sending:  # CLOSING, and all is sent
-                        break
-                    self._cond.wait()  # the fast path is finishing a send
-                    continue
+                if self._state in (State.OVERFLOWED, State.FAILED) or not self._chunks:
+                    break  # the connection is over, or it is closing and all is sent
                 data = self._take_all_locked()
             try:
                 self._sock.sendall(data)
             except OSError:
-                self._finish_send(data, len(data), failed=True)
+                self._fail()
                 break
-            self._finish_send(data, len(data))
+            with self._lock:
+                self._sending = False
+                self._backlog_bytes -= len(data)
         with self._lock:
             finished_cleanly = self._state is State.CLOSING
             if finished_cleanly:
@@ -164,21 +165,14 @@ class Outbox:
         self._sending = True
         return data
 
-    def _finish_send(self, data: bytes, sent: int, failed: bool = False) -> bool:
-        """Record how a send went; return True if all of ``data`` was sent."""
+    def _fail(self) -> None:
+        """A send failed, so the connection is broken: drop what is queued."""
         with self._lock:
             self._sending = False
-            self._backlog_bytes -= sent
-            if failed:
-                self._state = State.FAILED
-                self._chunks.clear()
-                self._backlog_bytes = 0
-            elif sent < len(data):
-                self._chunks.appendleft(data[sent:])
-            complete = not failed and sent == len(data)
-            if not complete or self._state is not State.OPEN:
-                self._cond.notify()  # the writer has work to do, or a new state to see
-            return complete
+            self._state = State.FAILED
+            self._chunks.clear()
+            self._backlog_bytes = 0
+            self._cond.notify()
 
     def abort(self) -> None:
         """Shut the socket down both ways at once, waking any thread blocked on it."""

@@ -128,6 +128,8 @@ class Room:
             holder = self._members.get(name_key(new_name))
             if holder is not None and holder is not member:
                 return f"The name {new_name} is taken."
+            if new_name == member.name:
+                return f"You are already {new_name}."
             old_name = member.name
             del self._members[name_key(old_name)]
             member.name = new_name
@@ -159,20 +161,12 @@ class Room:
         with self._lock:
             return self._names_locked()
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._members)
-
     # -- delivery -----------------------------------------------------------
 
     def say(self, member: Member, line: str) -> None:
         """Send ``line`` from ``member`` to every other member, and log it."""
         self._broadcast(encode_line(line), exclude=member)
         log.info("📨 %s", line)
-
-    def announce(self, line: str) -> None:
-        """Send ``line`` to every member."""
-        self._broadcast(encode_line(line))
 
     def send_to(self, member: Member, line: str) -> None:
         """Send ``line`` to one member."""
@@ -204,6 +198,7 @@ class Room:
         return [m for m in self._members.values() if m is not exclude and m.queue(data)]
 
     def _flush(self, recipients: "list[Member]") -> None:
+        """Flush ``recipients`` now or, inside deferred_flushes() on this thread, at its end."""
         pending = getattr(self._deferred, "members", None)
         if pending is None:
             for member in recipients:

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 
 from chat import messages
-from chat.commands import handle_line, parse_command
+from chat.commands import handle_line, requested_name
 from chat.framing import DEFAULT_MAX_LINE_BYTES, LineFramer, LineTooLong, decode_line, encode_line
 from chat.logs import configure_logging
 from chat.outbox import DEFAULT_MAX_QUEUE_BYTES, Outbox, State
@@ -50,6 +50,8 @@ LINGER_S = 1.0
 SHUTDOWN_GRACE_S = 1.0
 THREAD_JOIN_S = 0.5
 THREAD_STACK_BYTES = 512 * 1024
+# After accept() fails (out of file descriptors, say), wait this long before trying again.
+ACCEPT_RETRY_S = 0.1
 
 
 # TCP keepalive: after Limits.keepalive_idle_s of silence the kernel probes the
@@ -135,8 +137,8 @@ class ChatServer:
                         elif key.fileobj is not self._wake_reader:
                             self._drain_turned_away(key.fileobj)
                     self._close_turned_away(expired_only=True)
+                self._close_turned_away(expired_only=False)
         finally:
-            self._close_turned_away(expired_only=False)
             self._close_everything()
             self._stopped.set()
 
@@ -149,7 +151,7 @@ class ChatServer:
             pass  # already woken and closed
 
     def shutdown(self, timeout: float = 5.0) -> bool:
-        """Stop serving and wait until every connection is closed; True if it stopped in time."""
+        """Stop serving and wait until the accept loop has closed everything; True if in time."""
         self.request_stop()
         return self._stopped.wait(timeout)
 
@@ -168,14 +170,21 @@ class ChatServer:
                 return
             except OSError as error:  # e.g. out of file descriptors: keep serving the others
                 log.warning("⚠️  Could not accept a connection: %s", error)
+                # The listener stays readable, so without a pause this loop would spin.
+                self._stop_requested.wait(ACCEPT_RETRY_S)
                 return
-            self._start_connection(sock, address)
+            try:
+                self._start_connection(sock, address)
+            except Exception:  # a bug of ours or a failing system call: this client only
+                log.exception("Could not start serving %s", address)
+                sock.close()
 
     def _start_connection(self, sock: socket.socket, address) -> None:
         with self._connections_lock:
             full = len(self._connections) >= self.limits.max_clients
         if full:
-            return self._turn_away(sock, address)
+            self._turn_away(sock, address)
+            return
         sock.setblocking(True)
         # Chat lines are small and should leave at once, not wait to be merged.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -184,7 +193,12 @@ class ChatServer:
         with self._connections_lock:
             self._connections.add(connection)
         log.info("✅ %s connected from %s", connection.name, address)
-        connection.start()
+        try:
+            connection.start()
+        except RuntimeError:  # no thread could be started
+            connection.outbox.abort()
+            self._forget(connection)
+            raise
 
     def _turn_away(self, sock: socket.socket, address) -> None:
         """Refuse a client over the limit, without blocking the accept loop.
@@ -254,8 +268,12 @@ class ChatServer:
         for connection in connections:
             if connection.reader.is_alive():  # it did not close its end in time
                 connection.outbox.abort()
+        deadline = time.monotonic() + THREAD_JOIN_S
         for connection in connections:
-            connection.reader.join(THREAD_JOIN_S)
+            connection.reader.join(max(0.0, deadline - time.monotonic()))
+        stuck = [c.name for c in connections if c.reader.is_alive()]
+        if stuck:
+            log.warning("⚠️  Threads still running for: %s", ", ".join(stuck))
         log.info("👋 Server stopped.")
 
 
@@ -290,7 +308,7 @@ class ClientConnection:
         self.flush = self.outbox.flush
         self.framer = LineFramer(server.limits.max_line_bytes)
         rate = server.limits.max_rate
-        self.flood_control = TokenBucket(rate, 2 * rate) if rate > 0 else None
+        self.flood_control = TokenBucket(rate, max(1, 2 * rate)) if rate > 0 else None
         self._warned_of_flood = False
         self._quitting = threading.Event()
         self.reader = threading.Thread(target=self._run, name=f"reader-{self.name}", daemon=True)
@@ -309,11 +327,9 @@ class ClientConnection:
     # -- the reader thread -----------------------------------------------------
 
     def _run(self) -> None:
-        joined = False
         try:
             first_events = self._wait_for_first_line()
-            joined = first_events is not None and self._join(first_events)
-            if joined:
+            if first_events is not None and self._join(first_events):
                 self._read_lines()
         except Exception:  # a bug of ours: log it, and still clean up below
             log.exception("Unexpected error while serving %s", self.name)
@@ -324,8 +340,7 @@ class ClientConnection:
                     self.name,
                     self.outbox.max_bytes,
                 )
-            if joined:
-                self.room.leave(self)
+            self.room.leave(self)  # harmless if it never joined
             self._close()
 
     def _wait_for_first_line(self) -> "list | None":
@@ -354,10 +369,8 @@ class ClientConnection:
         """Join the room, under the name asked for by a first "/nick NAME" line if any."""
         wanted_name = None
         if first_events and isinstance(first_events[0], bytes):
-            first_line = decode_line(first_events[0])
-            command, arg = parse_command(first_line)
-            if first_line.startswith("/") and command == "nick" and arg:
-                wanted_name = arg
+            wanted_name = requested_name(decode_line(first_events[0]))
+            if wanted_name is not None:
                 first_events = first_events[1:]
         name, _ = self.room.join(self, self.name, wanted_name)
         if name is None:
@@ -411,9 +424,14 @@ class ClientConnection:
     def _close(self) -> None:
         """Send what is queued, give the client LINGER_S to close its end, then close ours."""
         self.outbox.close()
+        self.writer.join(LINGER_S)
+        if self.writer.is_alive():  # stuck sending to a client that does not read
+            self.outbox.abort()
+            self.writer.join(THREAD_JOIN_S)
         # Closing a socket with unread input makes the kernel reset the
         # connection, which can destroy our last lines before the client
-        # reads them: so read (and ignore) until the client closes.
+        # reads them: so read (and ignore) until the client closes. (Only now,
+        # with the writer done: a socket timeout would apply to its sends too.)
         deadline = time.monotonic() + LINGER_S
         try:
             while (remaining := deadline - time.monotonic()) > 0:
@@ -422,10 +440,6 @@ class ClientConnection:
                     break
         except OSError:
             pass
-        self.writer.join(THREAD_JOIN_S)
-        if self.writer.is_alive():
-            self.outbox.abort()
-            self.writer.join(THREAD_JOIN_S)
         self.sock.close()
         self.server._forget(self)
         log.info("🔌 %s disconnected", self.name)
@@ -449,6 +463,7 @@ def run(host: str, port: int, limits: Limits = Limits()) -> int:
         server.serve_forever()
         return 0
     finally:
+        logging.getLogger().removeHandler(log_writer)
         log_writer.close()
 
 

@@ -7,7 +7,9 @@ halfway through typing. Console prints it on a line of its own and redraws
 the prompt, with the half-typed text, below it.
 """
 
+import _thread
 import os
+import signal
 import sys
 import threading
 import time
@@ -75,24 +77,38 @@ class Console:
     def __init__(self, interactive: bool) -> None:
         # Interactive: a person at a terminal, so show a prompt and redraw it.
         self.interactive = interactive
-        # Guards stdout writes and _at_prompt.
+        # Guards stdout writes, _reading and _stopped.
         self._lock = threading.Lock()
-        self._at_prompt = False
+        self._reading = False  # the main thread is waiting in input()
+        self._stopped = False  # no more input is wanted
 
     def read_line(self) -> str:
-        """Wait for the user's next line. Raises EOFError on Ctrl+D or end of input."""
+        """Wait for the user's next line.
+
+        Raises EOFError on Ctrl+D or at the end of input, and KeyboardInterrupt
+        on Ctrl+C or once stop_reading() was called.
+        """
         with self._lock:
-            self._at_prompt = self.interactive
+            if self._stopped:
+                raise KeyboardInterrupt
+            self._reading = True
         try:
             return input(PROMPT if self.interactive else "")
         finally:
             with self._lock:
-                self._at_prompt = False
+                self._reading = False
+
+    def stop_reading(self) -> None:
+        """End read_line(), now if it is waiting, or as soon as it is called."""
+        with self._lock:
+            self._stopped = True
+            if self._reading:
+                interrupt_main_thread()
 
     def show(self, text: str, keep_prompt: bool = True) -> None:
         """Print ``text`` on its own line, keeping the prompt and typed text below it."""
         with self._lock:
-            if self._at_prompt:
+            if self._reading and self.interactive:
                 typed = readline.get_line_buffer() if readline else ""
                 redraw = f"{PROMPT}{typed}" if keep_prompt else ""
                 # \r and ESC[K: back to the start of the line and clear it.
@@ -100,3 +116,15 @@ class Console:
             else:
                 sys.stdout.write(text + "\n")
             sys.stdout.flush()
+
+
+def interrupt_main_thread() -> None:
+    """Make the main thread's blocking input() raise KeyboardInterrupt.
+
+    Nothing else interrupts input(): a signal makes the read fail with EINTR,
+    and Python then runs the SIGINT handler, which raises KeyboardInterrupt.
+    """
+    if hasattr(signal, "pthread_kill"):
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+    else:  # Windows: takes effect when input() returns, after the next Enter
+        _thread.interrupt_main()

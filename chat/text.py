@@ -22,6 +22,8 @@ _UNSAFE = re.compile(
     | \x1b [ -/]* [0-~]?                    # any other ESC sequence
     | [\x00-\x1f\x7f-\x9f]                  # C0 controls, DEL, C1 controls
     | [\u202a-\u202e\u2066-\u2069]          # bidirectional embeddings, overrides, isolates
+    | [\u200e\u200f\u061c]                  # bidirectional marks
+    | [\u2028\u2029]                        # line and paragraph separators
     """,
     re.VERBOSE,
 )

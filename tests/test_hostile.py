@@ -79,7 +79,7 @@ def test_escape_sequences_never_reach_a_name(server):
     ann.send_raw(b"/nick \x1b[31mRed\n")
     assert ann.read_line() == "[SYSTEM] Ann is now known as Red"
     ann.send_raw("/nick R\u202eed\x07\n".encode())
-    assert ann.read_line() == "[SYSTEM] Red is now known as Red"
+    assert ann.read_line() == "[ERROR] You are already Red."
     ann.send_raw("/nick Évil\n".encode())
     assert "letters, digits" in ann.read_line()
 
@@ -158,3 +158,19 @@ def test_a_full_server_turns_the_next_client_away_and_keeps_serving(start_server
     cat.read_until_closed()
     assert wait_until(lambda: server.connection_count() == 2)
     Peer.joined(server.address, "Dan")
+
+
+def test_a_fractional_rate_limit_still_lets_clients_in(start_server):
+    server = start_server(max_rate=0.3)
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    ann.send("slow but fine")
+    assert bob.read_line() == "Ann: slow but fine"
+
+
+def test_stopping_while_a_refused_client_lingers_still_stops_cleanly(start_server):
+    server = start_server(max_clients=1)
+    ann = Peer.joined(server.address, "Ann")
+    extra = Peer(server.address, "Extra")
+    assert extra.read_line() == "[SYSTEM] Server is full (1 users). Try again later."
+    assert server.shutdown(timeout=5)  # while the refused socket is still open on our side
+    assert ann.read_until_closed()[-1] == "[SYSTEM] Server is shutting down."

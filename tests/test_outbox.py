@@ -100,3 +100,45 @@ def test_a_send_to_a_vanished_peer_fails_quietly(pair):
         outbox.flush()
     writer.join(TIMEOUT_S)
     assert outbox.state is State.FAILED
+
+
+class SlowSocket:
+    """A socket stand-in whose first send blocks until released, then takes only 3 bytes."""
+
+    def __init__(self):
+        self.wire = b""
+        self.first_send_started = threading.Event()
+        self.release_first_send = threading.Event()
+        self.sends = 0
+
+    def send(self, data, flags=0):
+        self.sends += 1
+        if self.sends == 1:
+            self.first_send_started.set()
+            assert self.release_first_send.wait(TIMEOUT_S)
+            data = data[:3]
+        self.wire += data
+        return len(data)
+
+    def sendall(self, data):
+        self.wire += data
+
+    def shutdown(self, how):
+        pass
+
+
+def test_closing_during_a_fast_path_send_loses_and_reorders_nothing():
+    sock = SlowSocket()
+    outbox = Outbox(sock)
+    assert outbox.put(b"line1\n")
+    fast_path = threading.Thread(target=outbox.flush)
+    fast_path.start()
+    assert sock.first_send_started.wait(TIMEOUT_S)
+    assert not outbox.put(b"line2\n")  # a send is under way: no flush needed
+    outbox.close()
+    writer = start_writer(outbox)
+    sock.release_first_send.set()
+    fast_path.join(TIMEOUT_S)
+    writer.join(TIMEOUT_S)
+    assert sock.wire == b"line1\nline2\n"
+    assert outbox.state is State.DONE

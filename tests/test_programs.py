@@ -150,3 +150,20 @@ def test_names_are_colored_on_a_terminal_unless_no_color_is_set(server_program, 
     ann.send("colors?")
     assert "\x1b[" in colored.wait_for("colors?")
     assert "\x1b[" not in plain.wait_for("colors?").replace("\x1b[K", "")
+
+
+def test_the_client_strips_escape_sequences_a_hostile_server_sends(terminals):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = terminals("127.0.0.1", str(listener.getsockname()[1]))
+        listener.settimeout(5)
+        connection, _ = listener.accept()
+        with connection:
+            client.wait_for("You: ")
+            connection.sendall("\x1b]0;pwned\x07\x1b[2Jevil \u202eline\x9b\n".encode())
+            screen = client.wait_for("evil line")
+            connection.sendall(b"[SYSTEM] bye\n")
+            client.wait_for("bye")
+    assert "pwned" not in screen and "\x1b]" not in screen and "\x1b[2J" not in screen
+    assert "\u202e" not in screen

@@ -9,7 +9,7 @@ from chat.framing import LineFramer, LineTooLong, decode_line
 from chat.ratelimit import TokenBucket
 from chat.text import sanitize
 
-BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\u2028\u2029")
 
 # Bytes rich in what matters to a framer: newlines, carriage returns, escapes, broken UTF-8.
 stream_bytes = st.lists(
@@ -55,7 +55,7 @@ def is_unsafe(char: str) -> bool:
 
 
 @settings(max_examples=500)
-@given(st.text(alphabet=st.one_of(st.characters(), st.sampled_from("\x1b[]\\;\x07\x9b\x9d\u202e\u2066\t"))))
+@given(st.text(alphabet=st.one_of(st.characters(), st.sampled_from("\x1b[]\\;\x07\x9b\x9d\u202e\u2066\u200f\u2028\t"))))
 def test_sanitized_text_has_no_control_character_escape_or_bidi_override(text):
     clean = sanitize(text)
     assert not any(is_unsafe(char) for char in clean)

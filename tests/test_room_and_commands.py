@@ -2,7 +2,7 @@
 
 import pytest
 
-from chat.commands import COMMANDS, handle_line, parse_command
+from chat.commands import COMMANDS, handle_line, parse_command, requested_name
 from chat.room import Room
 
 
@@ -140,6 +140,14 @@ def test_nick_renames_and_tells_everyone(room):
     assert bob.take() == ["Anna: hi"]
 
 
+def test_nick_to_ones_own_name_changes_nothing(room):
+    ann, bob = join(room, "Ann"), join(room, "Bob")
+    ann.take()
+    handle_line(room, ann, "/nick Ann")
+    assert ann.take() == ["[ERROR] You are already Ann."]
+    assert bob.take() == []
+
+
 def test_nick_may_change_only_the_case_of_ones_own_name(room):
     ann = join(room, "Ann")
     handle_line(room, ann, "/nick ANN")
@@ -213,6 +221,14 @@ def test_quit_says_goodbye_and_closes(room):
     handle_line(room, ann, "/QUIT")
     assert ann.take() == ["[SYSTEM] Goodbye!"]
     assert ann.quit_called
+
+
+def test_a_first_nick_line_names_the_newcomer():
+    assert requested_name("/nick Ann") == "Ann"
+    assert requested_name("/NICK  Ann ") == "Ann"
+    assert requested_name("/nick") is None
+    assert requested_name("hello /nick Ann") is None
+    assert requested_name("/users") is None
 
 
 def test_commands_are_parsed_into_name_and_argument():

@@ -10,12 +10,10 @@ def bounded_int(low: int, high: int, name: str):
     """An argparse type: an integer from low to high."""
 
     def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise ValueError(text)
-        return value
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {name} from {low} to {high}")
+        return int(text)
 
-    parse.__name__ = name  # argparse names the type in its error message
     return parse
 
 
@@ -30,13 +28,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     defaults = Limits()
     parser = argparse.ArgumentParser(description="A TCP chat server: one thread per client.")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0, every interface)")
-    parser.add_argument("--port", type=bounded_int(0, 65535, "port"), default=8080, help="TCP port to listen on (default: 8080; 0 picks a free one)")
+    parser.add_argument("--port", type=bounded_int(0, 65535, "port number"), default=8080, help="TCP port to listen on (default: 8080; 0 picks a free one)")
     limits = parser.add_argument_group("limits", "protections against misbehaving clients (see the README)")
     limits.add_argument("--max-line-bytes", type=bounded_int(64, 1 << 20, "byte count"), default=defaults.max_line_bytes, metavar="N", help="longest line a client may send (default: %(default)s)")
     limits.add_argument("--max-rate", type=rate, default=defaults.max_rate, metavar="N", help="lines per second per client, bursts of 2N; 0 turns flood control off (default: %(default)g)")
     limits.add_argument("--max-queue-bytes", type=bounded_int(1024, 1 << 30, "byte count"), default=defaults.max_queue_bytes, metavar="N", help="unsent bytes a client may fall behind before it is dropped (default: %(default)s)")
-    limits.add_argument("--max-clients", type=bounded_int(1, 100_000, "count"), default=defaults.max_clients, metavar="N", help="most clients connected at once (default: %(default)s)")
-    limits.add_argument("--keepalive-idle", type=bounded_int(1, 86_400, "seconds"), default=defaults.keepalive_idle_s, metavar="S", help="seconds of silence before TCP keepalive probes a client (default: %(default)s)")
+    limits.add_argument("--max-clients", type=bounded_int(1, 100_000, "client count"), default=defaults.max_clients, metavar="N", help="most clients connected at once (default: %(default)s)")
+    limits.add_argument("--keepalive-idle", type=bounded_int(1, 86_400, "number of seconds"), default=defaults.keepalive_idle_s, metavar="S", help="seconds of silence before TCP keepalive probes a client (default: %(default)s)")
     return parser.parse_args(argv)
 
 

@@ -54,10 +54,16 @@ def parse_address(host: "str | None", port: "str | None") -> "tuple[str, int]":
     return host, int(port)
 
 
+def format_address(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets: ``[::1]:8080``."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def describe_connect_error(error: OSError, host: str, port: int) -> str:
-    where = f"{host}:{port}"
+    where = format_address(host, port)
     if isinstance(error, ConnectionRefusedError):
-        message = f"Could not connect to {where}: connection refused. Is the server running? Start it with: python server.py"
+        start = "python server.py" if port == DEFAULT_PORT else f"python server.py --port {port}"
+        message = f"Could not connect to {where}: connection refused. Is the server running? Start it with: {start}"
     elif isinstance(error, socket.gaierror):
         message = f"Could not find the host {host!r}. Check the spelling."
     elif isinstance(error, TimeoutError):
@@ -88,7 +94,9 @@ class ChatClient:
         try:
             self._send_typed_lines()
         except KeyboardInterrupt:
-            if not self.server_gone.is_set():
+            if self.server_gone.is_set():
+                self.console.clear_line()  # the prompt is of no use any more
+            else:
                 self.console.show("")  # end the line that shows ^C
         # From here on we are leaving: a second Ctrl+C must not interrupt it.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -152,7 +160,7 @@ class ChatClient:
 def run(host: str, port: int, name: "str | None", color: bool) -> int:
     """Connect, chat, and return the process exit status."""
     console = Console(interactive=sys.stdin.isatty() and sys.stdout.isatty())
-    console.show(timestamped(f"🔄 Connecting to {host}:{port}..."))
+    console.show(timestamped(f"🔄 Connecting to {format_address(host, port)}..."))
     try:
         sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
         if name:

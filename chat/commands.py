@@ -100,6 +100,7 @@ def _help(room: Room, member: Member, arg: str) -> None:
     width = max(len(c.usage) for c in COMMANDS.values())
     for command in COMMANDS.values():
         room.send_to(member, messages.system(f"{command.usage:<{width}}  {command.help}"))
+    room.send_to(member, messages.system("Start a line with // to send a message that begins with /."))
 
 
 def _quit(room: Room, member: Member, arg: str) -> None:

@@ -112,8 +112,9 @@ class Room:
             if self._members.get(name_key(member.name)) is not member:
                 return
             del self._members[name_key(member.name)]
-            # After close() the shutdown notice is the last word; no leave notices.
-            recipients = [] if self._closed else self._queue_locked(encode_line(messages.left(member.name)))
+            if self._closed:  # the shutdown notice was the last word: no leave notices
+                return
+            recipients = self._queue_locked(encode_line(messages.left(member.name)))
             online = self._names_to_log_locked()
         self._flush(recipients)
         log.info(messages.left(member.name))

@@ -471,7 +471,7 @@ def describe_bind_error(error: OSError, host: str, port: int) -> str:
     if error.errno == errno.EADDRINUSE:
         return (
             f"Port {port} is already in use. Stop the other server "
-            f'(pkill -f "python server.py") or pick another port with --port.'
+            f'(pkill -f "server.py") or pick another port with --port.'
         )
     if error.errno == errno.EACCES:
         return f"Not allowed to listen on port {port}: pick a port above 1023 with --port."

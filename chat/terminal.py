@@ -3,8 +3,8 @@
 :func:`render` is pure: it turns a received line into the text to print.
 :class:`Console` does the terminal I/O. The client reads the keyboard in one
 thread and receives in another, so a message can arrive while the user is
-halfway through typing. Console prints it on a line of its own and redraws
-the prompt, with the half-typed text, below it.
+halfway through typing. Console prints it on a line of its own above the
+prompt, and the prompt with the half-typed text moves down a row, untouched.
 """
 
 import _thread
@@ -20,12 +20,27 @@ from colorama import Fore, Style
 from chat.messages import Kind, classify
 
 try:
-    import readline  # line editing, history, and access to the half-typed line
-except ImportError:  # Windows: typing still works, without the redraw
-    readline = None
+    import readline  # noqa: F401  (importing it gives input() line editing and history)
+except ImportError:  # Windows: the console's own line editing does instead
+    pass
 
 PROMPT = "You: "
 INCOMING = "📨 "
+STOP_READING_RETRY_S = 0.05
+STOP_READING_TRIES = 100
+
+# Inserts a line above the prompt without disturbing it: the prompt line, the
+# half-typed text and the cursor's place in it stay as they are, just one row
+# lower. (The same VT100 sequence as the websockets command-line client.)
+INSERT_ABOVE_PROMPT = (
+    "\x1b7"  # save the cursor position
+    "\n"  # go down a line, scrolling the screen up if at the bottom
+    "\x1b[A"  # back up to the prompt line
+    "\x1b[L"  # insert a blank line there, pushing the prompt line down
+    "{text}\n"  # write the text into the blank line
+    "\x1b8"  # restore the cursor: on the prompt line if the screen scrolled...
+    "\x1b[B"  # ...else one row above it: move down (no effect at the bottom)
+)
 
 # Yellow, red and magenta are kept for system notices, errors and private messages.
 NAME_COLORS = (
@@ -99,22 +114,39 @@ class Console:
                 self._reading = False
 
     def stop_reading(self) -> None:
-        """End read_line(), now if it is waiting, or as soon as it is called."""
+        """End read_line(), now if it is waiting, or as soon as it is called.
+
+        A signal that arrives just before input() starts to wait is noted but
+        wakes nothing, so it is repeated until read_line() has returned.
+        """
         with self._lock:
             self._stopped = True
-            if self._reading:
+        for _ in range(STOP_READING_TRIES):
+            with self._lock:
+                if not self._reading:
+                    return
                 interrupt_main_thread()
+            time.sleep(STOP_READING_RETRY_S)
+
+    def clear_line(self) -> None:
+        """Erase the prompt line, if the prompt was on screen."""
+        if self.interactive:
+            with self._lock:
+                sys.stdout.write("\r\x1b[K")
+                sys.stdout.flush()
 
     def show(self, text: str, keep_prompt: bool = True) -> None:
-        """Print ``text`` on its own line, keeping the prompt and typed text below it."""
+        """Print ``text`` on its own line above the prompt, leaving what the user types alone.
+
+        With ``keep_prompt=False`` the text replaces the prompt line instead.
+        """
         with self._lock:
-            if self._reading and self.interactive:
-                typed = readline.get_line_buffer() if readline else ""
-                redraw = f"{PROMPT}{typed}" if keep_prompt else ""
-                # \r and ESC[K: back to the start of the line and clear it.
-                sys.stdout.write(f"\r\x1b[K{text}\n{redraw}")
-            else:
+            if not (self._reading and self.interactive):
                 sys.stdout.write(text + "\n")
+            elif keep_prompt:
+                sys.stdout.write(INSERT_ABOVE_PROMPT.format(text=text))
+            else:
+                sys.stdout.write(f"\r\x1b[K{text}\n")  # back to column 0, clear the line
             sys.stdout.flush()
 
 

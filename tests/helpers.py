@@ -19,6 +19,8 @@ import time
 from collections import deque
 from pathlib import Path
 
+import pyte
+
 from chat.framing import LineFramer, decode_line, encode_line
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -233,7 +235,10 @@ class Terminal:
             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
         )
         os.close(slave)
-        self.screen = ""
+        self.screen = ""  # output not yet matched by wait_for()
+        # What a person would see: a terminal emulator fed with everything printed.
+        self.display = pyte.Screen(200, 24)
+        self._display_feed = pyte.ByteStream(self.display)
 
     def type(self, keys: str) -> None:
         os.write(self.master, keys.encode())
@@ -253,10 +258,18 @@ class Terminal:
                     chunk = b""
                 if not chunk:
                     raise AssertionError(f"{text!r} never appeared; output was {self.screen!r}")
+                self._display_feed.feed(chunk)
                 self.screen += chunk.decode("utf-8", "replace")
         before, _, after = self.screen.partition(text)
         self.screen = after
         return before + text
+
+    def rows(self) -> "list[str]":
+        """The emulated screen's non-blank rows, without trailing spaces."""
+        return [row.rstrip() for row in self.display.display if row.strip()]
+
+    def cursor_column(self) -> int:
+        return self.display.cursor.x
 
     def wait(self, timeout: float = TIMEOUT_S) -> int:
         """Wait for the program to exit, collecting what it prints meanwhile."""

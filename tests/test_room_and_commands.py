@@ -211,7 +211,8 @@ def test_help_lists_every_command_to_the_asker(room):
     ann = join(room, "Ann")
     handle_line(room, ann, "/help")
     lines = ann.take()
-    assert len(lines) == len(COMMANDS)
+    assert len(lines) == len(COMMANDS) + 1
+    assert lines[-1] == "[SYSTEM] Start a line with // to send a message that begins with /."
     for command, line in zip(COMMANDS.values(), lines):
         assert line.startswith(f"[SYSTEM] {command.usage}") and line.endswith(command.help)
 

@@ -264,6 +264,19 @@ class Terminal:
         self.screen = after
         return before + text
 
+    def wait_for_display(self, condition, timeout: float = TIMEOUT_S) -> None:
+        """Read output until ``condition()`` holds for the emulated screen."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"the screen never got there; it shows {self.rows()!r}")
+            ready, _, _ = select.select([self.master], [], [], remaining)
+            if ready:
+                chunk = os.read(self.master, 65536)
+                self._display_feed.feed(chunk)
+                self.screen += chunk.decode("utf-8", "replace")
+
     def rows(self) -> "list[str]":
         """The emulated screen's non-blank rows, without trailing spaces."""
         return [row.rstrip() for row in self.display.display if row.strip()]

@@ -99,11 +99,10 @@ def test_the_client_connects_sends_receives_while_typing_and_quits(server_progra
     ann.send("Hi there!")
     client.wait_for("Hi there!")
     client.type("y")
-    client.wait_for("y")
     # The message has a row of its own; the prompt and the typing are intact below it,
     # with the cursor where it was.
-    assert client.rows()[-2:] == ["📨 Ann: Hi there!", "You: half-typed"]
-    assert client.cursor_column() == len("You: half-ty")
+    client.wait_for_display(lambda: client.rows()[-2:] == ["📨 Ann: Hi there!", "You: half-typed"])
+    client.wait_for_display(lambda: client.cursor_column() == len("You: half-ty"))
     client.type("\r")
     assert ann.read_line() == "Bob: half-typed"
 

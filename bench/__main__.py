@@ -10,6 +10,7 @@ median of each figure is reported. Results go to bench/results/.
 
 import argparse
 import json
+import math
 import platform
 import resource
 import statistics
@@ -91,14 +92,14 @@ def measure(server_class, scenario: Scenario, log_path: Path) -> dict:
 
 def median_of(runs: "list[dict]") -> dict:
     """The median of each figure over the runs that completed (NaN if none did)."""
-    completed = [run for run in runs if run["deliveries_per_s"] == run["deliveries_per_s"]]
+    completed = [run for run in runs if not math.isnan(run["deliveries_per_s"])]
     if not completed:
         return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     return {key: statistics.median(run[key] for run in completed) for key in completed[0]}
 
 
 def ratio(ours: float, theirs: float) -> str:
-    if theirs == 0 or theirs != theirs or ours != ours:
+    if theirs == 0 or math.isnan(theirs) or math.isnan(ours):
         return "-"
     return f"{ours / theirs:.2f}×"
 
@@ -141,8 +142,8 @@ def plot(scenarios, results: dict, labels, path: Path) -> None:
             values = [results[label][scenario.name][key] for key, _ in percentiles]
             positions = [i + (offset - (len(labels) - 1) / 2) * width for i in range(len(percentiles))]
             axis.bar(positions, values, width, label=label, color=colors.get(label))
-        for offset, label in enumerate(labels):
-            if results[label][scenario.name]["p50_ms"] != results[label][scenario.name]["p50_ms"]:
+        for label in labels:
+            if math.isnan(results[label][scenario.name]["p50_ms"]):
                 axis.text(0.5, 0.5, f"{label}: did not finish", transform=axis.transAxes, ha="center", fontsize=9)
         axis.set_title(scenario.name, fontsize=10)
         axis.set_xticks(range(len(percentiles)), [name for _, name in percentiles])
@@ -198,7 +199,7 @@ def main(argv=None) -> int:
     (args.output / "results.json").write_text(json.dumps(results, indent=2))
     plot(scenarios, results, labels, args.output / "latency.png")
     ours = results.get("ours", {})
-    failed = [name for name, figures in ours.items() if figures["deliveries_per_s"] != figures["deliveries_per_s"]]
+    failed = [name for name, figures in ours.items() if math.isnan(figures["deliveries_per_s"])]
     if failed:
         print(f"Our server failed in: {', '.join(failed)}", file=sys.stderr)
         return 1

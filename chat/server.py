@@ -24,7 +24,6 @@ import logging
 import selectors
 import signal
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass

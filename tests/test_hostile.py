@@ -116,7 +116,7 @@ def test_a_client_that_stops_reading_is_dropped_and_the_others_lose_nothing(star
     try:
         talker = crowd.connect("Talker")
         readers = [crowd.connect(f"Reader{i}") for i in range(3)]
-        stuck = crowd.connect("Stuck", reading=False, receive_buffer=4096)
+        crowd.connect("Stuck", reading=False, receive_buffer=4096)
         assert crowd.pump(lambda: all("[SYSTEM] Stuck joined the chat!" in m.lines for m in [talker, *readers]))
         expected = []
         for batch in range(40):  # 4 MB in all, far past the bound and the socket buffers

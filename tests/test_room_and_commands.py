@@ -182,7 +182,8 @@ def test_a_bad_nick_is_explained(room):
 
 
 def test_users_lists_everyone_online_to_the_asker(room):
-    ann, bob, cat = join(room, "Ann"), join(room, "bob"), join(room, "Cat")
+    join(room, "Ann")
+    bob, cat = join(room, "bob"), join(room, "Cat")
     bob.take()
     handle_line(room, bob, "/users")
     assert bob.take() == ["[SYSTEM] Online (3): Ann, bob, Cat"]

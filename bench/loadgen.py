@@ -28,6 +28,7 @@ RECV_BYTES = 256 * 1024
 CONNECT_TIMEOUT_S = 30.0
 SYNC_TIMEOUT_S = 10.0
 DRAIN_TIMEOUT_S = 3.0
+SYNC_READ_PAUSE_S = 0.005
 CONNECT_WAVE = 5  # clients connecting at a time, outside storm scenarios
 WAVE_PAUSE_S = 0.005
 # At the end, how long a non-reader's socket must stay silent to count as still connected.
@@ -123,6 +124,8 @@ class LoadGenerator:
         self.reordered = 0
         self.measuring = False
         self.accepted_s: "float | None" = None  # when every reader had heard from the server
+        self.heard_count = 0  # clients that have received anything
+        self.synced_count = 0  # clients that have received the sync line
         readers = scenario.clients - scenario.non_readers
         self.expected_receipts = readers - 1  # every reader but the sender (senders all read)
 
@@ -218,13 +221,13 @@ class LoadGenerator:
         (a welcome or an announcement): from then on the server had accepted them all.
         """
         deadline = time.perf_counter() + SYNC_TIMEOUT_S
-        readers = [c for c in self.clients[1:] if c.reading]
-        while not all(c.synced for c in readers):
+        readers = sum(c.reading for c in self.clients[1:])  # client 0 does not hear its own line
+        while self.synced_count < readers:
             if time.perf_counter() > deadline:
-                raise NotAllJoined(sum(not c.synced for c in readers))
+                raise NotAllJoined(readers - self.synced_count)
             self._send(self.clients[0], SYNC + b"\n")
             self._drive(until=time.perf_counter() + 0.05, sending=False, stop_when_synced=readers)
-            if self.accepted_s is None and all(c.heard for c in readers):
+            if self.accepted_s is None and self.heard_count >= readers:
                 self.accepted_s = time.perf_counter() - started
 
     def _drive(self, until: float, sending: bool, stop_when_synced=None) -> None:
@@ -244,8 +247,12 @@ class LoadGenerator:
                             sender.next_send = max(sender.next_send + interval, now - interval)
             elif not self.pending and stop_when_synced is None and not self.measuring_drain_needed():
                 return
-            if stop_when_synced is not None and all(c.synced for c in stop_when_synced):
-                return
+            if stop_when_synced is not None:
+                if self.synced_count >= stop_when_synced:
+                    return
+                # While waiting for everyone to join, let lines pile up between reads:
+                # one recv per line would make this process the bottleneck.
+                time.sleep(SYNC_READ_PAUSE_S)
             timeout = min(until - now, 0.002 if sending else 0.05)
             for key, events in self.selector.select(timeout):
                 client = key.data
@@ -310,15 +317,18 @@ class LoadGenerator:
         if not data:  # dropped by the server
             self._modify(client, 0)
             return
-        client.heard = True
+        if not client.heard:
+            client.heard = True
+            self.heard_count += 1
         now = time.perf_counter_ns()  # one clock read per chunk: its lines arrived together
         lines = (client.partial + data).split(b"\n")
         client.partial = lines.pop()
         for line in lines:
             mark = line.find(MARK)
             if mark < 0:
-                if SYNC in line:
+                if not client.synced and SYNC in line:
                     client.synced = True
+                    self.synced_count += 1
                 continue
             sender, seq, sent_ns, _ = line[mark + 1 :].split(b" ", 3)
             self._record(client, int(sender), int(seq), now - int(sent_ns))

@@ -169,7 +169,8 @@ class Outbox:
         """A send failed, so the connection is broken: drop what is queued."""
         with self._lock:
             self._sending = False
-            self._state = State.FAILED
+            if self._state is not State.OVERFLOWED:  # keep the reason it was cut off
+                self._state = State.FAILED
             self._chunks.clear()
             self._backlog_bytes = 0
             self._cond.notify()

@@ -1,6 +1,6 @@
 """Benchmark our chat server side by side with ncat's chat mode.
 
-    python -m bench              the full run (a few minutes), table and plot
+    python -m bench              the full run (about seven minutes), table and plot
     python -m bench --smoke      a few seconds with small numbers, to check it works
     python -m bench --only ours  skip ncat
 

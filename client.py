@@ -5,9 +5,9 @@ import sys
 
 import colorama
 
-from chat.client import parse_address, run
-from chat.terminal import wants_color
-from chat.text import name_problem
+from chat.client.client import parse_address, run
+from chat.client.terminal import wants_color
+from chat.core.text import name_problem
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -3,7 +3,8 @@
 import argparse
 import sys
 
-from chat.server import Limits, run
+from chat.limits import Limits
+from chat.server import run
 
 
 def bounded_int(low: int, high: int, name: str):

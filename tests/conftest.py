@@ -7,7 +7,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chat.server import ChatServer, Limits  # noqa: E402
+from chat.limits import Limits  # noqa: E402
+from chat.server import ChatServer  # noqa: E402
 from tests.helpers import Peer  # noqa: E402
 
 

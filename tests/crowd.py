@@ -9,7 +9,7 @@ import socket
 import struct
 import time
 
-from chat.framing import LineFramer, decode_line, encode_line
+from chat.core.framing import LineFramer, decode_line, encode_line
 
 CHECK_INTERVAL_S = 0.02
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pyte
 
-from chat.framing import LineFramer, decode_line, encode_line
+from chat.core.framing import LineFramer, decode_line, encode_line
 
 PROJECT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 5.0

@@ -6,8 +6,8 @@ import socket
 import pytest
 from colorama import Fore, Style
 
-from chat.client import describe_connect_error, parse_address
-from chat.terminal import name_color, render, wants_color
+from chat.client.client import describe_connect_error, parse_address
+from chat.client.terminal import name_color, render, wants_color
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 import pytest
 
-from chat.framing import LineFramer, LineTooLong, decode_line, encode_line
+from chat.core.framing import LineFramer, LineTooLong, decode_line, encode_line
 
 
 def feed_in_pieces(data: bytes, cuts, max_line_bytes=4096) -> list:

@@ -4,7 +4,7 @@ their messages, once, in order, and that the server still answers afterwards."""
 import random
 import socket
 
-from chat.server import KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES
+from chat.transports.tcp import KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES
 from tests.crowd import Crowd
 from tests.helpers import Peer, join_all, wait_until
 

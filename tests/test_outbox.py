@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from chat.outbox import Outbox, State
+from chat.transports.outbox import Outbox, State
 from tests.helpers import TIMEOUT_S, wait_until
 
 

@@ -5,9 +5,9 @@ import unicodedata
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chat.framing import LineFramer, LineTooLong, decode_line
-from chat.ratelimit import TokenBucket
-from chat.text import sanitize
+from chat.core.framing import LineFramer, LineTooLong, decode_line
+from chat.core.ratelimit import TokenBucket
+from chat.core.text import sanitize
 
 BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\u2028\u2029")
 

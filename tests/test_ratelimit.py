@@ -1,6 +1,6 @@
 import pytest
 
-from chat.ratelimit import TokenBucket
+from chat.core.ratelimit import TokenBucket
 
 
 class Clock:

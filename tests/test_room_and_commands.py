@@ -2,8 +2,8 @@
 
 import pytest
 
-from chat.commands import COMMANDS, handle_line, parse_command, requested_name
-from chat.room import Room
+from chat.core.commands import COMMANDS, handle_line, parse_command, requested_name
+from chat.core.room import Room
 
 
 class FakeMember:

@@ -1,8 +1,8 @@
 import pytest
 
-from chat import messages
-from chat.messages import Kind, classify
-from chat.text import name_key, name_problem, sanitize
+from chat.core import messages
+from chat.core.messages import Kind, classify
+from chat.core.text import name_key, name_problem, sanitize
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ the room, the member who typed the command and the rest of the line.
 from dataclasses import dataclass
 from typing import Callable
 
-from chat import messages
-from chat.room import Member, Room
-from chat.text import sanitize
+from chat.core import messages
+from chat.core.room import Member, Room
+from chat.core.text import sanitize
 
 
 @dataclass(frozen=True)

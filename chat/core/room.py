@@ -19,9 +19,9 @@ import logging
 import threading
 from typing import Protocol
 
-from chat import messages
-from chat.framing import encode_line
-from chat.text import name_key, name_problem
+from chat.core import messages
+from chat.core.framing import encode_line
+from chat.core.text import name_key, name_problem
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ Every line on the wire is plain text that a person can read in ``nc``::
     [SYSTEM] Bob joined the chat!  a notice from the server (Kind.SYSTEM)
     [ERROR] Unknown command ...  a reply saying a command failed (Kind.ERROR)
 
-Names can only hold letters, digits, ``_`` and ``-`` (see :mod:`chat.text`),
+Names can only hold letters, digits, ``_`` and ``-`` (see :mod:`chat.core.text`),
 so no user can make a chat line that looks like any other kind.
 """
 

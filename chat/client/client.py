@@ -14,9 +14,9 @@ import socket
 import sys
 import threading
 
-from chat.framing import LineFramer, decode_line, encode_line
-from chat.terminal import Console, render, timestamped
-from chat.text import sanitize
+from chat.core.framing import LineFramer, decode_line, encode_line
+from chat.client.terminal import Console, render, timestamped
+from chat.core.text import sanitize
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 8080

@@ -17,7 +17,7 @@ import zlib
 
 from colorama import Fore, Style
 
-from chat.messages import Kind, classify
+from chat.core.messages import Kind, classify
 
 try:
     import readline  # noqa: F401  (importing it gives input() line editing and history)

@@ -1,0 +1,167 @@
+"""The room password: checking it, and slowing down whoever keeps guessing.
+
+A public port means anyone with the address can reach the chat, so the
+server may require a password (``--password``, or ``CHAT_PASSWORD``). A
+client gives it as its first line, ``/pass SECRET``.
+
+Two things protect the password from being guessed:
+
+* :func:`password_matches` compares in constant time, so the time an answer
+  takes does not tell how many leading characters were right.
+* :class:`FailureTracker` remembers failures per address. Each failure from
+  an address makes its next check wait longer (doubling, up to a bound), so
+  trying a thousand passwords takes hours instead of seconds. An address that
+  stays quiet for a while is forgotten, and a success forgets it at once.
+
+Like the rest of ``chat.core`` this module does no I/O and never sleeps: the
+tracker says how long to wait, and the connection's own thread waits, so a
+guesser only ever delays itself. The clock is a parameter, so tests need no
+real time to pass.
+"""
+
+import hmac
+import threading
+import time
+from dataclasses import dataclass
+
+from chat.core import messages
+
+# The lines the server sends about the password. (Kept here until they join
+# the other lines in chat.core.messages; the page matches them exactly.)
+PASSWORD_NEEDED = messages.system("This chat needs a password: send /pass PASSWORD first.")
+PASSWORD_WRONG = messages.error("Wrong password.")
+PASSWORD_TOO_MANY_TRIES = messages.error("Too many wrong passwords from your address. Try again in a minute.")
+
+# After the first failure from an address, checks from it are at least this
+# far apart; the gap doubles with each further failure, up to MAX_DELAY_S.
+FIRST_DELAY_S = 1.0
+MAX_DELAY_S = 30.0
+# An address with no failure for this long starts again from no delay.
+FORGET_AFTER_S = 15 * 60.0
+# At most this many addresses are remembered: a flood of addresses cannot
+# fill the server's memory. The ones quiet for longest are dropped first.
+MAX_ADDRESSES = 10_000
+
+
+def password_matches(given: str, expected: str) -> bool:
+    """True if ``given`` is ``expected``, taking the same time wherever they differ.
+
+    Both are encoded to UTF-8 first: ``hmac.compare_digest`` accepts only
+    ASCII ``str``, and a password may hold any character.
+    """
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+@dataclass
+class _Record:
+    failures: int
+    last_failure: float  # by the tracker's clock
+    next_check: float  # the earliest time the next check from this address may happen
+
+
+class FailureTracker:
+    """Remembers failed attempts per address and spaces out the checks that follow.
+
+    Typical use, in the thread that serves one connection::
+
+        wait = tracker.wait_before_check(address)
+        if wait is None:                  # too many attempts from there already waiting
+            refuse, without checking
+        time.sleep(wait)
+        if password_matches(given, expected):
+            tracker.succeeded(address)
+        else:
+            tracker.failed(address)
+
+    Checks from one address take turns: each one books the next free turn, so
+    opening many connections at once does not make guessing any faster. An
+    attempt whose turn is more than ``max_delay_s`` away gets None and should
+    be refused at once, so no thread waits for long. (People behind one
+    router share an address, and so share its record: a success clears it.)
+
+    Thread-safe: all client threads share one tracker.
+    """
+
+    def __init__(
+        self,
+        first_delay_s: float = FIRST_DELAY_S,
+        max_delay_s: float = MAX_DELAY_S,
+        forget_after_s: float = FORGET_AFTER_S,
+        max_addresses: int = MAX_ADDRESSES,
+        clock=time.monotonic,
+    ) -> None:
+        self.first_delay_s = first_delay_s
+        self.max_delay_s = max_delay_s
+        self.forget_after_s = forget_after_s
+        self.max_addresses = max_addresses
+        self._clock = clock
+        # Guards _records: address -> its failures. Insertion order is the
+        # order of last failure, oldest first (a failure moves it to the end).
+        self._lock = threading.Lock()
+        self._records: "dict[str, _Record]" = {}
+
+    def delay_after(self, failures: int) -> float:
+        """The gap between checks from an address that has failed ``failures`` times."""
+        if failures < 1:
+            return 0.0
+        return min(self.max_delay_s, self.first_delay_s * 2 ** (failures - 1))
+
+    def wait_before_check(self, address: str) -> "float | None":
+        """Book a turn to check a password from ``address``; return the seconds to wait for it.
+
+        0 for an address with no recent failure. None if the turn would be
+        more than ``max_delay_s`` away: refuse that attempt without checking.
+        """
+        with self._lock:
+            now = self._clock()
+            record = self._current_locked(address, now)
+            if record is None:
+                return 0.0
+            wait = max(0.0, record.next_check - now)
+            if wait > self.max_delay_s:
+                return None
+            record.next_check = now + wait + self.delay_after(record.failures)
+            return wait
+
+    def failed(self, address: str) -> None:
+        """Count a wrong (or missing) password from ``address``."""
+        with self._lock:
+            now = self._clock()
+            record = self._current_locked(address, now) or _Record(0, now, now)
+            record.failures += 1
+            record.last_failure = now
+            record.next_check = max(record.next_check, now + self.delay_after(record.failures))
+            self._records.pop(address, None)
+            self._records[address] = record
+            self._forget_oldest_locked(now)
+
+    def succeeded(self, address: str) -> None:
+        """The right password came from ``address``: forget its failures."""
+        with self._lock:
+            self._records.pop(address, None)
+
+    def failures(self, address: str) -> int:
+        """How many recent failures ``address`` has."""
+        with self._lock:
+            record = self._current_locked(address, self._clock())
+            return record.failures if record else 0
+
+    def __len__(self) -> int:
+        """How many addresses are remembered (expired ones included until next touched)."""
+        with self._lock:
+            return len(self._records)
+
+    def _current_locked(self, address: str, now: float) -> "_Record | None":
+        """The record of ``address``, or None if it has none or it has expired."""
+        record = self._records.get(address)
+        if record is not None and now - record.last_failure >= self.forget_after_s:
+            del self._records[address]
+            return None
+        return record
+
+    def _forget_oldest_locked(self, now: float) -> None:
+        for address in list(self._records):
+            expired = now - self._records[address].last_failure >= self.forget_after_s
+            if not expired and len(self._records) <= self.max_addresses:
+                return  # every remaining record failed more recently
+            del self._records[address]

@@ -1,0 +1,152 @@
+import threading
+
+import pytest
+
+from chat.core.password import (
+    PASSWORD_NEEDED,
+    PASSWORD_WRONG,
+    FailureTracker,
+    password_matches,
+)
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def tracker(clock) -> FailureTracker:
+    return FailureTracker(first_delay_s=1, max_delay_s=8, forget_after_s=600, max_addresses=3, clock=clock)
+
+
+def test_the_right_password_matches():
+    assert password_matches("s3cret", "s3cret")
+
+
+@pytest.mark.parametrize("given", ["", "s3cre", "s3cret ", "S3CRET", "s3crez", "s3cret\n"])
+def test_anything_else_does_not_match(given):
+    assert not password_matches(given, "s3cret")
+
+
+def test_passwords_outside_ascii_are_compared_too():
+    assert password_matches("pässwörd 🔑", "pässwörd 🔑")
+    assert not password_matches("passwörd 🔑", "pässwörd 🔑")
+
+
+def test_the_password_lines_are_a_system_notice_and_an_error():
+    assert PASSWORD_NEEDED == "[SYSTEM] This chat needs a password: send /pass PASSWORD first."
+    assert PASSWORD_WRONG.startswith("[ERROR] ")
+
+
+def test_an_address_that_never_failed_is_checked_at_once(tracker):
+    assert tracker.wait_before_check("10.0.0.1") == 0
+    assert tracker.wait_before_check("10.0.0.1") == 0
+
+
+def test_the_gap_between_checks_doubles_with_each_failure_up_to_the_bound(tracker, clock):
+    waits = []
+    for _ in range(6):
+        tracker.failed("10.0.0.1")
+        waits.append(tracker.wait_before_check("10.0.0.1"))
+        clock.advance(waits[-1])
+    assert waits == [1, 2, 4, 8, 8, 8]
+
+
+def test_failures_from_one_address_do_not_slow_another(tracker):
+    tracker.failed("10.0.0.1")
+    tracker.failed("10.0.0.1")
+    assert tracker.wait_before_check("10.0.0.2") == 0
+
+
+def test_time_already_waited_counts(tracker, clock):
+    tracker.failed("10.0.0.1")
+    tracker.failed("10.0.0.1")  # the next check may come 2 s later
+    clock.advance(1.5)
+    assert tracker.wait_before_check("10.0.0.1") == pytest.approx(0.5)
+
+
+def test_attempts_made_at_the_same_time_take_turns(tracker):
+    tracker.failed("10.0.0.1")  # checks are now 1 s apart
+    assert [tracker.wait_before_check("10.0.0.1") for _ in range(4)] == [1, 2, 3, 4]
+
+
+def test_an_attempt_whose_turn_is_too_far_away_is_refused(tracker):
+    tracker.failed("10.0.0.1")
+    waits = [tracker.wait_before_check("10.0.0.1") for _ in range(10)]
+    assert waits[:8] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert waits[8:] == [None, None]
+
+
+def test_a_success_forgets_the_failures(tracker):
+    tracker.failed("10.0.0.1")
+    tracker.failed("10.0.0.1")
+    tracker.succeeded("10.0.0.1")
+    assert tracker.wait_before_check("10.0.0.1") == 0
+    assert tracker.failures("10.0.0.1") == 0
+
+
+def test_an_address_quiet_for_long_enough_is_forgotten(tracker, clock):
+    for _ in range(5):
+        tracker.failed("10.0.0.1")
+    clock.advance(599)
+    assert tracker.failures("10.0.0.1") == 5
+    clock.advance(1)
+    assert tracker.failures("10.0.0.1") == 0
+    assert tracker.wait_before_check("10.0.0.1") == 0
+
+
+def test_at_most_max_addresses_are_remembered_the_quietest_go_first(tracker, clock):
+    for address in ["a", "b", "c", "d"]:
+        tracker.failed(address)
+        clock.advance(1)
+    assert len(tracker) == 3
+    assert tracker.failures("a") == 0
+    assert [tracker.failures(address) for address in "bcd"] == [1, 1, 1]
+
+
+def test_a_new_failure_moves_an_address_to_the_back_of_the_line(tracker, clock):
+    for address in ["a", "b", "c"]:
+        tracker.failed(address)
+        clock.advance(1)
+    tracker.failed("a")
+    tracker.failed("d")
+    assert tracker.failures("b") == 0
+    assert tracker.failures("a") == 2
+
+
+def test_expired_records_are_dropped_when_another_address_fails(tracker, clock):
+    tracker.failed("a")
+    clock.advance(600)
+    tracker.failed("b")
+    assert len(tracker) == 1
+
+
+def test_many_threads_failing_at_once_are_all_counted(clock):
+    tracker = FailureTracker(clock=clock)
+    start = threading.Barrier(8)
+
+    def fail_100_times() -> None:
+        start.wait(5)
+        for _ in range(100):
+            tracker.failed("10.0.0.1")
+
+    threads = [threading.Thread(target=fail_100_times) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert tracker.failures("10.0.0.1") == 800

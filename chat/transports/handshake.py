@@ -1,0 +1,262 @@
+"""One port, three kinds of client: telling them apart, and what HTTP gets back.
+
+The server listens on a single port. A raw line client (``nc``, ``client.py``
+over TCP) starts by sending a chat line, or nothing at all. A browser starts
+with an HTTP request line such as ``GET / HTTP/1.1``: for ``/`` it wants the
+chat page, for ``/ws`` with ``Upgrade: websocket`` it wants to join the chat
+over WebSocket. What a connection sends first tells which it is:
+
+* :func:`sniff` looks at the first bytes and says HTTP, RAW or "not yet".
+  It decides RAW at the first byte that cannot belong to a request line, so a
+  raw client's ``hello`` is recognised at once, and HTTP only once a whole
+  request line has arrived (browsers send it in one packet).
+* :func:`route` takes the request that websockets' parser read and says which
+  answer it gets: the page, the WebSocket handshake, or an HTTP error.
+* :func:`origin_allowed` is the check that keeps other web sites' pages from
+  opening a WebSocket to this chat in their visitors' browsers.
+* :func:`page_response` and :func:`error_response` build the answers.
+
+Nothing here does I/O: bytes and request values in, decisions and response
+values out. :mod:`chat.transports.websocket` feeds the parser and sends.
+"""
+
+import enum
+import http
+import re
+from typing import Container, Mapping
+from urllib.parse import urlsplit
+
+from websockets import Headers, Request, Response
+from websockets.http11 import MAX_LINE_LENGTH
+
+WEBSOCKET_PATH = "/ws"
+
+# A request line longer than the parser's own limit (websockets' 8 KiB, the
+# common default of HTTP servers) is refused by the parser; the sniffer
+# need not wait longer than that to decide.
+MAX_REQUEST_LINE_BYTES = MAX_LINE_LENGTH
+# Methods are short upper-case words (GET, POST, OPTIONS...).
+MAX_METHOD_CHARS = 20
+
+
+class Opening(enum.Enum):
+    """What the first bytes of a connection say about the client."""
+
+    HTTP = "http"  # a request line: a browser, or another HTTP client
+    RAW = "raw"  # a raw line client, served as always
+    UNDECIDED = "undecided"  # a request line could still be on its way: read more
+
+
+_METHOD = re.compile(rb"[A-Z]{1,%d}" % MAX_METHOD_CHARS)
+_TARGET = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: no space, no control character
+# After the target: "HTTP/", a digit, ".", a digit, then "\r\n" (or a bare "\n").
+_VERSION = b"HTTP/#.#"
+_DIGITS = b"0123456789"
+_SPACE = 0x20
+
+
+def sniff(first_bytes: bytes) -> Opening:
+    """Decide from the first bytes of a connection whether it is HTTP or a raw client.
+
+    A request line is ``METHOD SP TARGET SP HTTP/d.d`` and a line end, with
+    an upper-case METHOD and a TARGET of visible ASCII. Call again with all
+    the bytes so far while the answer is UNDECIDED; at most
+    MAX_REQUEST_LINE_BYTES are looked at. A raw client whose first line
+    happens to be a request line is taken for HTTP: that is the one
+    ambiguous case.
+    """
+    data = first_bytes[:MAX_REQUEST_LINE_BYTES]
+    position = 0
+    for part in (_METHOD, _TARGET):
+        match = part.match(data, position)
+        if match is None:
+            return Opening.UNDECIDED if position == len(data) else Opening.RAW
+        position = match.end()
+        if position == len(data):
+            return _not_yet(first_bytes)
+        if data[position] != _SPACE:
+            return Opening.RAW
+        position += 1
+    return _sniff_version(data[position:], first_bytes)
+
+
+def _sniff_version(rest: bytes, first_bytes: bytes) -> Opening:
+    for index, byte in enumerate(rest):
+        if index < len(_VERSION):
+            expected = _DIGITS if _VERSION[index] == ord("#") else _VERSION[index : index + 1]
+            if byte not in expected:
+                return Opening.RAW
+        elif byte == ord("\n"):
+            return Opening.HTTP
+        elif byte != ord("\r") or index > len(_VERSION):
+            return Opening.RAW
+    return _not_yet(first_bytes)
+
+
+def _not_yet(first_bytes: bytes) -> Opening:
+    """A valid beginning of a request line: wait for more, unless it is already too long."""
+    return Opening.HTTP if len(first_bytes) >= MAX_REQUEST_LINE_BYTES else Opening.UNDECIDED
+
+
+def request_method(head: bytes) -> "str | None":
+    """The METHOD of the request line at the start of ``head``, if it starts with one."""
+    match = _METHOD.match(head)
+    if match is None or head[match.end() : match.end() + 1] != b" ":
+        return None
+    return match.group().decode("ascii")
+
+
+class Route(enum.Enum):
+    """The answer to an HTTP request; the value is the status it gets."""
+
+    PAGE = http.HTTPStatus.OK  # a file of the chat page
+    WEBSOCKET = http.HTTPStatus.SWITCHING_PROTOCOLS  # the WebSocket handshake: join the chat
+    BAD_REQUEST = http.HTTPStatus.BAD_REQUEST  # not an HTTP request we can read
+    FORBIDDEN = http.HTTPStatus.FORBIDDEN  # a WebSocket opened by another site's page
+    NOT_FOUND = http.HTTPStatus.NOT_FOUND
+    METHOD_NOT_ALLOWED = http.HTTPStatus.METHOD_NOT_ALLOWED
+    HEAD_TOO_LARGE = http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+
+
+def route(request: Request, pages: Container[str]) -> Route:
+    """Which answer ``request`` gets; ``pages`` holds the paths of the page's files.
+
+    ``GET /ws`` goes on to the WebSocket handshake (websockets' ``accept``
+    then checks the Upgrade headers and answers 426 without them). A query
+    string is ignored. Only GET is served.
+    """
+    # websockets 16 only ever parses GET requests; 17 parses any method.
+    method = getattr(request, "method", "GET")
+    path = request.path.partition("?")[0]
+    if path != WEBSOCKET_PATH and path not in pages:
+        return Route.NOT_FOUND
+    if method != "GET":
+        return Route.METHOD_NOT_ALLOWED
+    if path == WEBSOCKET_PATH and not _origin_allowed_in(request.headers):
+        return Route.FORBIDDEN
+    return Route.WEBSOCKET if path == WEBSOCKET_PATH else Route.PAGE
+
+
+def _origin_allowed_in(headers: Headers) -> bool:
+    origins = headers.get_all("Origin")
+    if len(origins) > 1:  # a browser sends one at most (RFC 6454, section 7.3)
+        return False
+    return origin_allowed(
+        origins[0] if origins else None,
+        host=headers.get_all("Host")[0] if headers.get_all("Host") else None,
+        forwarded_host=", ".join(headers.get_all("X-Forwarded-Host")) or None,
+    )
+
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def origin_allowed(origin: "str | None", host: "str | None", forwarded_host: "str | None") -> bool:
+    """True if a WebSocket handshake with this ``Origin`` may join the chat.
+
+    Why check at all: a browser lets any page open a WebSocket to any
+    address, and tells the server which site the page came from in
+    ``Origin``. Without a check, a page on some other site could make its
+    visitors' browsers join this chat (a local or classroom one included) and
+    post in their names. Only browsers send ``Origin``, and a page cannot
+    forge it, so the check is about browsers alone.
+
+    What is accepted, and why:
+
+    * no ``Origin``: not a browser (``client.py``, websockets' own client),
+      or a proxy that dropped it;
+    * an origin whose host is ``localhost``, ``127.0.0.1`` or ``[::1]``: the
+      page opened on this machine, or through a tunnel such as
+      ``gh codespace ports forward`` that ends on this machine;
+    * an origin whose host is the request's ``Host``, or one of the hosts in
+      ``X-Forwarded-Host``: our own page. GitHub Codespaces forwards the port
+      through an HTTPS proxy that may rewrite ``Host`` to the local address
+      and put the public one (``NAME-8080.app.github.dev``) in
+      ``X-Forwarded-Host``, or drop ``Origin``. A page cannot set either
+      header on a WebSocket, so trusting them does not let another site in.
+
+    Hosts are compared without their ports, because proxies differ in
+    whether they keep, change or drop the port. Anything else, including
+    the ``null`` origin of a page opened from a file, is refused with 403.
+    """
+    if origin is None:
+        return True
+    origin_host = _hostname(origin)
+    if origin_host is None:
+        return False
+    if origin_host in LOCAL_HOSTS:
+        return True
+    our_hosts = [host or ""] + (forwarded_host or "").split(",")
+    return any(origin_host == _hostname("//" + h.strip()) for h in our_hosts if h.strip())
+
+
+def _hostname(url: str) -> "str | None":
+    try:
+        return urlsplit(url).hostname  # lower case, IPv6 without its brackets
+    except ValueError:  # such as an unclosed "[" in an IPv6 address
+        return None
+
+
+# What the page may do, for browsers: load its own files only, and connect
+# only back to this server. (A WebSocket to the same host counts as 'self'.)
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+_ERROR_TEXTS = {
+    Route.BAD_REQUEST: (
+        "This is a chat server. Open / in a browser, or connect with "
+        "client.py or nc and type a line.\n"
+    ),
+    Route.FORBIDDEN: "This chat accepts WebSocket connections only from its own page.\n",
+    Route.NOT_FOUND: "Nothing here. The chat page is at /.\n",
+    Route.METHOD_NOT_ALLOWED: "Only GET is served here.\n",
+    Route.HEAD_TOO_LARGE: "The request's head is too large.\n",
+}
+
+
+def error_response(answer: Route) -> Response:
+    """A short plain-text answer for an HTTP error; the connection closes after it."""
+    status = answer.value
+    body = f"{status.value} {status.phrase}. {_ERROR_TEXTS[answer]}".encode()
+    headers = Headers(
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+        ]
+    )
+    if answer is Route.METHOD_NOT_ALLOWED:
+        headers["Allow"] = "GET"
+    return Response(status.value, status.phrase, headers, body)
+
+
+def page_response(content_type: str, body: bytes) -> Response:
+    """The answer carrying one file of the chat page."""
+    headers = Headers(
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            # The page is tiny: always ask, so that a changed server is seen.
+            ("Cache-Control", "no-cache"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+            ("Referrer-Policy", "no-referrer"),
+            ("Connection", "close"),
+        ]
+    )
+    return Response(http.HTTPStatus.OK.value, http.HTTPStatus.OK.phrase, headers, body)
+
+
+def answer(request: Request, pages: "Mapping[str, tuple[str, bytes]]") -> "Response | None":
+    """The whole answer to ``request`` when it is not a WebSocket handshake, else None.
+
+    ``pages`` maps each path of the page to its (content type, body).
+    """
+    decision = route(request, pages)
+    if decision is Route.WEBSOCKET:
+        return None
+    if decision is Route.PAGE:
+        return page_response(*pages[request.path.partition("?")[0]])
+    return error_response(decision)

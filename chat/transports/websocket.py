@@ -1,0 +1,272 @@
+"""A browser's connection, sans I/O: HTTP requests, and chat lines over WebSocket.
+
+:class:`WebSocketAdapter` wraps the public sans-I/O layer of the
+``websockets`` library, ``ServerProtocol``, which parses the HTTP request
+and speaks RFC 6455 (framing, masking, ping and pong, the closing
+handshake). The adapter adds what the chat needs on top:
+
+* the answer to the request: the page's files, the WebSocket handshake, or
+  an HTTP error (see :mod:`chat.transports.handshake`);
+* chat lines: one text message is one line, and a message holding newlines
+  is several, each limited to ``max_line_bytes`` like a line typed over raw
+  TCP (:class:`chat.core.framing.LineFramer` does the splitting, so the same
+  bytes lines and :class:`~chat.core.framing.LineTooLong` events come out);
+* the close codes RFC 6455 gives: 1003 for a binary message (the chat has
+  no use for one), 1007 for a text message that is not UTF-8, 1009 for a
+  message over ``max_message_bytes`` (websockets sends that one itself);
+* keepalive: :meth:`WebSocketAdapter.ping` sends a ping and says when the
+  previous one went unanswered.
+
+Driving it, in the threads of one connection::
+
+    adapter = WebSocketAdapter(write=outbox.put, max_line_bytes=limits.max_line_bytes)
+
+    reader thread                          any thread (the room's broadcasts)
+      data = sock.recv(...)                  adapter.send_line(line)
+      received = adapter.receive_data(data)    -> one text frame into the outbox
+      ... received.opened: join the room
+      ... received.lines: handle each, like a raw client's
+      ... received.closing: leave; close the outbox, then the socket
+      (b"" from recv: adapter.receive_eof())
+
+There is no socket here, and no thread: only bytes in and bytes out.
+
+The protocol object is not thread-safe, and bytes must leave in the order it
+made them (a text frame must never follow the close frame), so one lock,
+:attr:`WebSocketAdapter.lock`, guards the protocol object and is held while
+its output is handed to ``write``. ``write`` must therefore not block: an
+outbox's ``put`` is right, a socket's ``sendall`` is not.
+"""
+
+import codecs
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from websockets import CloseCode, Frame, Opcode, Request, ServerProtocol
+from websockets.exceptions import SecurityError
+from websockets.http11 import MAX_LINE_LENGTH
+from websockets.protocol import CLOSED, OPEN
+
+from chat.core.framing import DEFAULT_MAX_LINE_BYTES, LineFramer
+from chat.transports import handshake
+from chat.transports.handshake import Route
+from chat.web import PageFile, page_files
+
+# A message may hold several lines (a paste, say); one longer than this many
+# lines' worth is refused with close code 1009.
+MESSAGE_LINES = 16
+# Send a ping after this long without a word from the peer. Proxies drop
+# connections that stay idle for a minute or so, and a peer that misses two
+# pings in a row (about 40 s) has vanished.
+PING_INTERVAL_S = 20.0
+
+# websockets logs every connection's opening and closing at INFO; the chat's
+# own log says that, with the user's name. Warnings and errors still show.
+_protocol_log = logging.getLogger(__name__ + ".protocol")
+_protocol_log.setLevel(logging.WARNING)
+
+
+@dataclass
+class Received:
+    """What one call of receive_data() or receive_eof() produced."""
+
+    # Chat lines in order, as LineFramer.feed returns them: ``bytes`` without
+    # the newline (decode each with chat.core.framing.decode_line), and
+    # LineTooLong events for lines over the limit.
+    lines: list = field(default_factory=list)
+    # The WebSocket handshake has just completed: the client may join the room.
+    opened: bool = False
+    # The status of the HTTP answer sent just now, if one was (101 for a WebSocket).
+    status: "int | None" = None
+    # No more lines will come: leave the room, let the outbox send what is
+    # queued and half-close, then close the socket once the peer has closed
+    # its end (or after a short wait).
+    closing: bool = False
+
+
+class WebSocketAdapter:
+    """One connection that began with an HTTP request line, without I/O.
+
+    Feed it every byte received, starting with the request line, through
+    :meth:`receive_data`; what it must send goes to ``write``. The request
+    is answered as soon as its head is complete.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[bytes], object],
+        *,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_message_bytes: "int | None" = None,
+        pages: "Mapping[str, PageFile] | None" = None,
+    ) -> None:
+        self._write = write
+        self.max_line_bytes = max_line_bytes
+        self.max_message_bytes = max_message_bytes or MESSAGE_LINES * (max_line_bytes + 1)
+        self._pages = page_files() if pages is None else pages
+        # Guards everything below, and is held while output goes to _write,
+        # so that bytes leave in the order the protocol made them.
+        self.lock = threading.Lock()
+        self._protocol = ServerProtocol(max_size=self.max_message_bytes, logger=_protocol_log)
+        self._framer = LineFramer(max_line_bytes)
+        # The start of the request, kept to read its method when the parser
+        # refuses the request before handing it over.
+        self._head = bytearray()
+        self._answered = False
+        self.request: "Request | None" = None  # the request, once parsed
+        # The text message being received: its UTF-8 check, and whether its
+        # bytes so far end a line. None between messages.
+        self._utf8: "codecs.IncrementalDecoder | None" = None
+        self._ends_line = False
+        self._pings_sent = 0
+        self._awaiting_pong = False
+
+    @property
+    def open(self) -> bool:
+        """True while chat lines may be sent: after the handshake, before any close."""
+        with self.lock:
+            return self._protocol.state is OPEN
+
+    # -- receiving -----------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> Received:
+        """Take bytes from the network; return the chat lines in them and what happened."""
+        with self.lock:
+            received = Received()
+            if not self._answered and len(self._head) < MAX_LINE_LENGTH:
+                self._head += data[: MAX_LINE_LENGTH - len(self._head)]
+            if data:
+                self._awaiting_pong = False  # any word from the peer shows it is there
+            self._protocol.receive_data(data)
+            for event in self._protocol.events_received():
+                if isinstance(event, Request):
+                    self._answer(event, received)
+                elif self._protocol.state is OPEN:
+                    self._take_frame(event, received.lines)
+            return self._send_output(received)
+
+    def receive_eof(self) -> Received:
+        """The peer closed its end (``recv`` returned ``b""``)."""
+        with self.lock:
+            self._protocol.receive_eof()
+            return self._send_output(Received())
+
+    def _answer(self, request: Request, received: Received) -> None:
+        self.request = request
+        self._answered = True
+        response = handshake.answer(request, self._pages)
+        if response is None:
+            response = self._protocol.accept(request)
+        self._protocol.send_response(response)
+        received.status = response.status_code
+        received.opened = response.status_code == 101
+
+    def _take_frame(self, frame: Frame, lines: list) -> None:
+        if frame.opcode is Opcode.TEXT:
+            self._utf8 = codecs.getincrementaldecoder("utf-8")()
+            self._ends_line = False  # an empty message is a blank line
+            self._take_text(frame, lines)
+        elif frame.opcode is Opcode.CONT and self._utf8 is not None:
+            self._take_text(frame, lines)
+        elif frame.opcode is Opcode.BINARY:
+            self._protocol.fail(CloseCode.UNSUPPORTED_DATA, "only text messages carry chat lines")
+        # Pings are answered by the protocol itself; a pong, or any frame,
+        # has already cleared _awaiting_pong; a close frame was answered.
+
+    def _take_text(self, frame: Frame, lines: list) -> None:
+        try:
+            self._utf8.decode(frame.data, final=frame.fin)
+        except UnicodeDecodeError:
+            self._protocol.fail(CloseCode.INVALID_DATA, "text messages must be UTF-8")
+            return
+        if frame.data:
+            lines += self._framer.feed(frame.data)
+            self._ends_line = frame.data.endswith(b"\n")
+        if frame.fin:
+            if not self._ends_line:  # the end of a message ends its last line
+                lines += self._framer.feed(b"\n")
+            self._utf8 = None
+
+    def _send_output(self, received: Received) -> Received:
+        """Hand the protocol's output to write(); note whether the connection is ending."""
+        chunks = self._protocol.data_to_send()
+        if not self._answered and self._protocol.handshake_exc is not None:
+            # The parser refused the request before handing it over, and
+            # either answered it itself or (a malformed request) only queued
+            # the end of the stream: then the answer is ours to give.
+            self._answered = True
+            if not any(chunks):
+                response = handshake.error_response(self._refusal())
+                chunks.insert(0, response.serialize())
+            received.status = int(next(chunk for chunk in chunks if chunk)[9:12])
+        data = b"".join(chunks)
+        if data:
+            self._write(data)
+        received.closing = (
+            b"" in chunks or self._protocol.close_expected() or self._protocol.state is CLOSED
+        )
+        return received
+
+    def _refusal(self) -> Route:
+        """The answer to a request the parser could not read."""
+        exception = self._protocol.handshake_exc
+        while exception is not None:
+            if isinstance(exception, SecurityError):  # a line too long, too many headers
+                return Route.HEAD_TOO_LARGE
+            exception = exception.__cause__
+        method = handshake.request_method(bytes(self._head))
+        if method is not None and method != "GET":
+            # websockets 16 reads only GET requests, and 17 refuses any request with a body.
+            return Route.METHOD_NOT_ALLOWED
+        return Route.BAD_REQUEST
+
+    # -- sending ---------------------------------------------------------------
+
+    def send_line(self, line: "bytes | str", write: "Callable[[bytes], object] | None" = None):
+        """Send one chat line as one text frame; return what ``write`` returned.
+
+        ``line`` is text, or its UTF-8 encoding with or without the final
+        newline (as the room hands lines out). ``write`` replaces the
+        adapter's own for this frame (an outbox's ``offer``, say). Returns
+        None, sending nothing, once the connection no longer takes lines.
+        """
+        payload = line.encode() if isinstance(line, str) else line
+        if payload.endswith(b"\n"):
+            payload = payload[:-1]
+        with self.lock:
+            if self._protocol.state is not OPEN:
+                return None
+            self._protocol.send_text(payload)
+            return (write or self._write)(b"".join(self._protocol.data_to_send()))
+
+    def ping(self) -> bool:
+        """Send a ping; False instead if the last one is still unanswered, or the connection is not open.
+
+        Call it after PING_INTERVAL_S without a word from the peer. False
+        means the peer has said nothing since the last ping, so it is gone:
+        close the connection.
+        """
+        with self.lock:
+            if self._protocol.state is not OPEN or self._awaiting_pong:
+                return False
+            self._pings_sent += 1
+            self._protocol.send_ping(str(self._pings_sent).encode())
+            self._awaiting_pong = True
+            self._write(b"".join(self._protocol.data_to_send()))
+            return True
+
+    def close(self, code: int = CloseCode.GOING_AWAY, reason: str = "") -> bool:
+        """Start the closing handshake; False if it had started already.
+
+        Lines sent before this still arrive before the close frame. Then wait
+        for the peer's close frame (receive_data says ``closing``) or for a
+        short while, and close the connection.
+        """
+        with self.lock:
+            if self._protocol.state is not OPEN:
+                return False
+            self._protocol.send_close(code, reason)
+            self._write(b"".join(self._protocol.data_to_send()))
+            return True

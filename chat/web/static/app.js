@@ -1,0 +1,509 @@
+// The chat page. It speaks the chat's own line protocol over a WebSocket:
+// each message the page sends is a line the user typed, and each message it
+// receives is one line from the server, exactly what `nc` would show.
+//
+// Text from the network is only ever put on the page with textContent, so a
+// message such as <script>…</script> is shown as the characters it is.
+"use strict";
+
+(() => {
+  // ---------------------------------------------------------------------
+  // Reading the server's lines (mirrors chat/core/messages.py).
+
+  const NAME = "[A-Za-z0-9_-]+"; // the only characters a name may hold
+  const SYSTEM_PREFIX = "[SYSTEM] ";
+  const ERROR_PREFIX = "[ERROR] ";
+  const KIND_PATTERNS = [
+    ["private", new RegExp(`^\\[PM (?:from|to) (${NAME})\\] `)],
+    ["action", new RegExp(`^\\* (${NAME}) `)],
+    ["chat", new RegExp(`^(${NAME}): `)],
+  ];
+  const NOTICES = {
+    welcome: new RegExp(`^\\[SYSTEM\\] Welcome, (${NAME})! `),
+    joined: new RegExp(`^\\[SYSTEM\\] (${NAME}) joined the chat!$`),
+    left: new RegExp(`^\\[SYSTEM\\] (${NAME}) left the chat\\.$`),
+    renamed: new RegExp(`^\\[SYSTEM\\] (${NAME}) is now known as (${NAME})$`),
+    online: /^\[SYSTEM\] Online \(\d+\): (.*)$/,
+  };
+  const PASSWORD_NEEDED = "[SYSTEM] This chat needs a password: send /pass PASSWORD first.";
+  const PASSWORD_WRONG = "[ERROR] Wrong password.";
+  const PASSWORD_TOO_MANY_TRIES = "[ERROR] Too many wrong passwords";
+  const GOODBYE = "[SYSTEM] Goodbye!";
+
+  /** The kind of a line ("chat", "action", "private", "system", "error") and the name it is about. */
+  function classify(line) {
+    if (line.startsWith(SYSTEM_PREFIX)) return { kind: "system", name: null };
+    if (line.startsWith(ERROR_PREFIX)) return { kind: "error", name: null };
+    for (const [kind, pattern] of KIND_PATTERNS) {
+      const match = pattern.exec(line);
+      if (match) return { kind, name: match[1] };
+    }
+    return { kind: "system", name: null }; // a line from some other server
+  }
+
+  // ---------------------------------------------------------------------
+  // Name colors: the terminal client's rule (chat/client/terminal.py), so a
+  // person has the same color everywhere: CRC-32 of the name in lower case,
+  // modulo the number of colors, in the same order as its palette.
+
+  const NAME_COLOR_COUNT = 7; // green, cyan, blue, and their light versions, light white
+  const CRC_TABLE = (() => {
+    const table = new Uint32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      table[n] = c >>> 0;
+    }
+    return table;
+  })();
+
+  /** CRC-32 of some bytes, the same value as Python's zlib.crc32. */
+  function crc32(bytes) {
+    let crc = 0xffffffff;
+    for (const byte of bytes) crc = CRC_TABLE[(crc ^ byte) & 0xff] ^ (crc >>> 8);
+    return (crc ^ 0xffffffff) >>> 0;
+  }
+
+  /** Which of the name colors (0 to 6) a name gets. */
+  function nameColor(name) {
+    // Names are ASCII, where Python's casefold() and toLowerCase() agree.
+    return crc32(new TextEncoder().encode(name.toLowerCase())) % NAME_COLOR_COUNT;
+  }
+
+  // ---------------------------------------------------------------------
+  // Building the elements of one line.
+
+  function nameElement(name) {
+    const span = document.createElement("span");
+    span.className = `name name-${nameColor(name)}`;
+    span.textContent = name;
+    return span;
+  }
+
+  function timeElement(date) {
+    const time = document.createElement("time");
+    time.dateTime = date.toISOString();
+    time.textContent = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return time;
+  }
+
+  /** The list item showing one line from the server (or one of ours, with own=true). */
+  function renderLine(line, { own = false, date = new Date() } = {}) {
+    const { kind, name } = classify(line);
+    const item = document.createElement("li");
+    item.className = `line ${kind}`;
+    if (own) item.classList.add("own");
+    item.append(timeElement(date));
+    const body = document.createElement("span");
+    body.className = "body";
+    if (kind === "system") {
+      body.textContent = line.startsWith(SYSTEM_PREFIX) ? line.slice(SYSTEM_PREFIX.length) : line;
+      if (NOTICES.joined.test(line) || NOTICES.left.test(line) || NOTICES.renamed.test(line)) {
+        item.classList.add("quiet");
+      }
+    } else if (kind === "error") {
+      const label = document.createElement("strong");
+      label.textContent = "Error: ";
+      body.append(label, line.slice(ERROR_PREFIX.length));
+    } else {
+      // "NAME: text", "* NAME text", "[PM from NAME] text": the name in its color.
+      const start = line.indexOf(name);
+      body.append(line.slice(0, start), nameElement(name), line.slice(start + name.length));
+    }
+    item.append(body);
+    return item;
+  }
+
+  /** A note from the page itself (connection state), shown among the lines. */
+  function renderNote(text) {
+    const item = document.createElement("li");
+    item.className = "line note";
+    item.append(timeElement(new Date()));
+    const body = document.createElement("span");
+    body.className = "body";
+    body.textContent = text;
+    item.append(body);
+    return item;
+  }
+
+  // The page's pure helpers, for the browser console and the tests.
+  window.chatPage = Object.freeze({ classify, crc32, nameColor, renderLine });
+
+  // ---------------------------------------------------------------------
+  // The page.
+
+  const $ = (id) => document.getElementById(id);
+  const statusLine = $("status");
+  const messages = $("messages");
+  const jumpButton = $("jump");
+  const usersPanel = $("users");
+  const usersToggle = $("users-toggle");
+  const userList = $("user-list");
+  const joinForm = $("join-form");
+  const joinIntro = $("join-intro");
+  const nameInput = $("name");
+  const nameHint = $("name-hint");
+  const passwordField = $("password-field");
+  const passwordInput = $("password");
+  const passwordHint = $("password-hint");
+  const composer = $("composer");
+  const messageInput = $("message");
+
+  const NAME_KEY = "chat.name"; // where the chosen name is remembered
+  const VALID_NAME = new RegExp(`^${NAME}$`);
+  const MAX_SHOWN_LINES = 2000;
+  const MAX_HISTORY = 100;
+  const RETRY_FIRST_MS = 1000;
+  const RETRY_MAX_MS = 30000;
+  const AT_BOTTOM_PX = 40; // this close to the bottom counts as reading the newest lines
+  const NAME_HINT = nameHint.textContent;
+
+  let socket = null;
+  let wantedName = ""; // the name asked for with /nick when joining
+  let myName = null; // the name the server says we have, once joined
+  let password = null; // kept in memory only, for reconnecting
+  let joined = false;
+  let leaving = false; // we sent /quit: do not reconnect
+  let needPassword = null; // why the server refused us, if it did: do not reconnect
+  let retries = 0;
+  let retryTimer = null;
+  let usersRepliesToHide = 0; // /users sent by the page itself: its reply updates the list only
+  const online = new Map(); // lower-case name -> name
+  const sent = []; // lines sent, oldest first, for Up and Down
+  let historyIndex = 0;
+  let draft = "";
+
+  function setStatus(text) {
+    statusLine.textContent = text;
+  }
+
+  // -- the message list --------------------------------------------------
+
+  function atBottom() {
+    return messages.scrollHeight - messages.scrollTop - messages.clientHeight < AT_BOTTOM_PX;
+  }
+
+  function scrollToBottom() {
+    messages.scrollTop = messages.scrollHeight;
+    jumpButton.hidden = true;
+  }
+
+  /** Add a line, following the conversation unless the reader has scrolled up to read. */
+  function append(item, { follow = false } = {}) {
+    const wasAtBottom = atBottom();
+    messages.append(item);
+    while (messages.childElementCount > MAX_SHOWN_LINES) messages.firstElementChild.remove();
+    if (wasAtBottom || follow) scrollToBottom();
+    else jumpButton.hidden = false;
+  }
+
+  messages.addEventListener("scroll", () => {
+    if (atBottom()) jumpButton.hidden = true;
+  });
+  jumpButton.addEventListener("click", () => {
+    scrollToBottom();
+    messageInput.focus();
+  });
+
+  // -- who is online -----------------------------------------------------
+
+  function renderUsers() {
+    const names = [...online.values()].sort((a, b) => {
+      const x = a.toLowerCase();
+      const y = b.toLowerCase();
+      return x < y ? -1 : x > y ? 1 : 0;
+    });
+    userList.replaceChildren(
+      ...names.map((name) => {
+        const item = document.createElement("li");
+        if (name === myName) {
+          item.append(nameElement(name), " (you)");
+        } else {
+          const button = document.createElement("button");
+          button.type = "button";
+          button.className = "user";
+          button.append(nameElement(name));
+          button.setAttribute("aria-label", `Send a private message to ${name}`);
+          button.addEventListener("click", () => startPrivateMessage(name));
+          item.append(button);
+        }
+        return item;
+      }),
+    );
+    for (const id of ["user-count", "users-heading-count"]) $(id).textContent = String(names.length);
+  }
+
+  function startPrivateMessage(name) {
+    messageInput.value = `/msg ${name} `;
+    showUsers(false);
+    messageInput.focus();
+  }
+
+  function showUsers(open) {
+    document.body.classList.toggle("users-open", open);
+    usersToggle.setAttribute("aria-expanded", String(open));
+  }
+
+  usersToggle.addEventListener("click", () => {
+    showUsers(!document.body.classList.contains("users-open"));
+  });
+
+  /** Keep the online list current from a server line; true if the line was a reply to hide. */
+  function followOnline(line) {
+    let match;
+    if ((match = NOTICES.online.exec(line))) {
+      online.clear();
+      for (const name of match[1].split(", ")) if (name) online.set(name.toLowerCase(), name);
+      renderUsers();
+      if (usersRepliesToHide > 0) {
+        usersRepliesToHide -= 1;
+        return true;
+      }
+    } else if ((match = NOTICES.joined.exec(line))) {
+      online.set(match[1].toLowerCase(), match[1]);
+      renderUsers();
+    } else if ((match = NOTICES.left.exec(line))) {
+      online.delete(match[1].toLowerCase());
+      renderUsers();
+    } else if ((match = NOTICES.renamed.exec(line))) {
+      const [, before, after] = match;
+      online.delete(before.toLowerCase());
+      online.set(after.toLowerCase(), after);
+      if (before === myName) {
+        myName = after;
+        wantedName = after;
+        remember(after);
+        setStatus(`Connected as ${myName}`);
+      }
+      renderUsers();
+    }
+    return false;
+  }
+
+  // -- the connection ----------------------------------------------------
+
+  function socketUrl() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    return `${scheme}//${location.host}/ws`;
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    if (socket) return;
+    needPassword = null;
+    leaving = false;
+    setStatus("Connecting…");
+    const ws = new WebSocket(socketUrl());
+    socket = ws;
+    ws.addEventListener("open", () => {
+      setStatus("Joining…");
+      if (password !== null) ws.send(`/pass ${password}`);
+      if (wantedName) ws.send(`/nick ${wantedName}`);
+    });
+    ws.addEventListener("message", (event) => {
+      for (const line of String(event.data).split("\n")) receive(line);
+    });
+    ws.addEventListener("close", () => {
+      if (socket === ws) closed();
+    });
+  }
+
+  function receive(line) {
+    const welcome = NOTICES.welcome.exec(line);
+    if (welcome) {
+      welcomed(welcome[1]);
+    } else if (line === PASSWORD_NEEDED) {
+      needPassword = "This chat needs a password.";
+    } else if (line === PASSWORD_WRONG) {
+      needPassword = "Wrong password. Try again.";
+      password = null;
+    } else if (line.startsWith(PASSWORD_TOO_MANY_TRIES)) {
+      needPassword = "Too many wrong passwords. Wait a minute, then try again.";
+      password = null;
+    } else if (line === GOODBYE) {
+      leaving = true;
+    }
+    if (followOnline(line)) return;
+    append(renderLine(line));
+  }
+
+  function welcomed(name) {
+    const typingInJoinForm = joinForm.contains(document.activeElement);
+    myName = name;
+    joined = true;
+    retries = 0;
+    if (wantedName && name === wantedName) remember(name);
+    setStatus(`Connected as ${name}`);
+    joinForm.hidden = true;
+    composer.hidden = false;
+    if (typingInJoinForm) messageInput.focus();
+    usersRepliesToHide += 1;
+    socket.send("/users");
+  }
+
+  function closed() {
+    socket = null;
+    const wasJoined = joined;
+    joined = false;
+    usersRepliesToHide = 0;
+    online.clear();
+    renderUsers();
+    if (needPassword) {
+      askForPassword(needPassword);
+    } else if (leaving) {
+      setStatus("You left the chat.");
+      append(renderNote("You left the chat."));
+      showJoinForm("Join again?");
+    } else {
+      if (wasJoined) append(renderNote("Disconnected from the chat."));
+      retryLater();
+    }
+  }
+
+  /** Reconnect after a pause that doubles with each failed try (with some randomness, so
+   * that a room full of pages does not return all at once), up to RETRY_MAX_MS. */
+  function retryLater() {
+    const ceiling = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** retries);
+    const delay = Math.round(ceiling * (0.5 + Math.random() / 2));
+    retries += 1;
+    setStatus(`Disconnected. Reconnecting in ${Math.ceil(delay / 1000)} s…`);
+    retryTimer = setTimeout(connect, delay);
+  }
+
+  function reconnectNow() {
+    if (retryTimer !== null) connect();
+  }
+
+  window.addEventListener("online", reconnectNow);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") reconnectNow();
+  });
+
+  // -- joining -------------------------------------------------------------
+
+  function remember(name) {
+    try {
+      localStorage.setItem(NAME_KEY, name);
+    } catch {
+      // Storage may be disabled (private windows in some browsers): nothing to remember then.
+    }
+  }
+
+  function remembered() {
+    try {
+      return localStorage.getItem(NAME_KEY) || "";
+    } catch {
+      return "";
+    }
+  }
+
+  function showJoinForm(intro) {
+    joinIntro.textContent = intro;
+    nameInput.value = wantedName;
+    composer.hidden = true;
+    joinForm.hidden = false;
+  }
+
+  function askForPassword(reason) {
+    setStatus(reason);
+    passwordField.hidden = false;
+    passwordHint.textContent = reason;
+    passwordInput.setAttribute("aria-invalid", String(reason !== "This chat needs a password."));
+    showJoinForm("Enter the room password to join.");
+    passwordInput.focus();
+  }
+
+  joinForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const name = nameInput.value.trim();
+    if (name && !VALID_NAME.test(name)) {
+      nameInput.setAttribute("aria-invalid", "true");
+      nameHint.textContent = "That name cannot be used: 1 to 20 letters, digits, _ or -.";
+      nameInput.focus();
+      return;
+    }
+    nameInput.removeAttribute("aria-invalid");
+    nameHint.textContent = NAME_HINT;
+    wantedName = name;
+    if (!passwordField.hidden) password = passwordInput.value;
+    passwordInput.value = "";
+    connect();
+  });
+
+  // -- sending -------------------------------------------------------------
+
+  /** Show what the user sent: the server relays chat lines and actions to everyone else only. */
+  function showOwn(text) {
+    let shown = null;
+    if (text.startsWith("//")) {
+      shown = `${myName}: ${text.slice(1)}`;
+    } else if (!text.startsWith("/")) {
+      shown = `${myName}: ${text}`;
+    } else {
+      const [, command, rest] = /^\/(\S*)\s*(.*)$/s.exec(text);
+      if (command.toLowerCase() === "me" && rest.trim()) shown = `* ${myName} ${rest.trim()}`;
+    }
+    if (shown !== null) append(renderLine(shown, { own: true }), { follow: true });
+  }
+
+  composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = messageInput.value;
+    if (!text.trim()) return;
+    if (!joined || !socket || socket.readyState !== WebSocket.OPEN) {
+      setStatus("Not connected yet: your message is kept, send it again once connected.");
+      return;
+    }
+    socket.send(text);
+    if (/^\/quit\b/i.test(text.trim())) leaving = true;
+    if (sent[sent.length - 1] !== text) sent.push(text);
+    if (sent.length > MAX_HISTORY) sent.shift();
+    historyIndex = sent.length;
+    draft = "";
+    messageInput.value = "";
+    showOwn(text);
+  });
+
+  // Up and Down walk through the lines sent, like a terminal's history;
+  // what was being typed comes back after the newest one.
+  messageInput.addEventListener("keydown", (event) => {
+    if (event.isComposing || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    if (event.key === "ArrowUp" && historyIndex > 0) {
+      if (historyIndex === sent.length) draft = messageInput.value;
+      historyIndex -= 1;
+      messageInput.value = sent[historyIndex];
+    } else if (event.key === "ArrowDown" && historyIndex < sent.length) {
+      historyIndex += 1;
+      messageInput.value = historyIndex === sent.length ? draft : sent[historyIndex];
+    } else {
+      return;
+    }
+    event.preventDefault();
+    const end = messageInput.value.length;
+    messageInput.setSelectionRange(end, end);
+  });
+
+  // A message is one line: pasted line breaks become spaces instead of
+  // vanishing (which is what a one-line input does with them).
+  messageInput.addEventListener("paste", (event) => {
+    const text = event.clipboardData && event.clipboardData.getData("text");
+    if (!text || !/[\r\n]/.test(text)) return;
+    event.preventDefault();
+    const { selectionStart, selectionEnd } = messageInput;
+    messageInput.setRangeText(text.replace(/\r?\n|\r/g, " "), selectionStart, selectionEnd, "end");
+  });
+
+  // -- start -----------------------------------------------------------------
+
+  wantedName = remembered();
+  nameInput.value = wantedName;
+  renderUsers();
+  if (wantedName) {
+    joinIntro.textContent = `Joining as ${wantedName}…`;
+    connect(); // welcome back: join under the remembered name at once
+  } else {
+    setStatus("Not connected");
+    showJoinForm("Pick a name to join the chat.");
+  }
+})();

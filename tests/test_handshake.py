@@ -1,0 +1,253 @@
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from websockets import Headers
+
+from chat.transports.handshake import (
+    CONTENT_SECURITY_POLICY,
+    MAX_REQUEST_LINE_BYTES,
+    Opening,
+    Route,
+    answer,
+    error_response,
+    origin_allowed,
+    page_response,
+    request_method,
+    route,
+    sniff,
+)
+from chat.web import page_files
+
+BROWSER_REQUEST = (
+    b"GET /ws HTTP/1.1\r\nHost: localhost:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+)
+
+# -- sniff: the first bytes -------------------------------------------------------
+
+
+def test_a_raw_clients_hello_is_raw_from_its_first_byte():
+    assert sniff(b"h") is Opening.RAW
+    assert sniff(b"hello\n") is Opening.RAW
+
+
+def test_a_nick_line_is_raw_from_its_first_byte():
+    assert sniff(b"/") is Opening.RAW
+
+
+def test_nothing_yet_is_undecided():
+    assert sniff(b"") is Opening.UNDECIDED
+
+
+def test_every_beginning_of_a_request_line_is_undecided_and_the_whole_line_is_http():
+    line = b"GET /ws HTTP/1.1\r\n"
+    for end in range(len(line)):
+        assert sniff(line[:end]) is Opening.UNDECIDED, line[:end]
+    assert sniff(line) is Opening.HTTP
+    assert sniff(BROWSER_REQUEST) is Opening.HTTP
+
+
+def test_a_request_line_ending_in_a_bare_newline_is_http():
+    assert sniff(b"GET / HTTP/1.0\n") is Opening.HTTP
+
+
+@pytest.mark.parametrize("method", [b"POST", b"HEAD", b"OPTIONS", b"DELETE", b"PRI"])
+def test_any_upper_case_method_makes_a_request_line(method):
+    assert sniff(method + b" / HTTP/1.1\r\n") is Opening.HTTP
+
+
+@pytest.mark.parametrize(
+    "first_bytes",
+    [
+        b"GET me a coffee",  # raw at the "a" where "HTTP/" should start
+        b"get / HTTP/1.1\r\n",  # methods are upper case
+        b"GET  / HTTP/1.1\r\n",  # one space, not two
+        b"GET / http/1.1\r\n",
+        b"GET / HTTP/1.1x",
+        b"GET / HTTP/11\r\n",
+        b"GET / HTTP/1.1\r\r",
+        b"GET /\x1b[2J HTTP/1.1\r\n",  # a control character in the target
+        b"G\xc3\xa9T / HTTP/1.1\r\n",
+        b"HELLO\n",
+        b"OK\n",
+        b"ABCDEFGHIJKLMNOPQRSTU / HTTP/1.1\r\n",  # a 21-letter "method"
+        b"\r\nGET / HTTP/1.1\r\n",  # a raw client that pressed Enter first
+    ],
+)
+def test_anything_that_is_not_a_request_line_is_raw(first_bytes):
+    assert sniff(first_bytes) is Opening.RAW
+
+
+def test_raw_is_decided_at_the_first_byte_that_cannot_belong_to_a_request_line():
+    assert sniff(b"GET me ") is Opening.UNDECIDED
+    assert sniff(b"GET me a") is Opening.RAW
+    assert sniff(b"GET / HTTP/1.1") is Opening.UNDECIDED
+    assert sniff(b"GET / HTTP/1.1!") is Opening.RAW
+
+
+def test_a_request_line_too_long_to_wait_for_is_taken_for_http():
+    start = b"GET /" + b"a" * (MAX_REQUEST_LINE_BYTES - 6)
+    assert sniff(start) is Opening.UNDECIDED
+    assert sniff(start + b"a") is Opening.HTTP
+
+
+@given(st.binary(max_size=40), st.binary(max_size=40))
+def test_a_decision_never_changes_when_more_bytes_arrive(start, more):
+    first = sniff(start)
+    if first is not Opening.UNDECIDED:
+        assert sniff(start + more) is first
+
+
+@given(st.sampled_from([b"GET", b"POST"]), st.text("/abc?=&%-_.~0123456789", min_size=1, max_size=30))
+def test_every_request_line_is_http(method, target):
+    line = b"%s %s HTTP/1.1\r\n" % (method, target.encode())
+    assert sniff(line) is Opening.HTTP
+
+
+def test_the_method_is_read_from_the_start_of_a_request():
+    assert request_method(b"POST /upload HTTP/1.1\r\n") == "POST"
+    assert request_method(b"GET") is None
+    assert request_method(b"hello") is None
+
+
+# -- route: which answer a request gets --------------------------------------------
+
+
+def request(path="/", method="GET", **headers) -> SimpleNamespace:
+    """A parsed request as websockets hands it over (its 17.x form, with the method)."""
+    return SimpleNamespace(
+        path=path,
+        method=method,
+        headers=Headers([(name.replace("_", "-"), value) for name, value in headers.items()]),
+    )
+
+
+PAGES = {"/": ("text/html", b"<p>hi</p>"), "/app.js": ("text/javascript", b"1")}
+
+
+@pytest.mark.parametrize("path", ["/", "/app.js", "/?name=Alice"])
+def test_a_get_of_a_page_file_gets_the_page(path):
+    assert route(request(path), PAGES) is Route.PAGE
+
+
+def test_a_get_of_ws_goes_on_to_the_websocket_handshake():
+    assert route(request("/ws", Host="localhost:8080"), PAGES) is Route.WEBSOCKET
+    assert route(request("/ws?v=2"), PAGES) is Route.WEBSOCKET
+
+
+@pytest.mark.parametrize("path", ["/favicon.ico", "/ws/", "/index", "//", "/app.js/x"])
+def test_any_other_path_is_not_found(path):
+    assert route(request(path), PAGES) is Route.NOT_FOUND
+
+
+@pytest.mark.parametrize("method", ["POST", "HEAD", "PUT", "DELETE", "OPTIONS"])
+def test_other_methods_are_not_allowed(method):
+    assert route(request("/", method), PAGES) is Route.METHOD_NOT_ALLOWED
+    assert route(request("/ws", method), PAGES) is Route.METHOD_NOT_ALLOWED
+
+
+def test_a_request_parsed_by_websockets_16_has_no_method_and_is_a_get():
+    legacy = SimpleNamespace(path="/", headers=Headers())
+    assert route(legacy, PAGES) is Route.PAGE
+
+
+def test_a_websocket_from_another_sites_page_is_forbidden():
+    assert route(request("/ws", Host="localhost:8080", Origin="https://evil.example"), PAGES) is Route.FORBIDDEN
+
+
+def test_a_websocket_with_two_origins_is_forbidden():
+    both = request("/ws", Host="chat.example")
+    both.headers["Origin"] = "https://chat.example"
+    both.headers["Origin"] = "https://chat.example"
+    assert route(both, PAGES) is Route.FORBIDDEN
+
+
+def test_the_origin_is_not_checked_for_the_page_itself():
+    assert route(request("/", Host="chat.example", Origin="https://evil.example"), PAGES) is Route.PAGE
+
+
+# -- origin_allowed -------------------------------------------------------------------
+
+CODESPACE_HOST = "fluffy-robot-5g9x7qv6-8080.app.github.dev"
+
+
+@pytest.mark.parametrize(
+    "origin, host, forwarded_host",
+    [
+        (None, "localhost:8080", None),  # not a browser, or a proxy dropped it
+        (None, None, None),
+        ("http://localhost:8080", "localhost:8080", None),
+        ("http://localhost:3000", "192.168.1.20:8080", None),  # a page opened on this machine
+        ("http://127.0.0.1:8080", "127.0.0.1:8080", None),
+        ("http://[::1]:8080", "[::1]:8080", None),
+        ("http://192.168.1.20:8080", "192.168.1.20:8080", None),  # our own page on the LAN
+        ("http://Chat.Example:8080", "chat.example:8080", None),  # host names ignore case
+        (f"https://{CODESPACE_HOST}", "localhost:8080", CODESPACE_HOST),  # Host rewritten by the proxy
+        (f"https://{CODESPACE_HOST}", CODESPACE_HOST, None),  # Host kept by the proxy
+        (f"https://{CODESPACE_HOST}", f"{CODESPACE_HOST}:443", None),  # ports are not compared
+        (f"https://{CODESPACE_HOST}", "localhost:8080", f"{CODESPACE_HOST}, proxy.internal"),
+    ],
+)
+def test_these_origins_are_allowed(origin, host, forwarded_host):
+    assert origin_allowed(origin, host, forwarded_host)
+
+
+@pytest.mark.parametrize(
+    "origin, host, forwarded_host",
+    [
+        ("https://evil.example", "localhost:8080", None),
+        ("https://evil.example", CODESPACE_HOST, None),
+        ("https://evil.example", "localhost:8080", CODESPACE_HOST),
+        ("https://localhost.evil.example", "localhost:8080", None),
+        ("https://app.github.dev", CODESPACE_HOST, None),  # a parent domain is not the host
+        ("null", "localhost:8080", None),  # a page opened from a file
+        ("http://[::1", "localhost:8080", None),  # not a URL at all
+        ("", "localhost:8080", None),
+        ("https://chat.example", None, None),
+    ],
+)
+def test_these_origins_are_refused(origin, host, forwarded_host):
+    assert not origin_allowed(origin, host, forwarded_host)
+
+
+# -- the responses -----------------------------------------------------------------------
+
+
+def test_the_page_response_carries_the_file_and_a_strict_content_security_policy():
+    response = page_response("text/html; charset=utf-8", b"<p>hi</p>")
+    assert (response.status_code, response.body) == (200, b"<p>hi</p>")
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert response.headers["Content-Length"] == "9"
+    assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert "connect-src 'self'" in CONTENT_SECURITY_POLICY
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "decision, status",
+    [
+        (Route.BAD_REQUEST, 400),
+        (Route.FORBIDDEN, 403),
+        (Route.NOT_FOUND, 404),
+        (Route.METHOD_NOT_ALLOWED, 405),
+        (Route.HEAD_TOO_LARGE, 431),
+    ],
+)
+def test_each_error_has_its_status_a_plain_text_reason_and_closes(decision, status):
+    response = error_response(decision)
+    assert response.status_code == status
+    assert response.body.startswith(f"{status} ".encode())
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.headers["Content-Length"] == str(len(response.body))
+    assert response.headers["Connection"] == "close"
+
+
+def test_method_not_allowed_says_which_method_is():
+    assert error_response(Route.METHOD_NOT_ALLOWED).headers["Allow"] == "GET"
+
+
+def test_answer_gives_the_page_an_error_or_nothing_for_a_websocket():
+    assert answer(request("/"), page_files()).body == page_files()["/"].body
+    assert answer(request("/nope"), page_files()).status_code == 404
+    assert answer(request("/ws"), page_files()) is None

@@ -83,7 +83,7 @@
   function timeElement(date) {
     const time = document.createElement("time");
     time.dateTime = date.toISOString();
-    time.textContent = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    time.textContent = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
     return time;
   }
 
@@ -127,7 +127,7 @@
   }
 
   // The page's pure helpers, for the browser console and the tests.
-  window.chatPage = Object.freeze({ classify, crc32, nameColor, renderLine });
+  window.chatPage = Object.freeze({ classify, crc32, nameColor, renderLine, retryDelay });
 
   // ---------------------------------------------------------------------
   // The page.
@@ -217,7 +217,10 @@
       ...names.map((name) => {
         const item = document.createElement("li");
         if (name === myName) {
-          item.append(nameElement(name), " (you)");
+          const you = document.createElement("span");
+          you.className = "you";
+          you.append(nameElement(name), " (you)");
+          item.append(you);
         } else {
           const button = document.createElement("button");
           button.type = "button";
@@ -361,11 +364,16 @@
     }
   }
 
-  /** Reconnect after a pause that doubles with each failed try (with some randomness, so
-   * that a room full of pages does not return all at once), up to RETRY_MAX_MS. */
-  function retryLater() {
+  /** How long to wait before reconnecting, after `retries` failed tries: it doubles each
+   * time up to RETRY_MAX_MS, less a random part of up to half, so that a room full of
+   * pages does not come back all at once after a server restart. */
+  function retryDelay(retries, random = Math.random) {
     const ceiling = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** retries);
-    const delay = Math.round(ceiling * (0.5 + Math.random() / 2));
+    return Math.round(ceiling * (1 - random() / 2));
+  }
+
+  function retryLater() {
+    const delay = retryDelay(retries);
     retries += 1;
     setStatus(`Disconnected. Reconnecting in ${Math.ceil(delay / 1000)} s…`);
     retryTimer = setTimeout(connect, delay);
@@ -374,6 +382,27 @@
   function reconnectNow() {
     if (retryTimer !== null) connect();
   }
+
+  // A browser may keep a page the user left in its back/forward cache, frozen
+  // but with its connection open, so that the user would seem to stay in the
+  // chat. So the page leaves when hidden, and comes back when shown again.
+  let resumeOnShow = false;
+  window.addEventListener("pagehide", () => {
+    resumeOnShow = socket !== null || retryTimer !== null;
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    if (socket) {
+      const ws = socket;
+      socket = null; // its close event must not schedule a reconnect
+      joined = false;
+      online.clear();
+      renderUsers();
+      ws.close(1000, "page closed");
+    }
+  });
+  window.addEventListener("pageshow", (event) => {
+    if (event.persisted && resumeOnShow) connect();
+  });
 
   window.addEventListener("online", reconnectNow);
   document.addEventListener("visibilitychange", () => {
@@ -450,7 +479,10 @@
   composer.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = messageInput.value;
-    if (!text.trim()) return;
+    if (!text.trim()) {
+      messageInput.value = ""; // a blank line is not sent, as in the terminal client
+      return;
+    }
     if (!joined || !socket || socket.readyState !== WebSocket.OPEN) {
       setStatus("Not connected yet: your message is kept, send it again once connected.");
       return;

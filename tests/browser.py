@@ -1,0 +1,112 @@
+"""A real browser for the tests: Debian's Chromium, headless, driven by selenium.
+
+Nothing is downloaded: the chromedriver that Debian's ``chromium-driver``
+package installs is given to selenium explicitly, so Selenium Manager (which
+would otherwise look for drivers on the internet) is never asked. Without
+Chromium the tests that need it are skipped with a message saying how to
+install it.
+
+Use it from a test module through a module-scoped fixture, so that one
+browser serves all the tests of the module::
+
+    @pytest.fixture(scope="module")
+    def driver():
+        with chromium() as driver:
+            yield driver
+"""
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+INSTALL_HINT = "apt-get install chromium chromium-driver"
+DESKTOP_SIZE = (1280, 800)
+PHONE_SIZE = (390, 844)  # CSS pixels of a common phone
+
+# Belt and braces: even if some code path did ask Selenium Manager, it must
+# not go to the network.
+os.environ.setdefault("SE_OFFLINE", "true")
+
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--no-sandbox",  # Chromium refuses to run as root with its sandbox, and CI runs as root
+    "--disable-gpu",
+    "--disable-dev-shm-usage",  # /dev/shm is small in containers
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--lang=en-US",
+)
+
+
+def missing() -> "str | None":
+    """Why the browser tests cannot run here, or None if they can."""
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed: pip install -r requirements.txt"
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not os.access(path, os.X_OK):
+            return f"{path} is missing: {INSTALL_HINT}"
+    return None
+
+
+@contextlib.contextmanager
+def chromium(size=DESKTOP_SIZE):
+    """A headless Chromium (a selenium WebDriver) with a fresh profile, quit afterwards."""
+    reason = missing()
+    if reason:
+        pytest.skip(f"no browser for the page tests: {reason}")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="chat-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile}")
+    options.add_argument(f"--window-size={size[0]},{size[1]}")
+    # Keep the page's console, so a test can fail on a script error.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = None
+    try:
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+        yield driver
+    finally:
+        if driver is not None:
+            driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def set_viewport(driver, width: int, height: int) -> None:
+    """Make the page's viewport (not the window around it) exactly this size in CSS pixels."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+    )
+
+
+def set_color_scheme(driver, scheme: "str | None") -> None:
+    """Emulate the system's light or dark preference (None: back to the default, light)."""
+    features = [{"name": "prefers-color-scheme", "value": scheme}] if scheme else []
+    driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": features})
+
+
+def console_errors(driver) -> "list[str]":
+    """The page's console errors since the last call: script errors, loads the policy blocked.
+
+    A refused WebSocket connection is logged as an error too; it is what a
+    page sees while its server is down, and the tests stop servers on purpose.
+    """
+    return [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if entry["level"] == "SEVERE" and "ERR_CONNECTION_REFUSED" not in entry["message"]
+    ]

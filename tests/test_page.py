@@ -1,0 +1,522 @@
+"""The chat page in a real browser (headless Chromium), against a scripted server.
+
+The server is not the chat server but a throwaway one (tests/pageserver.py)
+that serves the page and lets each test play the chat server's part line by
+line, with lines made by chat.core.messages, so the page is checked against
+the texts the server really sends.
+"""
+
+import re
+import zlib
+
+import pytest
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from chat.core import messages
+from chat.core.password import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
+from tests.browser import DESKTOP_SIZE, PHONE_SIZE, chromium, console_errors, set_color_scheme
+from tests.helpers import QUIET_PERIOD_S, TIMEOUT_S
+from tests.pageserver import CLOSED, AdapterPageServer, LibraryPageServer
+
+# The terminal client's palette has seven name colors (chat/client/terminal.py).
+NAME_COLOR_COUNT = 7
+
+
+@pytest.fixture(scope="module")
+def driver():
+    with chromium() as driver:
+        yield driver
+
+
+@pytest.fixture
+def server(driver):
+    """A fresh page server for each test: a new port is a new origin, with empty storage."""
+    server = LibraryPageServer().start()
+    driver.set_window_size(*DESKTOP_SIZE)
+    set_color_scheme(driver, None)
+    try:
+        yield server
+    finally:
+        driver.get("about:blank")  # the page stops reconnecting before its server goes
+        server.stop()
+    assert not console_errors(driver)
+
+
+def wait(driver, condition, message: str = "", timeout: float = TIMEOUT_S):
+    """Wait until ``condition(driver)`` is true, and return its value."""
+    try:
+        return WebDriverWait(driver, timeout).until(condition)
+    except TimeoutException:
+        raise AssertionError(message or "the page never got there") from None
+
+
+def element(driver, element_id: str):
+    return driver.find_element(By.ID, element_id)
+
+
+def lines_shown(driver) -> "list[str]":
+    """The text of each line on the page, without its time."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#messages .line .body')].map(e => e.textContent)"
+    )
+
+
+def wait_for_line(driver, text: str) -> None:
+    wait(driver, lambda d: text in lines_shown(d), f"{text!r} never appeared; the page shows {lines_shown(driver)!r}")
+
+
+def online_reply(*names: str) -> str:
+    """The server's answer to /users (chat/core/commands.py)."""
+    return messages.system(f"Online ({len(names)}): {', '.join(names)}")
+
+
+def online_list(driver) -> "list[str]":
+    return driver.execute_script("return [...document.querySelectorAll('#user-list li')].map(e => e.textContent)")
+
+
+def join(driver, server, name: str = "Alice", others=("Bob",)) -> None:
+    """Open the page, join as ``name``, and play the server's welcome and /users reply."""
+    driver.get(server.url)
+    element(driver, "name").send_keys(name, Keys.ENTER)
+    server.expect(f"/nick {name}")
+    server.send(messages.welcome(name, len(others)))
+    server.expect("/users")
+    server.send(online_reply(*sorted([name, *others], key=str.casefold)))
+    wait(driver, lambda d: element(d, "composer").is_displayed(), "the message box never appeared")
+
+
+def send_message(driver, text: str) -> None:
+    element(driver, "message").send_keys(text, Keys.ENTER)
+
+
+# -- loading and joining ------------------------------------------------------------------
+
+
+def test_the_page_loads_with_every_input_labelled(driver, server):
+    driver.get(server.url)
+    assert driver.title == "Chat"
+    unlabelled = driver.execute_script(
+        "return [...document.querySelectorAll('input')].filter(i => i.labels.length === 0).map(i => i.id)"
+    )
+    assert unlabelled == []
+    assert element(driver, "name").is_displayed()
+    assert element(driver, "messages").get_attribute("aria-live") == "polite"
+    assert element(driver, "status").get_attribute("role") == "status"
+
+
+def test_joining_sends_the_name_and_shows_the_welcome_and_who_is_online(driver, server):
+    join(driver, server, "Alice", others=["bob", "Carol"])
+    wait_for_line(driver, "Welcome, Alice! 2 other user(s) online. Type /help for commands.")
+    assert online_list(driver) == ["Alice (you)", "bob", "Carol"]
+    assert element(driver, "users-heading-count").text == "3"
+    assert element(driver, "status").text == "Connected as Alice"
+    assert driver.switch_to.active_element == element(driver, "message")
+    # The page asked for the list itself, so the reply is not shown as a line.
+    assert not [line for line in lines_shown(driver) if line.startswith("Online (")]
+
+
+def test_a_name_that_cannot_be_used_is_refused_before_connecting(driver, server):
+    driver.get(server.url)
+    element(driver, "name").send_keys("Alice Smith", Keys.ENTER)
+    wait(driver, lambda d: element(d, "name").get_attribute("aria-invalid") == "true")
+    assert "cannot be used" in element(driver, "name-hint").text
+    assert server.connections_opened == 0
+
+
+def test_the_chosen_name_is_remembered_and_used_at_once_next_time(driver, server):
+    join(driver, server, "Alice")
+    driver.refresh()
+    server.expect(CLOSED)
+    server.expect("/nick Alice")  # nothing typed this time
+
+
+def test_leaving_the_page_leaves_the_chat_and_coming_back_joins_again(driver, server):
+    join(driver, server, "Alice")
+    driver.get("data:text/html,elsewhere")
+    server.expect(CLOSED)  # even if the browser keeps the page in its back/forward cache
+    driver.back()
+    server.expect("/nick Alice")
+    server.send(messages.welcome("Alice", 0))
+    server.expect("/users")
+    wait(driver, lambda d: element(d, "status").text == "Connected as Alice")
+
+
+def test_without_a_name_the_page_joins_under_the_servers_default(driver, server):
+    driver.get(server.url)
+    element(driver, "join-button").click()
+    server.wait_until_connected()
+    server.send(messages.welcome("User_50123", 0))
+    server.expect("/users")  # no /nick came first
+    wait(driver, lambda d: element(d, "status").text == "Connected as User_50123")
+
+
+# -- showing lines ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Mallory: <script>window.hacked = 1</script>",
+        'Mallory: <img src="x" onerror="window.hacked = 2">',
+        "[SYSTEM] <b>not bold</b>",
+        "[PM from Mallory] <a href='javascript:window.hacked=3'>click</a>",
+    ],
+)
+def test_markup_from_the_network_is_shown_as_the_characters_it_is(driver, server, line):
+    join(driver, server)
+    server.send(line)
+    shown = line.removeprefix("[SYSTEM] ")
+    wait_for_line(driver, shown)
+    assert driver.execute_script(
+        "return document.querySelectorAll('#messages script, #messages img, #messages b, #messages a').length"
+    ) == 0
+    assert driver.execute_script("return window.hacked") is None
+
+
+def test_the_render_function_puts_text_only(driver, server):
+    driver.get(server.url)
+    html = driver.execute_script(
+        "const item = chatPage.renderLine('Eve: <script>alert(1)</script>');"
+        "return [item.querySelector('.body').textContent, item.querySelectorAll('script').length, item.className]"
+    )
+    assert html == ["Eve: <script>alert(1)</script>", 0, "line chat"]
+
+
+def test_each_kind_of_line_is_styled_apart(driver, server):
+    join(driver, server)
+    server.send(
+        messages.chat("Bob", "hi"),
+        messages.action("Bob", "waves"),
+        messages.private_from("Bob", "psst"),
+        messages.system("Server is busy."),
+        messages.error("Unknown command /foo. Type /help for the list."),
+        messages.joined("Carol"),
+    )
+    wait_for_line(driver, "Carol joined the chat!")
+    kinds = driver.execute_script(
+        "return [...document.querySelectorAll('#messages .line')].slice(-6).map(e => "
+        "[e.className, getComputedStyle(e).color])"
+    )
+    classes = [c for c, _ in kinds]
+    assert classes == [
+        "line chat",
+        "line action",
+        "line private",
+        "line system",
+        "line error",
+        "line system quiet",
+    ]
+    colors = {c: color for c, color in kinds}
+    assert len({colors["line private"], colors["line system"], colors["line error"], colors["line system quiet"]}) == 4
+    assert "Error: Unknown command /foo. Type /help for the list." in lines_shown(driver)
+
+
+def test_names_get_the_terminal_clients_colors(driver, server):
+    driver.get(server.url)
+    names = ["Alice", "bob", "Bob", "User_53514", "x", "ZZ_top-9", "carol", "Dave", "eve", "Mallory"]
+    colors = driver.execute_script("return arguments[0].map(chatPage.nameColor)", names)
+    assert colors == [zlib.crc32(name.casefold().encode()) % NAME_COLOR_COUNT for name in names]
+    assert driver.execute_script("return chatPage.crc32(new TextEncoder().encode('123456789'))") == 0xCBF43926
+    shown = driver.execute_script("return chatPage.renderLine('bob: hi').querySelector('.name').className")
+    assert shown == f"name name-{zlib.crc32(b'bob') % NAME_COLOR_COUNT}"
+
+
+def relative_luminance(rgb: str) -> float:
+    channels = [int(c) / 255 for c in re.findall(r"\d+", rgb)[:3]]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(one: str, other: str) -> float:
+    lighter, darker = sorted([relative_luminance(one), relative_luminance(other)], reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_color_is_readable_and_the_name_colors_differ_in_both_schemes(driver, server, scheme):
+    set_color_scheme(driver, scheme)
+    driver.get(server.url)
+    colors = driver.execute_script(
+        "const style = getComputedStyle(document.documentElement);"
+        "const probe = document.body.appendChild(document.createElement('span'));"
+        "const color = (name) => { probe.style.color = style.getPropertyValue(name); return getComputedStyle(probe).color; };"
+        "const names = ['--bg','--fg','--muted','--system','--error','--private',"
+        "  '--name-0','--name-1','--name-2','--name-3','--name-4','--name-5','--name-6'];"
+        "const result = Object.fromEntries(names.map(n => [n, color(n)])); probe.remove(); return result;"
+    )
+    background = colors.pop("--bg")
+    for name, color in colors.items():
+        assert contrast(color, background) >= 4.5, f"{name} {color} on {background}"
+    assert len({colors[f"--name-{i}"] for i in range(NAME_COLOR_COUNT)}) == NAME_COLOR_COUNT
+    dark_background = relative_luminance(background) < 0.2
+    assert dark_background == (scheme == "dark")
+
+
+# -- sending ----------------------------------------------------------------------------------
+
+
+def test_enter_sends_the_line_and_the_page_shows_it_as_the_others_see_it(driver, server):
+    join(driver, server)
+    send_message(driver, "hello <everyone>")
+    server.expect("hello <everyone>")
+    wait_for_line(driver, "Alice: hello <everyone>")
+    assert element(driver, "message").get_attribute("value") == ""
+    send_message(driver, "/me waves")
+    server.expect("/me waves")
+    wait_for_line(driver, "* Alice waves")
+    send_message(driver, "//slash")
+    server.expect("//slash")
+    wait_for_line(driver, "Alice: /slash")
+
+
+def test_every_command_goes_to_the_server_as_typed(driver, server):
+    join(driver, server)
+    for command in ["/help", "/users", "/msg Bob psst", "/nick Alicia", "/frobnicate"]:
+        send_message(driver, command)
+        server.expect(command)
+    server.send(messages.private_to("Bob", "psst"), messages.renamed("Alice", "Alicia"))
+    wait(driver, lambda d: element(d, "status").text == "Connected as Alicia")
+    assert online_list(driver) == ["Alicia (you)", "Bob"]
+    shown = lines_shown(driver)
+    assert "[PM to Bob] psst" in shown
+    assert not [line for line in shown if line.startswith("Alice: /")]  # commands are not chat lines
+    driver.refresh()  # the new name is the one remembered
+    server.expect(CLOSED)
+    server.expect("/nick Alicia")
+
+
+def test_blank_lines_are_not_sent(driver, server):
+    join(driver, server)
+    send_message(driver, "   ")
+    send_message(driver, "after")
+    server.expect("after")
+
+
+def test_up_and_down_walk_through_the_lines_sent_and_keep_the_draft(driver, server):
+    join(driver, server)
+    for text in ["first", "second"]:
+        send_message(driver, text)
+        server.expect(text)
+    box = element(driver, "message")
+    box.send_keys("draft")
+    value = lambda: box.get_attribute("value")  # noqa: E731
+    box.send_keys(Keys.ARROW_UP)
+    assert value() == "second"
+    box.send_keys(Keys.ARROW_UP)
+    assert value() == "first"
+    box.send_keys(Keys.ARROW_UP)
+    assert value() == "first"
+    box.send_keys(Keys.ARROW_DOWN)
+    assert value() == "second"
+    box.send_keys(Keys.ARROW_DOWN)
+    assert value() == "draft"
+    box.send_keys(Keys.ARROW_UP, Keys.ENTER)
+    server.expect("second")
+
+
+def test_a_pasted_line_break_becomes_a_space(driver, server):
+    join(driver, server)
+    driver.execute_script(
+        "const data = new DataTransfer(); data.setData('text/plain', 'one\\ntwo');"
+        "document.getElementById('message').dispatchEvent("
+        "  new ClipboardEvent('paste', {clipboardData: data, bubbles: true, cancelable: true}));"
+    )
+    send_message(driver, "")
+    server.expect("one two")
+
+
+# -- the online list ------------------------------------------------------------------------
+
+
+def test_the_online_list_follows_joins_leaves_and_renames(driver, server):
+    join(driver, server, "Alice", others=["Bob"])
+    server.send(messages.joined("Carol"))
+    wait(driver, lambda d: online_list(d) == ["Alice (you)", "Bob", "Carol"])
+    server.send(messages.renamed("Bob", "Bobby"))
+    wait(driver, lambda d: online_list(d) == ["Alice (you)", "Bobby", "Carol"])
+    server.send(messages.left("Carol"))
+    wait(driver, lambda d: online_list(d) == ["Alice (you)", "Bobby"])
+    assert element(driver, "users-heading-count").text == "2"
+    send_message(driver, "/users")  # asked for by the user: shown
+    server.expect("/users")
+    server.send(online_reply("Alice", "Bobby", "Dan"))
+    wait_for_line(driver, "Online (3): Alice, Bobby, Dan")
+    assert online_list(driver) == ["Alice (you)", "Bobby", "Dan"]
+
+
+def test_choosing_a_name_in_the_list_starts_a_private_message(driver, server):
+    join(driver, server, "Alice", others=["Bob"])
+    driver.find_element(By.CSS_SELECTOR, "#user-list button").click()
+    assert element(driver, "message").get_attribute("value") == "/msg Bob "
+    send_message(driver, "psst")
+    server.expect("/msg Bob psst")
+
+
+# -- reading --------------------------------------------------------------------------------
+
+
+def scroll_state(driver) -> dict:
+    return driver.execute_script(
+        "const m = document.getElementById('messages');"
+        "return {top: m.scrollTop, bottom: m.scrollHeight - m.scrollTop - m.clientHeight,"
+        " jump: !document.getElementById('jump').hidden}"
+    )
+
+
+def test_new_lines_scroll_into_view_unless_the_reader_scrolled_up(driver, server):
+    join(driver, server)
+    server.send(*[messages.chat("Bob", f"line {i}") for i in range(80)])
+    wait_for_line(driver, "Bob: line 79")
+    wait(driver, lambda d: scroll_state(d)["bottom"] < 2, "the newest line is not in view")
+    driver.execute_script("document.getElementById('messages').scrollTop = 0")
+    wait(driver, lambda d: scroll_state(d)["top"] == 0)
+    server.send(messages.chat("Bob", "while you read"))
+    wait_for_line(driver, "Bob: while you read")
+    state = scroll_state(driver)
+    assert state["top"] == 0 and state["jump"]
+    element(driver, "jump").click()
+    wait(driver, lambda d: scroll_state(d)["bottom"] < 2 and not scroll_state(d)["jump"])
+
+
+def test_what_the_user_sends_is_always_scrolled_into_view(driver, server):
+    join(driver, server)
+    server.send(*[messages.chat("Bob", f"line {i}") for i in range(80)])
+    wait_for_line(driver, "Bob: line 79")
+    driver.execute_script("document.getElementById('messages').scrollTop = 0")
+    send_message(driver, "mine")
+    server.expect("mine")
+    wait(driver, lambda d: scroll_state(d)["bottom"] < 2)
+
+
+# -- the connection ---------------------------------------------------------------------------
+
+
+def test_after_a_server_restart_the_page_reconnects_by_itself_and_keeps_the_typed_text(driver, server):
+    join(driver, server, "Alice")
+    element(driver, "message").send_keys("half typed")
+    server.stop()
+    server.expect(CLOSED)
+    wait(driver, lambda d: "Reconnecting in" in element(d, "status").text)
+    wait_for_line(driver, "Disconnected from the chat.")
+    assert online_list(driver) == []
+    server.start()  # the same port
+    server.expect("/nick Alice", timeout=TIMEOUT_S + 2)  # the first retry comes within a second
+    server.send(messages.welcome("Alice", 0))
+    server.expect("/users")
+    wait(driver, lambda d: element(d, "status").text == "Connected as Alice")
+    assert element(driver, "message").get_attribute("value") == "half typed"
+
+
+def test_reconnecting_waits_twice_as_long_after_each_failure_up_to_half_a_minute(driver, server):
+    driver.get(server.url)
+    delays = driver.execute_script(
+        "return [0, 1, 2, 3, 4, 5, 9].map(n => [chatPage.retryDelay(n, () => 0), chatPage.retryDelay(n, () => 1)])"
+    )
+    # At most the doubling ceiling, at least half of it (the random part).
+    assert delays == [[1000, 500], [2000, 1000], [4000, 2000], [8000, 4000], [16000, 8000], [30000, 15000], [30000, 15000]]
+
+
+def test_a_message_typed_while_disconnected_is_kept_not_lost(driver, server):
+    join(driver, server, "Alice")
+    server.stop()
+    wait(driver, lambda d: "Reconnecting" in element(d, "status").text)
+    send_message(driver, "are you there?")
+    assert element(driver, "message").get_attribute("value") == "are you there?"
+    assert "message is kept" in element(driver, "status").text
+    server.start()
+
+
+def test_quit_leaves_without_reconnecting(driver, server):
+    join(driver, server, "Alice")
+    send_message(driver, "/quit")
+    server.expect("/quit")
+    server.send(messages.system("Goodbye!"))
+    server.close_connections()
+    server.expect(CLOSED)
+    wait(driver, lambda d: element(d, "join-form").is_displayed())
+    assert element(driver, "status").text == "You left the chat."
+    server.expect_nothing(QUIET_PERIOD_S)
+    assert server.connections_opened == 1
+
+
+# -- the password -----------------------------------------------------------------------------
+
+
+def test_a_password_field_appears_when_the_server_asks_and_the_password_goes_first(driver, server):
+    driver.get(server.url)
+    element(driver, "name").send_keys("Alice", Keys.ENTER)
+    server.expect("/nick Alice")
+    server.send(PASSWORD_NEEDED)
+    server.close_connections()
+    server.expect(CLOSED)
+    wait(driver, lambda d: element(d, "password").is_displayed(), "no password field")
+    assert driver.switch_to.active_element == element(driver, "password")
+    server.expect_nothing(QUIET_PERIOD_S)  # no reconnecting without the password
+    element(driver, "password").send_keys("wrong", Keys.ENTER)
+    server.expect("/pass wrong")
+    server.expect("/nick Alice")
+    server.send(PASSWORD_WRONG)
+    server.close_connections()
+    server.expect(CLOSED)
+    wait(driver, lambda d: element(d, "password").get_attribute("aria-invalid") == "true")
+    assert "Wrong password" in element(driver, "password-hint").text
+    element(driver, "password").send_keys("s3cret", Keys.ENTER)
+    server.expect("/pass s3cret")
+    server.expect("/nick Alice")
+    server.send(messages.welcome("Alice", 0))
+    server.expect("/users")
+    wait(driver, lambda d: element(d, "composer").is_displayed())
+    assert element(driver, "password").get_attribute("value") == ""
+
+
+def test_too_many_wrong_passwords_are_explained(driver, server):
+    driver.get(server.url)
+    element(driver, "join-button").click()
+    server.wait_until_connected()
+    server.send(PASSWORD_TOO_MANY_TRIES)
+    server.close_connections()
+    wait(driver, lambda d: "Too many wrong passwords" in element(d, "password-hint").text)
+
+
+# -- a phone ---------------------------------------------------------------------------------
+
+
+def test_on_a_phone_everything_is_in_view_and_large_enough_to_tap(driver, server):
+    driver.set_window_size(*PHONE_SIZE)
+    join(driver, server, "Alice", others=["Bob"])
+    viewport = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    assert viewport[0] <= PHONE_SIZE[0]
+    for element_id in ["message", "send-button", "users-toggle"]:
+        box = element(driver, element_id).rect
+        assert box["height"] >= 44, element_id
+        assert 0 <= box["x"] and box["x"] + box["width"] <= viewport[0], element_id
+        assert 0 <= box["y"] and box["y"] + box["height"] <= viewport[1], element_id
+    assert not element(driver, "users").is_displayed()  # the list opens over the conversation
+    element(driver, "users-toggle").click()
+    assert element(driver, "users").is_displayed()
+    assert element(driver, "users-toggle").get_attribute("aria-expanded") == "true"
+    driver.find_element(By.CSS_SELECTOR, "#user-list button").click()
+    assert not element(driver, "users").is_displayed()
+    assert element(driver, "message").get_attribute("value") == "/msg Bob "
+    no_sideways_scroll = driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    assert no_sideways_scroll
+
+
+# -- through the adapter ---------------------------------------------------------------------
+
+
+def test_the_page_works_through_our_own_websocket_adapter(driver):
+    server = AdapterPageServer().start()
+    try:
+        join(driver, server, "Alice", others=["Bob"])  # page, script and style served by the adapter too
+        send_message(driver, "héllo 🚀")
+        server.expect("héllo 🚀")
+        server.send(messages.chat("Bob", "<script>x</script>"))
+        wait_for_line(driver, "Bob: <script>x</script>")
+    finally:
+        driver.get("about:blank")
+        server.stop()
+    assert not console_errors(driver)

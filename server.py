@@ -34,23 +34,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     limits.add_argument("--max-line-bytes", type=bounded_int(64, 1 << 20, "byte count"), default=defaults.max_line_bytes, metavar="N", help="longest line a client may send (default: %(default)s)")
     limits.add_argument("--max-rate", type=rate, default=defaults.max_rate, metavar="N", help="lines per second per client, bursts of 2N; 0 turns flood control off (default: %(default)g)")
     limits.add_argument("--max-queue-bytes", type=bounded_int(1024, 1 << 30, "byte count"), default=defaults.max_queue_bytes, metavar="N", help="unsent bytes a client may fall behind before it is dropped (default: %(default)s)")
+    limits.add_argument("--max-total-queue-bytes", type=bounded_int(1024, 1 << 40, "byte count"), default=defaults.max_total_queue_bytes, metavar="N", help="unsent bytes for all clients together; past it the furthest behind are dropped (default: %(default)s)")
     limits.add_argument("--max-clients", type=bounded_int(1, 100_000, "client count"), default=defaults.max_clients, metavar="N", help="most clients connected at once (default: %(default)s)")
+    limits.add_argument("--max-per-address", type=bounded_int(1, 100_000, "connection count"), default=defaults.max_per_address, metavar="N", help="most connections from one IP address at once; not for this machine's own (default: %(default)s)")
+    limits.add_argument("--max-address-rate", type=rate, default=defaults.max_address_rate, metavar="N", help="lines per second from one IP address, all its connections together, bursts of 2N; 0 turns it off (default: %(default)g)")
     limits.add_argument("--keepalive-idle", type=bounded_int(1, 86_400, "number of seconds"), default=defaults.keepalive_idle_s, metavar="S", help="seconds of silence before TCP keepalive probes a client (default: %(default)s)")
     return parser.parse_args(argv)
+
+
+def limits_from(args: argparse.Namespace) -> Limits:
+    return Limits(
+        max_line_bytes=args.max_line_bytes,
+        max_rate=args.max_rate,
+        max_queue_bytes=args.max_queue_bytes,
+        max_total_queue_bytes=args.max_total_queue_bytes,
+        max_clients=args.max_clients,
+        max_per_address=args.max_per_address,
+        max_address_rate=args.max_address_rate,
+        keepalive_idle_s=args.keepalive_idle,
+    )
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     # Never fail on an emoji when the console cannot show it.
     sys.stdout.reconfigure(errors="replace")
-    limits = Limits(
-        max_line_bytes=args.max_line_bytes,
-        max_rate=args.max_rate,
-        max_queue_bytes=args.max_queue_bytes,
-        max_clients=args.max_clients,
-        keepalive_idle_s=args.keepalive_idle,
-    )
-    return run(args.host, args.port, limits)
+    return run(args.host, args.port, limits_from(args))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,10 @@ FORMAT = "[%(asctime)s] %(message)s"
 # How long the writer lets records gather before writing them: the most a log line is late.
 BATCH_WAIT_S = 0.05
 TIME_FORMAT = "%H:%M:%S"
+# Records waiting for the writer, at most: some 25 MB at the longest lines.
+MAX_PENDING_RECORDS = 5_000
+# How long close() waits for the writer to write what is left.
+CLOSE_WAIT_S = 0.3
 
 
 class SecondsFormatter(logging.Formatter):
@@ -46,11 +50,18 @@ class BackgroundHandler(logging.Handler):
         self._records: "deque[logging.LogRecord]" = deque()  # append and popleft are thread-safe
         self._pending = threading.Event()  # set when records wait for the writer
         self._stopping = False
+        # Guards _dropped, which only the rare dropping path touches.
+        self._dropped_lock = threading.Lock()
+        self._dropped = 0  # records dropped since the writer last caught up
         self._writer = threading.Thread(target=self._write_until_stopped, name="log-writer", daemon=True)
         self._writer.start()
 
     def handle(self, record: logging.LogRecord) -> bool:
         # No handler lock: the deque is all the synchronisation needed.
+        if len(self._records) >= MAX_PENDING_RECORDS:  # the output is stuck: drop, and count
+            with self._dropped_lock:
+                self._dropped += 1
+            return True
         self._records.append(record)
         if not self._pending.is_set():
             self._pending.set()
@@ -59,12 +70,18 @@ class BackgroundHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         self.handle(record)
 
-    def close(self) -> None:
-        """Write what is left and stop the writer thread. Idempotent."""
+    def close(self, timeout: float = CLOSE_WAIT_S) -> bool:
+        """Write what is left and stop the writer thread. Idempotent.
+
+        Returns False if the writer is still stuck writing after ``timeout``
+        (the output does not take what we write); it is a daemon thread, so
+        it does not keep the process alive.
+        """
         self._stopping = True
         self._pending.set()
-        self._writer.join()
+        self._writer.join(timeout)
         super().close()
+        return not self._writer.is_alive()
 
     def _write_until_stopped(self) -> None:
         while not self._stopping:
@@ -79,6 +96,11 @@ class BackgroundHandler(logging.Handler):
 
     def _write_pending(self) -> None:
         lines = []
+        with self._dropped_lock:
+            dropped, self._dropped = self._dropped, 0
+        if dropped:
+            notice = logging.makeLogRecord({"msg": f"⚠️  The output was blocked: {dropped} log line(s) were dropped."})
+            self._records.append(notice)
         while self._records:
             record = self._records.popleft()
             try:

@@ -21,12 +21,15 @@ the waker socket, ``recv`` and ``sendall`` by shutting their socket down.
 
 import errno
 import logging
+import math
+import os
 import selectors
 import signal
 import socket
 import threading
 import time
 
+from chat.admission import Admission, Seat
 from chat.core import messages
 from chat.core.framing import encode_line
 from chat.core.room import Room
@@ -42,6 +45,12 @@ SHUTDOWN_GRACE_S = 1.0
 THREAD_STACK_BYTES = 512 * 1024
 # After accept() fails (out of file descriptors, say), wait this long before trying again.
 ACCEPT_RETRY_S = 0.1
+# How often the accept loop adds up every client's unsent bytes (Limits.max_total_queue_bytes).
+QUEUE_CHECK_S = 0.25
+# Each client socket's send buffer in the kernel (Linux doubles the figure for
+# its own bookkeeping). Left alone, Linux grows it up to 4 MiB for a client
+# that stops reading, memory our queue limits do not see.
+SEND_BUFFER_BYTES = 128 * 1024
 
 
 class ChatServer:
@@ -56,6 +65,7 @@ class ChatServer:
         self.port = port
         self.limits = limits
         self.room = Room()
+        self.admission = Admission(limits)
         self.address: "tuple[str, int] | None" = None
         self._listener: "socket.socket | None" = None
         # Guards _connections: every client socket that is open, joined or not.
@@ -64,8 +74,9 @@ class ChatServer:
         # Writing a byte to _wake_writer wakes the accept loop's select().
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._selector: "selectors.BaseSelector | None" = None
-        # Clients refused because the server is full, each with the time by
-        # which it must be closed. Only the accept loop touches it.
+        # Clients refused (the server is full, or their address has too many
+        # connections), each with the time by which it must be closed. Only
+        # the accept loop touches it.
         self._turned_away: "dict[socket.socket, float]" = {}
         self._stop_requested = threading.Event()
         self._stopped = threading.Event()
@@ -93,21 +104,25 @@ class ChatServer:
         """Accept clients until request_stop(), then close every connection."""
         if self._listener is None:
             self.bind()
-        host, port = self.address
         log.info("🚀 Chat Server Started")
-        log.info("📍 Listening on %s:%d", host, port)
+        log.info("📍 Listening on %s", format_address(self.address))
         log.info("⏳ Waiting for clients to connect...")
         try:
             with selectors.DefaultSelector() as self._selector:
                 self._selector.register(self._listener, selectors.EVENT_READ)
                 self._selector.register(self._wake_reader, selectors.EVENT_READ)
+                next_queue_check = time.monotonic()
                 while not self._stop_requested.is_set():
-                    for key, _ in self._selector.select(self._next_turn_away_deadline()):
+                    timeout = min(self._next_turn_away_deadline(), max(0.0, next_queue_check - time.monotonic()))
+                    for key, _ in self._selector.select(timeout):
                         if key.fileobj is self._listener:
                             self._accept_waiting_clients()
                         elif key.fileobj is not self._wake_reader:
                             self._drain_turned_away(key.fileobj)
                     self._close_turned_away(expired_only=True)
+                    if time.monotonic() >= next_queue_check:
+                        self._enforce_total_queue_bound()
+                        next_queue_check = time.monotonic() + QUEUE_CHECK_S
                 self._close_turned_away(expired_only=False)
         finally:
             self._close_everything()
@@ -151,36 +166,41 @@ class ChatServer:
                 sock.close()
 
     def _start_connection(self, sock: socket.socket, address) -> None:
-        with self._connections_lock:
-            full = len(self._connections) >= self.limits.max_clients
-        if full:
-            self._turn_away(sock, address)
+        seat = self.admission.admit(address[0])
+        if not isinstance(seat, Seat):
+            self._turn_away(sock, address, refusal=seat)
             return
-        sock.setblocking(True)
-        # Chat lines are small and should leave at once, not wait to be merged.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        enable_keepalive(sock, self.limits.keepalive_idle_s)
-        connection = ClientConnection(sock, address, self.room, self.limits, self._forget)
-        with self._connections_lock:
-            self._connections.add(connection)
-        log.info("✅ %s connected from %s", connection.name, address)
+        try:
+            sock.setblocking(True)
+            # Chat lines are small and should leave at once, not wait to be merged.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+            enable_keepalive(sock, self.limits.keepalive_idle_s)
+            connection = ClientConnection(sock, address, self.room, self.limits, seat, self._forget)
+            with self._connections_lock:
+                self._connections.add(connection)
+            log.info("✅ %s connected from %s", connection.name, format_peer(address))
+        except BaseException:
+            seat.release()
+            raise
         try:
             connection.start()
-        except RuntimeError:  # no thread could be started
-            connection.outbox.abort()
+        except RuntimeError:  # the system has no thread left to give: this client only
+            log.error("⚠️  Could not start a thread for %s: too many threads", connection.name)
+            seat.release()
+            sock.close()
             self._forget(connection)
-            raise
 
-    def _turn_away(self, sock: socket.socket, address) -> None:
-        """Refuse a client over the limit, without blocking the accept loop.
+    def _turn_away(self, sock: socket.socket, address, refusal: str) -> None:
+        """Refuse a client with a one-line notice, without blocking the accept loop.
 
         The notice is sent at once, but the socket is only closed when the
         client has closed its end (or after LINGER_S): closing it with the
         client's "/nick" unread would reset the connection and could destroy
         the notice before the client reads it.
         """
-        log.warning("⛔ Refused %s: the server is full (%d users)", address, self.limits.max_clients)
-        notice = messages.system(f"Server is full ({self.limits.max_clients} users). Try again later.")
+        log.warning("⛔ Refused %s: %s", format_peer(address), refusal)
+        notice = messages.system(refusal)
         try:
             sock.send(encode_line(notice))  # a new socket's buffer always has room for it
             sock.shutdown(socket.SHUT_WR)
@@ -202,10 +222,10 @@ class ChatServer:
         del self._turned_away[sock]
         sock.close()
 
-    def _next_turn_away_deadline(self) -> "float | None":
+    def _next_turn_away_deadline(self) -> float:
         """How long select() may wait before a refused client is due to be closed."""
         if not self._turned_away:
-            return None
+            return math.inf
         return max(0.0, min(self._turned_away.values()) - time.monotonic())
 
     def _close_turned_away(self, expired_only: bool) -> None:
@@ -219,6 +239,29 @@ class ChatServer:
     def _forget(self, connection: "ClientConnection") -> None:
         with self._connections_lock:
             self._connections.discard(connection)
+
+    def _enforce_total_queue_bound(self) -> None:
+        """If all clients' unsent bytes add up to more than the limit, drop the furthest behind.
+
+        Each client may fall max_queue_bytes behind, but a thousand of them
+        doing so at once would take a gigabyte: so the clients with the
+        largest backlogs are cut off first, as if each had overflowed.
+        """
+        with self._connections_lock:
+            connections = list(self._connections)
+        backlogs = [(c.outbox.backlog_bytes, c) for c in connections if c.outbox.is_open()]
+        total = sum(size for size, _ in backlogs)
+        if total <= self.limits.max_total_queue_bytes:
+            return
+        for size, connection in sorted(backlogs, key=lambda pair: pair[0], reverse=True):
+            if total <= self.limits.max_total_queue_bytes or not size:
+                break
+            log.warning(
+                "⚠️  Dropping %s: %d bytes were waiting for it, and %d for all clients together (limit: %d)",
+                connection.name, size, total, self.limits.max_total_queue_bytes,
+            )
+            connection.outbox.overflow()
+            total -= size
 
     def _close_everything(self) -> None:
         self._listener.close()
@@ -254,27 +297,45 @@ def run(host: str, port: int, limits: Limits = Limits()) -> int:
     # would reserve 16 GiB of address space. Our threads run shallow code.
     threading.stack_size(THREAD_STACK_BYTES)
     log_writer = configure_logging()
+    status = 1
     try:
         server = ChatServer(host, port, limits)
         try:
             server.bind()
         except OSError as error:
             log.error("❌ %s", describe_bind_error(error, host, port))
-            return 1
+            return status
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: server.request_stop())
         server.serve_forever()
-        return 0
+        status = 0
+        return status
     finally:
         logging.getLogger().removeHandler(log_writer)
-        log_writer.close()
+        if not log_writer.close():
+            # Standard output takes nothing (a paused terminal, a stalled
+            # pipe), and Python's own exit would wait forever to flush it.
+            os._exit(status)
+
+
+def format_address(address) -> str:
+    """``host:port`` for a socket address, with an IPv6 host in brackets: ``[::]:8080``."""
+    host, port = address[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def format_peer(address) -> str:
+    """A client's address for the log: IPv4 as in the design document, ``('127.0.0.1', 5000)``."""
+    host, port = address[:2]
+    return format_address(address) if ":" in host else repr((host, port))
 
 
 def describe_bind_error(error: OSError, host: str, port: int) -> str:
     if error.errno == errno.EADDRINUSE:
         return (
-            f"Port {port} is already in use. Stop the other server "
-            f'(pkill -f "server.py") or pick another port with --port.'
+            f"Port {port} is already in use. See which program has it with "
+            f"`ss -ltnp 'sport = :{port}'` (or `lsof -i :{port}`), "
+            "or pick another port with --port."
         )
     if error.errno == errno.EACCES:
         return f"Not allowed to listen on port {port}: pick a port above 1023 with --port."

@@ -4,13 +4,14 @@ Every wait here has a deadline, so a broken server fails a test instead of
 hanging the suite.
 """
 
+import codecs
 import fcntl
 import os
 import queue
 import re
-import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import termios
@@ -138,11 +139,12 @@ def free_port() -> int:
 class Program:
     """One of the two programs, run as a subprocess with its output collected by a thread."""
 
-    def __init__(self, args, env=None) -> None:
+    def __init__(self, args, env=None, netns: "str | None" = None) -> None:
         environment = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
         environment.update(env or {})
+        in_namespace = ["ip", "netns", "exec", netns] if netns else []  # ip execs the program itself
         self.process = subprocess.Popen(
-            [sys.executable, *args],
+            [*in_namespace, sys.executable, *args],
             cwd=PROJECT,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -214,14 +216,33 @@ class ServerProgram(Program):
         return [name for name in line.partition("): ")[2].split(", ") if name != "Probe"]
 
 
-class Terminal:
-    """``client.py`` in a pseudo-terminal, so it runs as it does for a person."""
+class _AnsweringScreen(pyte.Screen):
+    """A pyte screen that answers the program's questions (cursor position) as a terminal does."""
 
-    def __init__(self, args, env=None) -> None:
+    def __init__(self, columns: int, lines: int, answer) -> None:
+        super().__init__(columns, lines)
+        self._answer = answer
+
+    def write_process_input(self, data: str) -> None:
+        self._answer(data)
+
+
+class Terminal:
+    """``client.py`` in a pseudo-terminal of a given size, shown on an emulated screen.
+
+    A thread reads everything the program prints, as a terminal would, and
+    feeds it to a pyte screen, which answers cursor position requests. The
+    tests wait for conditions on that screen or on the printed text.
+    """
+
+    def __init__(self, args, env=None, columns: int = 80, rows: int = 24) -> None:
         import pty
 
         self.master, slave = pty.openpty()
-        environment = dict(os.environ, PYTHONIOENCODING="utf-8", TERM="xterm", COLUMNS="200")
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        environment = dict(os.environ, PYTHONIOENCODING="utf-8", TERM="xterm")
+        for name in ("COLUMNS", "LINES", "NO_COLOR"):  # the terminal's own size, and colors by default
+            environment.pop(name, None)
         environment.update(env or {})
         self.process = subprocess.Popen(
             [sys.executable, "client.py", *args],
@@ -235,47 +256,72 @@ class Terminal:
             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
         )
         os.close(slave)
-        self.screen = ""  # output not yet matched by wait_for()
-        # What a person would see: a terminal emulator fed with everything printed.
-        self.display = pyte.Screen(200, 24)
+        # Guards transcript, screen, display and _ended; notified on every change.
+        self._changed = threading.Condition()
+        self.transcript = ""  # everything the program printed
+        self.screen = ""  # printed text not yet matched by wait_for()
+        self.display = _AnsweringScreen(columns, rows, self._answer)
         self._display_feed = pyte.ByteStream(self.display)
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._ended = False  # the program closed the terminal (it exited)
+        self._reader = threading.Thread(target=self._read_output, name="terminal-reader", daemon=True)
+        self._reader.start()
+
+    def _read_output(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO once the program has exited, EBADF once closed
+                chunk = b""
+            with self._changed:
+                if chunk:
+                    self._display_feed.feed(chunk)
+                    text = self._decoder.decode(chunk)
+                    self.transcript += text
+                    self.screen += text
+                else:
+                    self._ended = True
+                self._changed.notify_all()
+            if not chunk:
+                return
+
+    def _answer(self, data: str) -> None:
+        try:
+            os.write(self.master, data.encode())
+        except OSError:
+            pass
 
     def type(self, keys: str) -> None:
         os.write(self.master, keys.encode())
 
     def wait_for(self, text: str, timeout: float = TIMEOUT_S) -> str:
-        """Read output until ``text`` appears in what was printed since the last call."""
-        deadline = time.monotonic() + timeout
-        while text not in self.screen:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        """Wait until ``text`` was printed since the last call; return what came up to its end."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: text in self.screen or self._ended, timeout):
                 raise AssertionError(f"{text!r} never appeared; output was {self.screen!r}")
-            ready, _, _ = select.select([self.master], [], [], remaining)
-            if ready:
-                try:
-                    chunk = os.read(self.master, 65536)
-                except OSError:  # the program exited and the terminal closed
-                    chunk = b""
-                if not chunk:
-                    raise AssertionError(f"{text!r} never appeared; output was {self.screen!r}")
-                self._display_feed.feed(chunk)
-                self.screen += chunk.decode("utf-8", "replace")
-        before, _, after = self.screen.partition(text)
-        self.screen = after
-        return before + text
+            if text not in self.screen:
+                raise AssertionError(f"{text!r} never appeared before the program exited; output was {self.screen!r}")
+            before, _, self.screen = self.screen.partition(text)
+            return before + text
 
     def wait_for_display(self, condition, timeout: float = TIMEOUT_S) -> None:
-        """Read output until ``condition()`` holds for the emulated screen."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        """Wait until ``condition()`` holds for the emulated screen."""
+        with self._changed:
+            if not self._changed.wait_for(condition, timeout):
                 raise AssertionError(f"the screen never got there; it shows {self.rows()!r}")
-            ready, _, _ = select.select([self.master], [], [], remaining)
-            if ready:
-                chunk = os.read(self.master, 65536)
-                self._display_feed.feed(chunk)
-                self.screen += chunk.decode("utf-8", "replace")
+
+    def resize(self, columns: int, rows: int) -> None:
+        """Change the terminal's size, as dragging the window's edge does.
+
+        Setting the size on the pseudo-terminal makes the kernel send SIGWINCH
+        to the program.
+        """
+        with self._changed:
+            self.display.resize(rows, columns)
+            # A real terminal keeps the cursor on the screen.
+            self.display.cursor.x = min(self.display.cursor.x, columns - 1)
+            self.display.cursor.y = min(self.display.cursor.y, rows - 1)
+        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
 
     def rows(self) -> "list[str]":
         """The emulated screen's non-blank rows, without trailing spaces."""
@@ -285,21 +331,17 @@ class Terminal:
         return self.display.cursor.x
 
     def wait(self, timeout: float = TIMEOUT_S) -> int:
-        """Wait for the program to exit, collecting what it prints meanwhile."""
-        deadline = time.monotonic() + timeout
-        while self.process.poll() is None and time.monotonic() < deadline:
-            ready, _, _ = select.select([self.master], [], [], 0.05)
-            if ready:
-                try:
-                    self.screen += os.read(self.master, 65536).decode("utf-8", "replace")
-                except OSError:
-                    pass
-        return self.process.wait(max(0.0, deadline - time.monotonic()))
+        """Wait for the program to exit and for the last of its output; return its status."""
+        status = self.process.wait(timeout)
+        with self._changed:
+            self._changed.wait_for(lambda: self._ended, timeout)
+        return status
 
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(TIMEOUT_S)
+        self._reader.join(TIMEOUT_S)  # it ends when the terminal closes, as the program exits
         os.close(self.master)
 
 

@@ -73,8 +73,8 @@ def test_thousands_of_connects_and_disconnects_leave_nothing_behind(server_progr
 @pytest.fixture
 def small_backlog_server():
     # A small backlog bound, and long lines for private messages to the clients that never
-    # read: the kernel buffers a few megabytes for each of them before the bound is reached.
-    program = ServerProgram(0, "--max-queue-bytes", "32768", "--max-line-bytes", "65536")
+    # read, so that their queues reach the part private messages may fill within seconds.
+    program = ServerProgram(0, "--max-queue-bytes", "65536", "--max-line-bytes", "16000")
     yield program
     program.kill()
 
@@ -108,9 +108,9 @@ def test_chaos_leaves_healthy_clients_whole_and_the_server_idle(small_backlog_se
             for member in garbage:
                 junk = bytes(rng.randrange(256) for _ in range(200)).replace(b"\n", b"")
                 crowd.send(member, junk + b"\n")
-            for member in whisperers:  # private lines go to the non-readers alone, and fill their backlogs
+            for member in whisperers:  # private lines to the non-readers alone, refused once they are behind
                 for _ in range(5):  # more than the flood limit lets through
-                    crowd.say(member, f"/msg {rng.choice(non_readers).name} " + "w" * 60_000)
+                    crowd.say(member, f"/msg {rng.choice(non_readers).name} " + "w" * 15_000)
             for member in long_liners:
                 crowd.send(member, b"L" * 100_000 + b"\n")
             for member in flooders:
@@ -134,9 +134,9 @@ def test_chaos_leaves_healthy_clients_whole_and_the_server_idle(small_backlog_se
             for reference in references:
                 common = set(reference) & set(lines)
                 assert [l for l in reference if l in common] == [l for l in lines if l in common], "two orders"
-        online = server.online()
-        assert not {m.name for m in non_readers} & set(online), "a client that never reads was not dropped"
-        assert {m.name for m in healthy} <= set(online)
+        assert {m.name for m in healthy} <= set(server.online())
+        # Private messages alone cannot fill a non-reader's queue: the senders are told instead.
+        assert any("is not keeping up" in line for m in whisperers for line in m.lines)
     finally:
         crowd.close_all()
     assert wait_until(lambda: server.online() == [], timeout=10)

@@ -1,10 +1,13 @@
 """Hostile and broken clients: each test checks that well-behaved clients got all
 their messages, once, in order, and that the server still answers afterwards."""
 
+import logging
 import random
 import socket
 
-from chat.transports.tcp import KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES
+
+from chat.server import SEND_BUFFER_BYTES
+from chat.transports.tcp import KEEPALIVE_PROBES
 from tests.crowd import Crowd
 from tests.helpers import Peer, join_all, wait_until
 
@@ -74,6 +77,12 @@ def test_any_bytes_at_all_neither_kill_a_thread_nor_reach_a_terminal(server):
     assert bob.read_line() == "Ann: still here"
 
 
+def test_a_first_nick_line_is_sanitized_like_any_other(server):
+    peer = Peer(server.address)
+    peer.send_raw(b"/nick \x1b[31mRed\n")
+    assert peer.expect(lambda line: line.startswith("[SYSTEM] Welcome, ")).startswith("[SYSTEM] Welcome, Red! ")
+
+
 def test_escape_sequences_never_reach_a_name(server):
     ann = Peer.joined(server.address, "Ann")
     ann.send_raw(b"/nick \x1b[31mRed\n")
@@ -81,7 +90,7 @@ def test_escape_sequences_never_reach_a_name(server):
     ann.send_raw("/nick R\u202eed\x07\n".encode())
     assert ann.read_line() == "[ERROR] You are already Red."
     ann.send_raw("/nick Évil\n".encode())
-    assert "letters, digits" in ann.read_line()
+    assert "ASCII letter" in ann.read_line()
 
 
 def test_pasting_fifteen_lines_at_once_delivers_them_all(server):
@@ -91,16 +100,88 @@ def test_pasting_fifteen_lines_at_once_delivers_them_all(server):
     ann.assert_receives_nothing()
 
 
-def test_a_flood_is_cut_to_the_burst_and_the_sender_told_once(server):
+def test_a_flood_is_cut_to_the_burst_and_the_sender_told_how_much_was_lost(server):
     ann, bob = join_all(server.address, "Ann", "Bob")
     ann.send_raw(b"".join(b"flood %d\n" % i for i in range(200)))
     assert ann.read_line() == "[SYSTEM] You are sending too fast (limit: 10 lines per second). Lines are being dropped."
-    ann.assert_receives_nothing()
+    # Once a line could pass again, the flood is over, and the sender learns what it cost.
+    assert ann.read_line() == "[SYSTEM] 180 lines were not sent."
     relayed = [bob.read_line() for _ in range(20)]
     assert relayed == [f"Ann: flood {i}" for i in range(20)]
     bob.assert_receives_nothing()
-    # Tokens come back at 10 a second: a line sent later passes again.
-    assert wait_until(lambda: ann.send("later") or bob.read_line(0.2) == "Ann: later", timeout=3)
+    ann.send("later")
+    assert bob.read_line() == "Ann: later"
+
+
+def test_the_flood_warning_comes_again_for_a_second_flood(start_server):
+    server = start_server(max_rate=20)  # bursts of 40, refilled in 2 seconds
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    for _ in range(2):
+        ann.send_raw(b"".join(b"flood %d\n" % i for i in range(50)))
+        assert ann.read_line().startswith("[SYSTEM] You are sending too fast")
+        assert ann.read_line().endswith("lines were not sent.")
+        # A calm period: the sender's bucket fills up again.
+        assert wait_until(lambda: flood_bucket_is_full(server, "Ann"), timeout=5)
+
+
+def flood_bucket_is_full(server, name) -> bool:
+    with server._connections_lock:
+        connection = next(c for c in server._connections if c.name == name)
+    return connection.flood.own.available() == connection.flood.own.burst
+
+
+def test_blank_lines_cost_no_flood_allowance(server):
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    paragraphs = [f"paragraph {i}" for i in range(15)]
+    ann.send_raw("\n\n".join(paragraphs).encode() + b"\n")  # 29 lines, 14 of them blank
+    assert [bob.read_line() for _ in range(15)] == [f"Ann: {p}" for p in paragraphs]
+    ann.assert_receives_nothing()
+
+
+def test_a_flooder_far_beyond_its_rate_is_disconnected_as_an_excess_flood(server, caplog):
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    caplog.set_level(logging.WARNING)
+    flood = b"".join(b"flood %d\n" % i for i in range(400))  # 20 lines pass, 380 are excess
+    lines = []
+    try:
+        for _ in range(10):
+            ann.send_raw(flood)
+    except OSError:
+        pass  # the server closed the connection while we were still sending
+    try:
+        lines = ann.read_until_closed()
+    except OSError:
+        pass
+    if lines:
+        assert lines[-1] == "[SYSTEM] Disconnected: excess flood."
+    assert bob.expect("[SYSTEM] Ann left the chat.")
+    assert any("Ann" in r.getMessage() and "excess flood" in r.getMessage() for r in caplog.records)
+
+
+def test_a_paste_a_little_over_the_burst_is_not_an_excess_flood(server):
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    ann.send_raw(b"".join(b"paste %d\n" % i for i in range(200)))
+    assert ann.expect("[SYSTEM] 180 lines were not sent.")
+    ann.send("still here")
+    assert bob.expect("Ann: still here")
+
+
+def test_a_line_at_the_limit_counts_without_its_terminator(start_server):
+    server = start_server(max_line_bytes=100)
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    ann.send_raw(b"y" * 100 + b"\r\n")
+    assert bob.read_line() == "Ann: " + "y" * 100
+    ann.send_raw(b"z" * 100 + b"\r\r\n")  # one byte over, \r or not
+    assert ann.read_line() == "[SYSTEM] Line too long: the limit is 100 bytes. It was not sent."
+
+
+def test_invalid_utf8_is_relayed_no_longer_than_the_limit(start_server):
+    server = start_server(max_line_bytes=100)
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    ann.send_raw(b"\xff" * 100 + b"\n")  # 100 bytes in, 100 three-byte U+FFFD once decoded
+    line = bob.read_line()
+    assert line.startswith("Ann: \ufffd")
+    assert len(line.removeprefix("Ann: ").encode()) <= 100
 
 
 def test_flood_control_can_be_turned_off(start_server):
@@ -116,6 +197,8 @@ def test_a_client_that_stops_reading_is_dropped_and_the_others_lose_nothing(star
     try:
         talker = crowd.connect("Talker")
         readers = [crowd.connect(f"Reader{i}") for i in range(3)]
+        # Everyone is in before Stuck comes, so that everyone sees it join.
+        assert crowd.pump(lambda: all(any(line.startswith("[SYSTEM] Welcome") for line in m.lines) for m in [talker, *readers]))
         crowd.connect("Stuck", reading=False, receive_buffer=4096)
         assert crowd.pump(lambda: all("[SYSTEM] Stuck joined the chat!" in m.lines for m in [talker, *readers]))
         expected = []
@@ -143,8 +226,10 @@ def test_every_client_socket_has_tcp_keepalive(server):
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     if hasattr(socket, "TCP_KEEPIDLE"):
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
-        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == KEEPALIVE_INTERVAL_S
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == KEEPALIVE_PROBES
+    # A fixed send buffer: Linux would otherwise grow it to megabytes for a client that stops reading.
+    assert SEND_BUFFER_BYTES <= sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) <= 2 * SEND_BUFFER_BYTES
 
 
 def test_a_full_server_turns_the_next_client_away_and_keeps_serving(start_server):
@@ -171,6 +256,6 @@ def test_stopping_while_a_refused_client_lingers_still_stops_cleanly(start_serve
     server = start_server(max_clients=1)
     ann = Peer.joined(server.address, "Ann")
     extra = Peer(server.address, "Extra")
-    assert extra.read_line() == "[SYSTEM] Server is full (1 users). Try again later."
+    assert extra.read_line() == "[SYSTEM] Server is full (1 user). Try again later."
     assert server.shutdown(timeout=5)  # while the refused socket is still open on our side
     assert ann.read_until_closed()[-1] == "[SYSTEM] Server is shutting down."

@@ -2,8 +2,10 @@ import io
 import logging
 import re
 import threading
+import time
 
 from chat.logs import BackgroundHandler
+from tests.helpers import wait_until
 
 
 def test_records_from_many_threads_are_all_written_in_order_with_timestamps():
@@ -39,3 +41,55 @@ def test_closing_twice_is_harmless_and_stops_the_writer():
     handler.close()
     handler.close()
     assert not handler._writer.is_alive()
+
+
+class BlockedStream(io.StringIO):
+    """A stream whose writes wait until released, as stdout does when a terminal is paused."""
+
+    def __init__(self):
+        super().__init__()
+        self.released = threading.Event()
+        self.writing = threading.Event()
+
+    def write(self, text):
+        self.writing.set()
+        self.released.wait()
+        return super().write(text)
+
+
+def test_a_blocked_output_bounds_the_queue_and_counts_what_it_dropped(monkeypatch):
+    monkeypatch.setattr("chat.logs.MAX_PENDING_RECORDS", 100)
+    stream = BlockedStream()
+    handler = BackgroundHandler(stream)
+    logger = logging.getLogger("test.blocked")
+    logger.propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("first")
+        assert stream.writing.wait(5)  # the writer is now stuck in write()
+        for i in range(1000):
+            logger.info("line %d", i)
+        assert len(handler._records) == 100
+        stream.released.set()
+        assert wait_until(lambda: not handler._records)
+        logger.info("after")
+        assert wait_until(lambda: "after" in stream.getvalue())
+    finally:
+        stream.released.set()
+        handler.close()
+        logger.removeHandler(handler)
+    written = stream.getvalue()
+    assert "900 log line(s) were dropped" in written
+    assert "line 99\n" in written and "line 100\n" not in written
+
+
+def test_closing_does_not_wait_for_an_output_that_takes_nothing():
+    stream = BlockedStream()
+    handler = BackgroundHandler(stream)
+    handler.handle(logging.makeLogRecord({"msg": "stuck"}))
+    assert stream.writing.wait(5)
+    started = time.monotonic()
+    assert handler.close(timeout=0.2) is False
+    assert time.monotonic() - started < 1.0
+    stream.released.set()

@@ -40,14 +40,23 @@ def test_the_framer_never_yields_or_holds_more_than_its_limit(data, cuts, limit)
     start = 0
     for cut in sorted(c % (len(data) + 1) for c in cuts) + [len(data)]:
         for event in framer.feed(data[start:cut]):
-            assert isinstance(event, LineTooLong) or (len(event) <= limit and b"\n" not in event)
-        assert len(framer._partial) <= limit
+            if not isinstance(event, LineTooLong):
+                assert b"\n" not in event
+                assert len(event.removesuffix(b"\r")) <= limit  # the terminator does not count
+        assert len(framer._partial) <= limit or framer._partial == framer._partial[:limit] + b"\r"
         start = cut
 
 
-@given(st.binary())
-def test_any_bytes_decode_without_error(raw):
-    assert isinstance(decode_line(raw), str)
+@given(st.binary(), st.integers(64, 200))
+def test_any_bytes_decode_to_text_that_re_encodes_within_the_limit(raw, limit):
+    text = decode_line(raw, max_bytes=limit)
+    encoded = text.encode("utf-8")  # no lone surrogate, or this raises
+    # Each invalid sequence becomes one U+FFFD (three bytes), and a final \r goes.
+    full = raw.decode("utf-8", "replace").removesuffix("\r")
+    if len(full.encode("utf-8")) <= limit or "\ufffd" not in full:
+        assert text == full
+    else:  # the replacements made it longer than the limit: cut, at a character's end
+        assert len(encoded) <= limit and full.encode("utf-8").startswith(encoded)
 
 
 def is_unsafe(char: str) -> bool:

@@ -34,12 +34,25 @@ def test_good_names_are_accepted(name):
 
 @pytest.mark.parametrize("name", ["", "a" * 21, "has space", "émile", "semi;colon", "[SYSTEM]"])
 def test_malformed_names_are_refused_with_the_rule(name):
-    assert "letters, digits" in name_problem(name)
+    assert "ASCII letter" in name_problem(name)
 
 
-@pytest.mark.parametrize("name", ["SYSTEM", "system", "Server"])
-def test_reserved_names_are_refused(name):
-    assert "reserved" in name_problem(name)
+@pytest.mark.parametrize(
+    "name", ["SYSTEM", "system", "Server", "SYSTEM_", "system2", "Error-2", "ERROR", "pm", "PM_1", "server--"]
+)
+def test_names_that_imitate_the_servers_labels_are_reserved(name):
+    assert name_problem(name) == f"The name {name} is reserved."
+
+
+@pytest.mark.parametrize("name", ["Pmarie", "Systematic", "Errors", "my_server", "PM_x"])
+def test_names_that_merely_start_like_a_label_are_allowed(name):
+    assert name_problem(name) is None
+
+
+def test_the_name_rule_says_exactly_what_is_allowed():
+    assert name_problem("Zoë") == (
+        "Names are 1 to 20 characters, each an ASCII letter (A-Z, a-z), a digit, '_' or '-'."
+    )
 
 
 def test_names_compare_without_case():

@@ -33,10 +33,11 @@ class LineFramer:
 
     Feed it whatever ``recv()`` returned; it returns the complete lines found
     so far (as bytes, without the ``\\n``) and keeps the unfinished tail.
-    A line longer than ``max_line_bytes`` produces one :class:`LineTooLong`
-    event, as soon as it is detected, and its remaining bytes are dropped
-    without being stored. However the stream is split into chunks, the same
-    events come out in the same order.
+    A line longer than ``max_line_bytes`` (not counting its ``\r\n`` or
+    ``\n``) produces one :class:`LineTooLong` event, as soon as it is
+    detected, and its remaining bytes are dropped without being stored.
+    However the stream is split into chunks, the same events come out in the
+    same order.
     """
 
     def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
@@ -44,7 +45,8 @@ class LineFramer:
             raise ValueError("max_line_bytes must be at least 1")
         self.max_line_bytes = max_line_bytes
         # Invariant: _partial never contains b"\n" (so it is never searched
-        # again) and never exceeds max_line_bytes.
+        # again) and never exceeds max_line_bytes, plus one b"\r" at its end
+        # that may turn out to be half of a b"\r\n".
         self._partial = bytearray()
         # True while skipping the rest of an over-long line.
         self._discarding = False
@@ -69,18 +71,29 @@ class LineFramer:
         """Append ``data[start:end]`` (which has no newline) to the current line."""
         if self._discarding:
             return
-        if len(self._partial) + (end - start) > self.max_line_bytes:
-            self._partial.clear()
-            self._discarding = True
-            events.append(LineTooLong(self.max_line_bytes))
-        else:
-            self._partial += data[start:end]
+        excess = len(self._partial) + (end - start) - self.max_line_bytes
+        if excess > 0:
+            last_byte = data[end - 1 : end] if end > start else self._partial[-1:]
+            if excess > 1 or last_byte != b"\r":
+                self._partial.clear()
+                self._discarding = True
+                events.append(LineTooLong(self.max_line_bytes))
+                return
+        self._partial += data[start:end]
 
 
-def decode_line(raw: bytes) -> str:
-    """Decode one framed line: invalid UTF-8 becomes U+FFFD, a final ``\\r`` is dropped."""
+def decode_line(raw: bytes, max_bytes: "int | None" = None) -> str:
+    """Decode one framed line: invalid UTF-8 becomes U+FFFD, a final ``\\r`` is dropped.
+
+    Each invalid byte becomes a three-byte U+FFFD, so with ``max_bytes`` the
+    text is cut to encode in at most that many bytes again.
+    """
     text = raw.decode(ENCODING, errors="replace")
-    return text[:-1] if text.endswith("\r") else text
+    if text.endswith("\r"):
+        text = text[:-1]
+    if max_bytes is not None and len(text) * 3 > max_bytes and "\ufffd" in text:
+        text = text.encode(ENCODING)[:max_bytes].decode(ENCODING, errors="ignore")
+    return text
 
 
 def encode_line(text: str) -> bytes:

@@ -41,6 +41,14 @@ class Member(Protocol):
         Must not block or do I/O: it runs under the room lock.
         """
 
+    def queue_private(self, data: bytes) -> "bool | None":
+        """Like queue(), for a line one sender aims at this member alone.
+
+        Returns None, queueing nothing, if this member's backlog is already
+        large: private messages from others must not be able to fill it up
+        until the member is dropped as a slow reader.
+        """
+
     def flush(self) -> None:
         """Start sending what was queued. Called without the room lock held."""
 
@@ -72,6 +80,15 @@ class Room:
         finally:
             self._deferred.members = None
             for member in pending:
+                member.flush()
+
+    def flush_deferred(self) -> None:
+        """Inside deferred_flushes(), send what this thread has queued so far, now."""
+        pending = getattr(self._deferred, "members", None)
+        if pending:
+            members = list(pending)
+            pending.clear()
+            for member in members:
                 member.flush()
 
     # -- membership ---------------------------------------------------------
@@ -180,8 +197,10 @@ class Room:
             recipient = self._members.get(name_key(recipient_name))
             if recipient is None:
                 return f"No user named {recipient_name} is online."
-            needs_flush = recipient.queue(encode_line(messages.private_from(sender.name, text)))
+            needs_flush = recipient.queue_private(encode_line(messages.private_from(sender.name, text)))
             recipient_name = recipient.name
+        if needs_flush is None:
+            return f"{recipient_name} is not keeping up with incoming messages: yours was not delivered. Try again later."
         if needs_flush:
             self._flush([recipient])
         self.send_to(sender, messages.private_to(recipient_name, text))

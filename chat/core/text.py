@@ -30,7 +30,9 @@ _UNSAFE = re.compile(
 
 NAME_MAX_CHARS = 20
 _VALID_NAME = re.compile(r"[A-Za-z0-9_-]{1,%d}" % NAME_MAX_CHARS)
-RESERVED_NAMES = frozenset({"system", "server"})
+# Names that imitate the server's own labels ([SYSTEM], [ERROR], [PM ...], the
+# server), alone or followed only by digits, "_" or "-": "SYSTEM_", "Error-2".
+_RESERVED_NAME = re.compile(r"(?:system|error|pm|server)[0-9_-]*", re.IGNORECASE)
 
 
 def sanitize(text: str) -> str:
@@ -51,10 +53,10 @@ def name_problem(name: str) -> "str | None":
     """
     if not _VALID_NAME.fullmatch(name):
         return (
-            f"Names are 1 to {NAME_MAX_CHARS} characters: "
-            "letters, digits, '_' or '-'."
+            f"Names are 1 to {NAME_MAX_CHARS} characters, each an ASCII letter (A-Z, a-z), "
+            "a digit, '_' or '-'."
         )
-    if name.casefold() in RESERVED_NAMES:
+    if _RESERVED_NAME.fullmatch(name):
         return f"The name {name} is reserved."
     return None
 

@@ -48,8 +48,10 @@ class Outbox:
         self.max_bytes = max_bytes
         # Guards every attribute below. The writer waits on _cond for work;
         # the others take the bare lock, which is cheaper than the condition.
+        # A reader whose own client is behind waits on _drained.
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
+        self._drained = threading.Condition(self._lock)
         self._chunks: "deque[bytes]" = deque()
         # Bytes accepted by put() and not yet accepted by the kernel,
         # including a batch that is being sent right now.
@@ -63,6 +65,15 @@ class Outbox:
     def state(self) -> State:
         with self._lock:
             return self._state
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes queued and not yet taken by the kernel (read without the lock: a snapshot)."""
+        return self._backlog_bytes
+
+    def is_open(self) -> bool:
+        """Whether the connection still takes or sends lines (a snapshot, without the lock)."""
+        return self._state in (State.OPEN, State.CLOSING)
 
     def put(self, data: bytes) -> bool:
         """Queue ``data``; return True if the caller must now call flush().
@@ -79,11 +90,33 @@ class Outbox:
                 self._state = State.OVERFLOWED
                 self._chunks.clear()
                 self._cond.notify()
+                self._drained.notify_all()
                 return True  # flush() shuts the socket down
             idle = not self._chunks and not self._sending
             self._chunks.append(data)
             self._backlog_bytes += len(data)
             return idle
+
+    def offer(self, data: bytes, max_backlog: int) -> "bool | None":
+        """Like put(), but refuse (return None) while more than ``max_backlog`` bytes wait.
+
+        For lines that one sender aims at one client, such as private
+        messages: others cannot then fill this client's queue on their own.
+        """
+        with self._lock:
+            if self._state is State.OPEN and self._backlog_bytes > max_backlog:
+                return None
+        return self.put(data)
+
+    def wait_until_below(self, max_backlog: int, timeout: float) -> bool:
+        """Wait until at most ``max_backlog`` bytes are waiting, or the outbox is no longer open.
+
+        True if that happened within ``timeout`` seconds.
+        """
+        with self._lock:
+            return self._drained.wait_for(
+                lambda: self._backlog_bytes <= max_backlog or self._state is not State.OPEN, timeout
+            )
 
     def flush(self) -> None:
         """Send what is queued if the socket takes it without blocking; else leave it to the writer."""
@@ -112,6 +145,7 @@ class Outbox:
             with self._lock:
                 self._sending = False
                 self._backlog_bytes -= sent
+                self._drained.notify_all()
                 if sent < len(data):  # the socket is full
                     self._chunks.appendleft(data[sent:])
                 go_on = sent == len(data) and self._chunks and self._state is State.OPEN
@@ -127,6 +161,17 @@ class Outbox:
             if self._state is State.OPEN:
                 self._state = State.CLOSING
             self._cond.notify()
+            self._drained.notify_all()
+
+    def overflow(self) -> None:
+        """Cut the client off as if its queue had overflowed (the server's total is too high)."""
+        with self._lock:
+            if self._state in (State.OPEN, State.CLOSING):
+                self._state = State.OVERFLOWED
+                self._chunks.clear()
+            self._cond.notify()
+            self._drained.notify_all()
+        self.abort()
 
     def run_writer(self) -> None:
         """The writer thread's body: send queued bytes until closed, then shut the socket down."""
@@ -146,10 +191,12 @@ class Outbox:
             with self._lock:
                 self._sending = False
                 self._backlog_bytes -= len(data)
+                self._drained.notify_all()
         with self._lock:
             finished_cleanly = self._state is State.CLOSING
             if finished_cleanly:
                 self._state = State.DONE
+            self._drained.notify_all()
         if finished_cleanly:
             # Half-close: the peer reads everything we sent, then end-of-file.
             try:
@@ -174,6 +221,7 @@ class Outbox:
             self._chunks.clear()
             self._backlog_bytes = 0
             self._cond.notify()
+            self._drained.notify_all()
 
     def abort(self) -> None:
         """Shut the socket down both ways at once, waking any thread blocked on it."""

@@ -1,0 +1,102 @@
+"""Who may connect: the client limit, the limit per address, and each address's flood budget.
+
+Without a limit per address, one laptop could open a thousand sockets and
+hold every seat; without a budget per address, the same laptop could open
+many connections and multiply its flood allowance. IRC servers do the same
+(ngircd's ``MaxConnectionsIP``, ergo's ``connection-limits``).
+
+Loopback peers are exempt from both: whoever connects from this machine
+already has a shell on it, and the tests and the benchmark connect from here.
+
+No I/O: the server asks :meth:`Admission.admit` for a :class:`Seat` for each
+new connection, and the connection releases its seat when it starts closing,
+so that a client that reconnects at once is not refused by its own ghost.
+"""
+
+import ipaddress
+import threading
+
+from chat.core.ratelimit import SharedTokenBucket
+from chat.limits import Limits
+
+
+def address_key(host: str) -> str:
+    """The address that limits are counted by: an IPv4-mapped IPv6 address counts as IPv4."""
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return host
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
+
+
+def is_loopback(key: str) -> bool:
+    try:
+        return ipaddress.ip_address(key).is_loopback
+    except ValueError:
+        return False
+
+
+class Seat:
+    """One admitted connection's place: its address's shared flood budget, and release()."""
+
+    def __init__(self, admission: "Admission", key: "str | None", budget: "SharedTokenBucket | None") -> None:
+        self._admission = admission
+        self.key = key  # None for an exempt (loopback) peer
+        self.address_budget = budget
+        self._released = False
+
+    def release(self) -> None:
+        """Give the seat back. Idempotent."""
+        if not self._released:
+            self._released = True
+            self._admission._release(self.key)
+
+
+class Admission:
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        # Guards every attribute below.
+        self._lock = threading.Lock()
+        self._seated = 0
+        self._per_address: "dict[str, int]" = {}
+        self._budgets: "dict[str, SharedTokenBucket]" = {}
+
+    def admit(self, host: str) -> "Seat | str":
+        """A seat for a client from ``host``, or the reason it is refused."""
+        key = address_key(host)
+        counted = not (self.limits.exempt_loopback and is_loopback(key))
+        with self._lock:
+            if self._seated >= self.limits.max_clients:
+                users = "user" if self.limits.max_clients == 1 else "users"
+                return f"Server is full ({self.limits.max_clients} {users}). Try again later."
+            if not counted:
+                self._seated += 1
+                return Seat(self, None, None)
+            if self._per_address.get(key, 0) >= self.limits.max_per_address:
+                return (
+                    f"Too many connections from your address (limit: {self.limits.max_per_address}). "
+                    "Close one, or try again later."
+                )
+            self._seated += 1
+            self._per_address[key] = self._per_address.get(key, 0) + 1
+            budget = self._budgets.get(key)
+            if budget is None and self.limits.max_address_rate > 0:
+                rate = self.limits.max_address_rate
+                budget = self._budgets[key] = SharedTokenBucket(rate, max(1, 2 * rate))
+        return Seat(self, key, budget)
+
+    def seated(self) -> int:
+        with self._lock:
+            return self._seated
+
+    def _release(self, key: "str | None") -> None:
+        with self._lock:
+            self._seated -= 1
+            if key is None:
+                return
+            self._per_address[key] -= 1
+            if not self._per_address[key]:
+                # The address's last connection is gone: so is its budget.
+                del self._per_address[key]
+                self._budgets.pop(key, None)

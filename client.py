@@ -1,24 +1,32 @@
-"""Start a chat client: python client.py [HOST] [PORT] [--name NAME] [--no-color]"""
+"""Start a chat client: python client.py [HOST] [PORT] [--port PORT] [--name NAME] [--no-color]"""
 
 import argparse
 import sys
 
-import colorama
-
-from chat.client.client import parse_address, run
-from chat.client.terminal import wants_color
-from chat.core.text import name_problem
+try:
+    from chat.client.address import DEFAULT_HOST, DEFAULT_PORT, parse_address
+    from chat.client.client import run
+    from chat.client.terminal import is_interactive, wants_color
+    from chat.core.text import name_problem
+except KeyboardInterrupt:  # Ctrl+C while the program is still loading: leave quietly
+    sys.exit(0)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="A terminal client for the TCP chat server.")
-    parser.add_argument("host", nargs="?", help="server name or address, or HOST:PORT (default: localhost)")
-    parser.add_argument("port", nargs="?", help="server port (default: 8080)")
+    parser.add_argument("host", nargs="?", help=f"server name or address, or HOST:PORT (default: {DEFAULT_HOST})")
+    parser.add_argument("port", nargs="?", help=f"server port (default: {DEFAULT_PORT})")
+    parser.add_argument("--host", dest="host_option", metavar="HOST", help="the same as HOST above")
+    parser.add_argument("--port", dest="port_option", metavar="PORT", help="the same as PORT above")
     parser.add_argument("--name", help="join under this name instead of User_<port>")
     parser.add_argument("--no-color", action="store_true", help="print without colors (also: set NO_COLOR)")
     args = parser.parse_args(argv)
+    if args.host and args.host_option:
+        parser.error("give the host once: either HOST or --host HOST")
+    if args.port and args.port_option:
+        parser.error("give the port once: either PORT or --port PORT")
     try:
-        args.host, args.port = parse_address(args.host, args.port)
+        args.address = parse_address(args.host or args.host_option, args.port or args.port_option)
     except ValueError as error:
         parser.error(str(error))
     if args.name and name_problem(args.name):
@@ -29,11 +37,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     # Never fail on an emoji when the console cannot show it.
-    sys.stdout.reconfigure(errors="replace")
-    colorama.just_fix_windows_console()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     try:
-        return run(args.host, args.port, args.name, wants_color(args.no_color))
-    except KeyboardInterrupt:  # Ctrl+C before the chat began, while connecting
+        return run(args.address, args.name, wants_color(args.no_color) and is_interactive())
+    except KeyboardInterrupt:  # Ctrl+C while connecting, or a second one while leaving
         print()
         return 0
 

@@ -1,29 +1,34 @@
-"""The client's pure parts: reading the address, describing errors, rendering lines."""
+"""The client's pure parts: reading the address, describing errors, rendering lines, Tab completion."""
 
 import io
 import socket
 
 import pytest
-from colorama import Fore, Style
 
-from chat.client.client import describe_connect_error, parse_address
-from chat.client.terminal import name_color, render, wants_color
+from chat.client.address import Address, format_address, is_local, parse_address
+from chat.client.client import describe_connect_error, is_help, is_quit
+from chat.client.completion import Roster, complete
+from chat.client.terminal import name_style, render, wants_color
+from chat.core import messages
 
 
 @pytest.mark.parametrize(
     "host, port, address",
     [
         (None, None, ("localhost", 8080)),
+        (None, "9000", ("localhost", 9000)),
         ("example.org", None, ("example.org", 8080)),
         ("example.org", "9000", ("example.org", 9000)),
         ("example.org:9000", None, ("example.org", 9000)),
         ("[::1]:9000", None, ("::1", 9000)),
         ("[::1]", "9000", ("::1", 9000)),
+        ("[::1]", None, ("::1", 8080)),
         ("::1", None, ("::1", 8080)),
+        ("fe80::1%eth0", None, ("fe80::1%eth0", 8080)),
     ],
 )
 def test_addresses_are_read_in_every_accepted_form(host, port, address):
-    assert parse_address(host, port) == address
+    assert parse_address(host, port) == Address(*address)
 
 
 @pytest.mark.parametrize(
@@ -31,19 +36,59 @@ def test_addresses_are_read_in_every_accepted_form(host, port, address):
     [
         ("localhost", "http", "must be a number"),
         ("localhost", "0", "must be a number"),
+        ("localhost", "٨٠", "must be a number"),
         ("localhost:70000", None, "must be a number"),
+        ("localhost:", None, "must be a number"),
         ("localhost:9000", "9001", "give the port once"),
         ("[::1", None, "cannot read the address"),
+        ("[localhost]:9000", None, "cannot read the address"),
+        ("[::1]9000", None, "cannot read the address"),
+        ("localhost:8080:junk", None, "cannot read the address 'localhost:8080:junk'"),
+        (":8080", None, "the host is missing"),
+        ("ftp://example.org", None, "cannot read the address"),
+        ("http://localhost:8080", None, "http:// addresses are not supported yet"),
+        ("https://zany-space-8080.app.github.dev", None, "https:// addresses are not supported yet"),
+        ("wss://example.org/chat", None, "wss:// addresses are not supported yet"),
+        ("HTTP://example.org", None, "http:// addresses are not supported yet"),
     ],
 )
 def test_bad_addresses_are_explained(host, port, problem):
-    with pytest.raises(ValueError, match=problem):
+    with pytest.raises(ValueError, match=problem.replace("(", r"\(")):
         parse_address(host, port)
 
 
-def test_a_refused_connection_suggests_starting_the_server():
+def test_a_url_is_never_read_as_a_host_and_port():
+    with pytest.raises(ValueError) as raised:
+        parse_address("https://example.org", None)
+    assert "//example.org" not in str(raised.value) and "IPv6" not in str(raised.value)
+
+
+def test_an_ipv6_address_is_written_in_brackets():
+    assert format_address("::1", 8080) == "[::1]:8080"
+    assert format_address("127.0.0.1", 8080) == "127.0.0.1:8080"
+    assert format_address("localhost", 9000) == "localhost:9000"
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST", "chat.localhost", "127.0.0.1", "127.1.2.3", "::1"])
+def test_loopback_hosts_are_local(host):
+    assert is_local(host)
+
+
+@pytest.mark.parametrize("host", ["example.org", "192.168.1.20", "10.0.0.1", "::2", "localhost.example.org"])
+def test_other_hosts_are_not_local(host):
+    assert not is_local(host)
+
+
+def test_a_refused_local_connection_suggests_starting_the_server():
     message = describe_connect_error(ConnectionRefusedError(111, "refused"), "localhost", 8080)
-    assert "localhost:8080" in message and "python server.py" in message
+    assert "localhost:8080" in message and "Start it with: python server.py" in message
+    message = describe_connect_error(ConnectionRefusedError(111, "refused"), "::1", 9000)
+    assert "[::1]:9000" in message and "Start it with: python server.py --port 9000" in message
+
+
+def test_a_refused_remote_connection_does_not_suggest_starting_a_server_here():
+    message = describe_connect_error(ConnectionRefusedError(111, "refused"), "192.168.1.20", 8080)
+    assert "192.168.1.20:8080" in message and "python server.py" not in message
 
 
 def test_an_unknown_host_is_named():
@@ -56,23 +101,49 @@ def test_a_codespaces_address_gets_a_hint_about_https_forwarding():
     assert "Codespaces" in message and "README" in message
 
 
+@pytest.mark.parametrize("text", ["quit", " QUIT ", "Quit", "/quit", "/QUIT", "/quit some words", "/quit\tbye"])
+def test_quit_and_slash_quit_with_anything_after_it_leave(text):
+    assert is_quit(text)
+
+
+@pytest.mark.parametrize("text", ["quit now", "//quit", "/quitter", "hello", "", "/msg Ann /quit"])
+def test_other_lines_do_not_leave(text):
+    assert not is_quit(text)
+
+
+def test_help_is_recognised_as_the_server_recognises_it():
+    assert is_help("/help") and is_help("/HELP me") and not is_help("//help") and not is_help("help")
+
+
 def test_without_color_a_line_is_printed_as_received():
-    assert render("Ann: hi", color=False) == "📨 Ann: hi"
+    assert render("Ann: hi", color=False) == [("", "📨 Ann: hi")]
+    assert render("[SYSTEM] x", color=False) == [("", "📨 [SYSTEM] x")]
 
 
 def test_a_name_gets_the_same_color_every_time_and_the_text_keeps_its_own():
-    assert render("Ann: hi", color=True) == f"📨 {name_color('Ann')}{Style.BRIGHT}Ann{Style.RESET_ALL}: hi"
-    assert name_color("Ann") == name_color("ann")
+    assert render("Ann: hi", color=True) == [("", "📨 "), (name_style("Ann"), "Ann"), ("", ": hi")]
+    assert name_style("Ann") == name_style("ann")
+    assert name_style("Ann").endswith(" bold")
+
+
+def test_names_get_different_colors():
+    assert len({name_style(f"User_{number}") for number in range(50)}) > 3
 
 
 def test_system_error_and_private_lines_have_colors_of_their_own():
-    assert render("[SYSTEM] x", True) == f"📨 {Fore.YELLOW}[SYSTEM] x{Style.RESET_ALL}"
-    assert render("[ERROR] x", True) == f"📨 {Fore.RED}[ERROR] x{Style.RESET_ALL}"
-    assert render("[PM from Ann] x", True) == f"📨 {Fore.MAGENTA}[PM from Ann] x{Style.RESET_ALL}"
+    assert render("[SYSTEM] x", True) == [("", "📨 "), ("ansiyellow", "[SYSTEM] x")]
+    assert render("[ERROR] x", True) == [("", "📨 "), ("ansired", "[ERROR] x")]
+    assert render("[PM from Ann] x", True) == [("", "📨 "), ("ansimagenta", "[PM from Ann] x")]
 
 
 def test_an_action_colors_the_name():
-    assert name_color("Ann") + Style.BRIGHT + "Ann" in render("* Ann waves", True)
+    assert render("* Ann waves", True) == [("", "📨 * "), (name_style("Ann"), "Ann"), ("", " waves")]
+
+
+def test_text_from_the_network_never_becomes_a_style():
+    line = "Ann: <b>[ZeroWidthEscape]</b> class:bold"
+    assert [style for style, _ in render(line, True)] == ["", name_style("Ann"), ""]
+    assert "".join(text for _, text in render(line, True)) == "📨 " + line
 
 
 class FakeStream(io.StringIO):
@@ -91,3 +162,78 @@ def test_color_is_used_only_on_a_terminal_without_no_color(monkeypatch):
     assert not wants_color(True, FakeStream(tty=True))
     monkeypatch.setenv("NO_COLOR", "1")
     assert not wants_color(False, FakeStream(tty=True))
+
+
+def roster_after(*lines: str) -> Roster:
+    roster = Roster()
+    for line in lines:
+        roster.update(line)
+    return roster
+
+
+def test_the_welcome_tells_the_client_its_own_name_and_joins_add_others():
+    roster = roster_after(messages.welcome("Bob", 0), messages.joined("ann"), messages.joined("Cid"))
+    assert roster.me == "Bob"
+    assert roster.others() == ["ann", "Cid"]  # sorted regardless of case, without us
+
+
+def test_leaves_and_renames_keep_the_names_current():
+    roster = roster_after(
+        messages.welcome("Bob", 0),
+        messages.joined("Ann"),
+        messages.joined("Cid"),
+        messages.left("Ann"),
+        messages.renamed("Cid", "Cyd"),
+        messages.renamed("Bob", "Robert"),
+    )
+    assert roster.me == "Robert"
+    assert roster.others() == ["Cyd"]
+
+
+def test_a_users_reply_replaces_what_was_known():
+    roster = roster_after(
+        messages.welcome("Bob", 2), messages.joined("Gone"), messages.system("Online (3): Ann, Bob, Cid")
+    )
+    assert roster.others() == ["Ann", "Cid"]
+
+
+def test_people_who_speak_are_known_to_be_online():
+    roster = roster_after(messages.welcome("Bob", 3), "Ann: hi", "* Cid waves", "[PM from Dee] psst")
+    assert roster.others() == ["Ann", "Cid", "Dee"]
+
+
+def test_other_notices_and_errors_change_nothing():
+    roster = roster_after(
+        messages.welcome("Bob", 0),
+        messages.system("You are sending too fast. Lines are being dropped."),
+        messages.error("No user named Zed is online."),
+        messages.system("Zed: not a chat line"),
+    )
+    assert roster.others() == []
+
+
+def test_before_the_welcome_the_client_has_no_name():
+    assert Roster().me is None
+
+
+COMMANDS = {"nick": "NAME", "users": "", "msg": "NAME TEXT", "me": "TEXT", "help": "", "quit": ""}
+
+
+@pytest.mark.parametrize(
+    "before_cursor, words",
+    [
+        ("/us", ["/users"]),
+        ("/m", ["/me ", "/msg "]),
+        ("/MS", ["/msg "]),
+        ("/", ["/help", "/me ", "/msg ", "/nick ", "/quit", "/users"]),
+        ("/x", []),
+        ("an", ["Ann: ", "anna: "]),
+        ("/msg an", ["Ann ", "anna "]),
+        ("hello B", ["Bob "]),
+        ("", []),
+        ("hello ", []),
+        ("hi /us", []),
+    ],
+)
+def test_tab_offers_commands_at_the_start_and_names_anywhere(before_cursor, words):
+    assert complete(before_cursor, ["Ann", "anna", "Bob"], COMMANDS) == words

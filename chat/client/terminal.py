@@ -1,80 +1,88 @@
-"""Showing chat lines in a terminal: colors, and printing around what the user types.
+"""Showing chat lines in a terminal: colors, and printing above what the user types.
 
-:func:`render` is pure: it turns a received line into the text to print.
-:class:`Console` does the terminal I/O. The client reads the keyboard in one
-thread and receives in another, so a message can arrive while the user is
-halfway through typing. Console prints it on a line of its own above the
-prompt, and the prompt with the half-typed text moves down a row, untouched.
+:func:`render` is pure: it turns a received line into formatted text, a list
+of ``(style, text)`` pairs. Text from the network only ever goes in the text
+half of a pair, never in a style or in markup that would be parsed.
+
+Two consoles do the terminal I/O, with the same four methods (``read_line``,
+``show``, ``stop_reading``, ``close``):
+
+* :class:`PromptConsole`, for a person at a terminal: a prompt_toolkit prompt
+  whose lines are printed above it, whatever their length, while the prompt
+  and the half-typed text stay intact below.
+* :class:`LineConsole`, for everything else (input or output is a pipe or a
+  file, or the terminal is a dumb one): plain lines in, plain lines out, and
+  not one escape sequence.
 """
 
-import _thread
+import asyncio
 import os
-import signal
+import select
+import socket
 import sys
 import threading
 import time
 import zlib
-
-from colorama import Fore, Style
-
-from chat.core.messages import Kind, classify
+from collections import deque
 
 try:
-    import readline  # noqa: F401  (importing it gives input() line editing and history)
-except ImportError:  # Windows: the console's own line editing does instead
-    pass
+    import termios
+    import tty
+except ImportError:  # Windows
+    termios = tty = None
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.formatted_text import FormattedText, fragment_list_to_text, to_formatted_text
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.output import ColorDepth, create_output
+from prompt_toolkit.output.vt100 import Vt100_Output
+from prompt_toolkit.renderer import print_formatted_text
+from prompt_toolkit.shortcuts import CompleteStyle
+from prompt_toolkit.styles import Style
+
+from chat.client.completion import ChatCompleter, Roster
+from chat.core.framing import LineFramer, decode_line
+from chat.core.messages import Kind, classify
 
 PROMPT = "You: "
 INCOMING = "📨 "
-STOP_READING_RETRY_S = 0.05
-STOP_READING_TRIES = 100
-
-# Inserts a line above the prompt without disturbing it: the prompt line, the
-# half-typed text and the cursor's place in it stay as they are, just one row
-# lower. (The same VT100 sequence as the websockets command-line client.)
-INSERT_ABOVE_PROMPT = (
-    "\x1b7"  # save the cursor position
-    "\n"  # go down a line, scrolling the screen up if at the bottom
-    "\x1b[A"  # back up to the prompt line
-    "\x1b[L"  # insert a blank line there, pushing the prompt line down
-    "{text}\n"  # write the text into the blank line
-    "\x1b8"  # restore the cursor: on the prompt line if the screen scrolled...
-    "\x1b[B"  # ...else one row above it: move down (no effect at the bottom)
-)
+# A line typed or piped in longer than this is not sent (the server's own limit is lower).
+MAX_TYPED_LINE_BYTES = 64 * 1024
+STDIN_READ_BYTES = 64 * 1024
 
 # Yellow, red and magenta are kept for system notices, errors and private messages.
 NAME_COLORS = (
-    Fore.GREEN,
-    Fore.CYAN,
-    Fore.BLUE,
-    Fore.LIGHTGREEN_EX,
-    Fore.LIGHTCYAN_EX,
-    Fore.LIGHTBLUE_EX,
-    Fore.LIGHTWHITE_EX,
+    "ansigreen",
+    "ansicyan",
+    "ansiblue",
+    "ansibrightgreen",
+    "ansibrightcyan",
+    "ansibrightblue",
+    "ansiwhite",
 )
-KIND_COLORS = {
-    Kind.SYSTEM: Fore.YELLOW,
-    Kind.ERROR: Fore.RED,
-    Kind.PRIVATE: Fore.MAGENTA,
+KIND_STYLES = {
+    Kind.SYSTEM: "ansiyellow",
+    Kind.ERROR: "ansired",
+    Kind.PRIVATE: "ansimagenta",
 }
 
 
-def name_color(name: str) -> str:
-    """A color for ``name`` that is the same in every session and on every machine."""
-    return NAME_COLORS[zlib.crc32(name.casefold().encode()) % len(NAME_COLORS)]
+def name_style(name: str) -> str:
+    """A style for ``name`` that is the same in every session and on every machine."""
+    return NAME_COLORS[zlib.crc32(name.casefold().encode()) % len(NAME_COLORS)] + " bold"
 
 
-def render(line: str, color: bool) -> str:
-    """The text to print for a received line (already sanitized)."""
+def render(line: str, color: bool) -> FormattedText:
+    """The formatted text to show for a received line (already sanitized)."""
     if not color:
-        return INCOMING + line
+        return FormattedText([("", INCOMING + line)])
     kind, name = classify(line)
-    if kind in KIND_COLORS:
-        return INCOMING + KIND_COLORS[kind] + line + Style.RESET_ALL
+    if kind in KIND_STYLES:
+        return FormattedText([("", INCOMING), (KIND_STYLES[kind], line)])
     # Chat "NAME: text" and action "* NAME text": color just the name.
     start = line.index(name)
     end = start + len(name)
-    return INCOMING + line[:start] + name_color(name) + Style.BRIGHT + name + Style.RESET_ALL + line[end:]
+    return FormattedText([("", INCOMING + line[:start]), (name_style(name), name), ("", line[end:])])
 
 
 def wants_color(no_color_flag: bool, stream=sys.stdout) -> bool:
@@ -86,77 +94,283 @@ def timestamped(text: str) -> str:
     return time.strftime("[%H:%M:%S] ") + text
 
 
-class Console:
-    """The terminal: reads the user's lines and prints incoming ones around them."""
+def is_interactive() -> bool:
+    """True when a person types at a terminal that can show a prompt and redraw it."""
+    return (
+        sys.stdin is not None
+        and sys.stdin.isatty()
+        and sys.stdout is not None
+        and sys.stdout.isatty()
+        and os.environ.get("TERM") != "dumb"
+    )
 
-    def __init__(self, interactive: bool) -> None:
-        # Interactive: a person at a terminal, so show a prompt and redraw it.
-        self.interactive = interactive
-        # Guards stdout writes, _reading and _stopped.
+
+def open_console(color: bool, roster: Roster) -> "PromptConsole | LineConsole":
+    """The console that fits how the client was started."""
+    return PromptConsole(color, roster) if is_interactive() else LineConsole()
+
+
+class ReadingStopped(Exception):
+    """``read_line`` was ended by ``stop_reading``. Carries what the user had typed, unsent."""
+
+    def __init__(self, draft: str = "") -> None:
+        super().__init__(draft)
+        self.draft = draft
+
+
+class PromptConsole:
+    """A person at a terminal: a prompt at the bottom, received lines printed above it.
+
+    Only the thread that reads the keyboard, the one that created the
+    console, writes to the terminal. Other threads hand their lines over with
+    :meth:`show`. While a prompt is on screen, the lines are printed from the
+    prompt's own event loop: the prompt is erased, the lines are printed (the
+    terminal wraps them), and prompt_toolkit draws the prompt again below
+    them, with the half-typed text and the cursor where they were. Between two
+    prompts, the keyboard thread prints the lines itself.
+
+    From :meth:`start` to :meth:`close` the terminal does not echo what is
+    typed while no prompt is on screen (the terminal would print it in the
+    middle of the output); the keys wait, and the next prompt reads them.
+    Ctrl+C still interrupts at once.
+    """
+
+    interactive = True
+
+    def __init__(self, color: bool, roster: Roster) -> None:
+        self._owner = threading.current_thread()
+        # Without color, not even the prompt's own styles (--no-color, NO_COLOR).
+        self._color_depth = None if color else ColorDepth.DEPTH_1_BIT
+        self._style = Style([])
+        output = create_output()
+        if isinstance(output, Vt100_Output):
+            # prompt_toolkit asks the terminal where the cursor is, to keep
+            # the rows below the prompt free for menus. The answer arrives
+            # late, after lines printed above the prompt have moved the
+            # cursor, and a late answer makes it draw rows that scroll the
+            # screen. Without it the prompt is simply drawn where the cursor is.
+            output.enable_cpr = False
+        self.session = PromptSession(
+            PROMPT,
+            output=output,
+            completer=ChatCompleter(roster),
+            complete_while_typing=False,
+            # Tab completes as far as it can and lists the choices above the
+            # prompt, as readline does, so no rows are kept free for a menu.
+            complete_style=CompleteStyle.READLINE_LIKE,
+            reserve_space_for_menu=0,
+            history=InMemoryHistory(),
+            color_depth=self._color_depth,
+        )
+        # Guards the four fields below. Held only to read or change them:
+        # never while writing to the terminal or waiting for anything.
         self._lock = threading.Lock()
-        self._reading = False  # the main thread is waiting in input()
-        self._stopped = False  # no more input is wanted
+        self._pending: "list[FormattedText]" = []  # lines handed over, not printed yet
+        self._loop: "asyncio.AbstractEventLoop | None" = None  # the prompt's loop while one is on screen
+        self._print_requested = False  # a print of _pending is scheduled in _loop
+        self._stopped = False  # stop_reading() was called: no more prompts
+        self._terminal_settings = None  # as they were before start(), to restore
+
+    def start(self) -> None:
+        """Take the keyboard for the chat: keys typed between prompts are kept, not echoed."""
+        if termios is None:
+            return  # Windows consoles echo only while a program reads
+        fd = sys.stdin.fileno()
+        try:
+            self._terminal_settings = termios.tcgetattr(fd)
+        except termios.error:
+            return
+        quiet = termios.tcgetattr(fd)
+        # Like prompt_toolkit's raw mode, which each prompt switches on, but
+        # with ISIG kept, so that Ctrl+C still sends SIGINT.
+        quiet[tty.LFLAG] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN)
+        quiet[tty.IFLAG] &= ~(termios.IXON | termios.IXOFF | termios.ICRNL | termios.INLCR | termios.IGNCR)
+        quiet[tty.CC][termios.VMIN] = 1
+        quiet[tty.CC][termios.VTIME] = 0
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
 
     def read_line(self) -> str:
-        """Wait for the user's next line.
+        """Show the prompt and wait for the user's line.
 
-        Raises EOFError on Ctrl+D or at the end of input, and KeyboardInterrupt
-        on Ctrl+C or once stop_reading() was called.
+        Raises EOFError on Ctrl+D, KeyboardInterrupt on Ctrl+C, and
+        ReadingStopped, with the unsent text, once stop_reading() was called.
         """
         with self._lock:
             if self._stopped:
-                raise KeyboardInterrupt
-            self._reading = True
+                raise ReadingStopped()
         try:
-            return input(PROMPT if self.interactive else "")
+            return self.session.prompt(pre_run=self._on_prompt_start)
         finally:
             with self._lock:
-                self._reading = False
+                self._loop = None
+                self._print_requested = False
+            self.session.app.erase_when_done = False
+            self._print_pending()  # whatever arrived while the prompt was ending
+
+    def show(self, text) -> None:
+        """Print ``text`` (a string or formatted text) on lines of its own above the prompt.
+
+        May be called from any thread; returns without waiting for the terminal.
+        """
+        with self._lock:
+            self._pending.append(to_formatted_text(text))
+            loop = self._loop
+            wake_loop = loop is not None and not self._print_requested
+            if wake_loop:
+                self._print_requested = True
+            print_now = loop is None and threading.current_thread() is self._owner
+        if wake_loop:
+            _call_soon(loop, self._print_above_prompt)
+        elif print_now:
+            self._print_pending()
 
     def stop_reading(self) -> None:
-        """End read_line(), now if it is waiting, or as soon as it is called.
-
-        A signal that arrives just before input() starts to wait is noted but
-        wakes nothing, so it is repeated until read_line() has returned.
-        """
+        """End read_line(), now if a prompt is on screen, else as soon as it is called."""
         with self._lock:
             self._stopped = True
-        for _ in range(STOP_READING_TRIES):
-            with self._lock:
-                if not self._reading:
-                    return
-                interrupt_main_thread()
-            time.sleep(STOP_READING_RETRY_S)
+            loop = self._loop
+        if loop is not None:
+            _call_soon(loop, self._end_prompt)
 
-    def clear_line(self) -> None:
-        """Erase the prompt line, if the prompt was on screen."""
-        if self.interactive:
-            with self._lock:
-                sys.stdout.write("\r\x1b[K")
-                sys.stdout.flush()
+    def close(self) -> None:
+        """Give the terminal back as it was, and print what is still waiting."""
+        if self._terminal_settings is not None:
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, self._terminal_settings)
+            self._terminal_settings = None
+        self._print_pending()
 
-    def show(self, text: str, keep_prompt: bool = True) -> None:
-        """Print ``text`` on its own line above the prompt, leaving what the user types alone.
+    # The methods below run in the keyboard thread, most of them inside the
+    # prompt's event loop.
 
-        With ``keep_prompt=False`` the text replaces the prompt line instead.
-        """
+    def _on_prompt_start(self) -> None:
+        """Called by prompt_toolkit once the prompt's loop runs, before it is drawn."""
         with self._lock:
-            if not (self._reading and self.interactive):
-                sys.stdout.write(text + "\n")
-            elif keep_prompt:
-                sys.stdout.write(INSERT_ABOVE_PROMPT.format(text=text))
-            else:
-                sys.stdout.write(f"\r\x1b[K{text}\n")  # back to column 0, clear the line
-            sys.stdout.flush()
+            self._loop = asyncio.get_running_loop()
+            stopped = self._stopped
+        if stopped:  # stop_reading() came just before the loop was known
+            self._end_prompt()
+        self._print_pending()
+
+    def _print_above_prompt(self) -> None:
+        if not self._prompt_running():
+            return  # this prompt is ending, and read_line() prints the lines
+        # As prompt_toolkit's run_in_terminal() does, but without switching
+        # the terminal to cooked mode, which would echo the keys typed meanwhile.
+        renderer = self.session.app.renderer
+        renderer.erase(leave_alternate_screen=False)  # the cursor goes where the prompt began
+        self._print_pending()
+        self.session.app.invalidate()  # draw the prompt again, below the lines
+
+    def _end_prompt(self) -> None:
+        if self._prompt_running():
+            app = self.session.app
+            app.erase_when_done = True  # the prompt goes; its text is given back, not left looking sent
+            app.exit(exception=ReadingStopped(app.current_buffer.text))
+
+    def _prompt_running(self) -> bool:
+        app = self.session.app
+        return app.is_running and not app.is_done
+
+    def _print_pending(self) -> None:
+        with self._lock:
+            lines, self._pending = self._pending, []
+            self._print_requested = False
+        output = self.session.app.output
+        for fragments in lines:
+            print_formatted_text(output, [*fragments, ("", "\n")], self._style, color_depth=self._color_depth)
 
 
-def interrupt_main_thread() -> None:
-    """Make the main thread's blocking input() raise KeyboardInterrupt.
+def _call_soon(loop: asyncio.AbstractEventLoop, callback) -> None:
+    """Run ``callback`` in ``loop``'s thread, unless that loop has already finished.
 
-    Nothing else interrupts input(): a signal makes the read fail with EINTR,
-    and Python then runs the SIGINT handler, which raises KeyboardInterrupt.
+    A loop that finished belonged to a prompt that has ended; read_line()
+    then does what the callback would have done.
     """
-    if hasattr(signal, "pthread_kill"):
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-    else:  # Windows: takes effect when input() returns, after the next Enter
-        _thread.interrupt_main()
+    try:
+        loop.call_soon_threadsafe(callback)
+    except RuntimeError:  # the loop is closed
+        pass
+
+
+class LineConsole:
+    """No prompt: lines are read whole from standard input, and printed as plain text.
+
+    For input from a pipe or a file, output to a pipe or a file, and dumb
+    terminals. Writes nothing but text and newlines.
+    """
+
+    interactive = False
+
+    def __init__(self) -> None:
+        self._framer = LineFramer(MAX_TYPED_LINE_BYTES)
+        self._lines: "deque[str]" = deque()  # complete lines read and not yet returned
+        self._at_end = False  # standard input has ended
+        self._stopped = threading.Event()
+        # stop_reading() writes a byte to one end, which wakes the select()
+        # waiting on standard input and the other end (as the server's waker does).
+        self._waker, self._wakeup = socket.socketpair()
+
+    def start(self) -> None:
+        pass
+
+    def read_line(self) -> str:
+        """Wait for the next line of input; EOFError at its end, ReadingStopped after stop_reading()."""
+        while not self._lines:
+            if self._stopped.is_set():
+                raise ReadingStopped()
+            if self._at_end:
+                raise EOFError
+            data = self._wait_for_input()
+            if data is None:
+                continue
+            if not data:
+                self._at_end = True
+                data = b"\n"  # the last line may lack its newline
+            for event in self._framer.feed(data):
+                if isinstance(event, bytes):
+                    self._lines.append(decode_line(event))
+                else:
+                    self.show(timestamped(f"❗ A line longer than {MAX_TYPED_LINE_BYTES} bytes was not sent."))
+        return self._lines.popleft()
+
+    def _wait_for_input(self) -> "bytes | None":
+        """Bytes from standard input (b"" at its end), or None if stop_reading() woke us."""
+        if sys.stdin is None:
+            return b""
+        try:
+            fd = sys.stdin.fileno()
+        except (OSError, ValueError):
+            return b""
+        if os.name != "posix":
+            # Windows cannot select() on a pipe or a console: read a line, and
+            # notice stop_reading() only when it comes.
+            return sys.stdin.buffer.readline()
+        ready, _, _ = select.select([fd, self._wakeup], [], [])
+        if self._wakeup in ready:
+            return None
+        return os.read(fd, STDIN_READ_BYTES)
+
+    def show(self, text) -> None:
+        """Print ``text`` as one plain line. May be called from any thread."""
+        line = fragment_list_to_text(to_formatted_text(text)) + "\n"
+        stdout = sys.stdout
+        if stdout is None:
+            return
+        try:
+            # One write of the whole line: the file's own lock keeps lines
+            # from the two threads whole.
+            stdout.buffer.write(line.encode(stdout.encoding or "utf-8", "replace"))
+            stdout.flush()
+        except (OSError, ValueError):  # the output was closed, e.g. piped into `head`
+            pass
+
+    def stop_reading(self) -> None:
+        self._stopped.set()
+        try:
+            self._waker.send(b"\0")
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._waker.close()
+        self._wakeup.close()

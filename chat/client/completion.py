@@ -1,0 +1,127 @@
+"""Tab completion: who is online, as far as the client can tell, and what Tab offers.
+
+:class:`Roster` follows the lines the server sends (welcome, joins, leaves,
+renames, ``/users`` replies and the names on chat lines) and keeps the set of
+names online. :func:`complete` is pure: given the text before the cursor, it
+returns the words Tab may put there. :class:`ChatCompleter` hands them to
+prompt_toolkit.
+"""
+
+import re
+import threading
+
+from prompt_toolkit.completion import Completer, Completion
+
+from chat.core import messages
+from chat.core.commands import COMMANDS
+
+_NAME = r"([A-Za-z0-9_-]+)"
+
+
+def _pattern(line: str) -> "re.Pattern":
+    """A pattern for a line made by a :mod:`chat.core.messages` function given placeholders.
+
+    ``"\\0"`` stands for a name and ``"\\1"`` for a number, so the client
+    recognises exactly the lines the server's own functions make.
+    """
+    return re.compile(re.escape(line).replace("\x00", _NAME).replace("\x01", r"\d+"))
+
+
+_WELCOME = _pattern(messages.welcome("\x00", "\x01"))
+_JOINED = _pattern(messages.joined("\x00"))
+_LEFT = _pattern(messages.left("\x00"))
+_RENAMED = _pattern(messages.renamed("\x00", "\x00"))
+_ONLINE = re.compile(re.escape(messages.system("Online (")) + r"\d+\): (.*)")
+
+
+class Roster:
+    """The names of the people online, learnt from the lines the server sends.
+
+    The receiver thread calls :meth:`update`; the keyboard thread reads
+    :meth:`others` when the user presses Tab.
+    """
+
+    def __init__(self) -> None:
+        # Guards _me and _names.
+        self._lock = threading.Lock()
+        self._me: "str | None" = None  # our own name, once the welcome has arrived
+        self._names: "dict[str, str]" = {}  # casefolded name -> name, as the server spells it
+
+    @property
+    def me(self) -> "str | None":
+        with self._lock:
+            return self._me
+
+    def others(self) -> "list[str]":
+        """Everyone known to be online except us, sorted regardless of case."""
+        with self._lock:
+            me = self._me.casefold() if self._me else None
+            return sorted((name for key, name in self._names.items() if key != me), key=str.casefold)
+
+    def update(self, line: str) -> None:
+        """Learn what ``line`` (a sanitized line from the server) says about who is online."""
+        with self._lock:
+            if match := _WELCOME.fullmatch(line):
+                self._me = match.group(1)
+                self._add(self._me)
+            elif match := _JOINED.fullmatch(line):
+                self._add(match.group(1))
+            elif match := _LEFT.fullmatch(line):
+                self._names.pop(match.group(1).casefold(), None)
+            elif match := _RENAMED.fullmatch(line):
+                old, new = match.groups()
+                self._names.pop(old.casefold(), None)
+                self._add(new)
+                if self._me and self._me.casefold() == old.casefold():
+                    self._me = new
+            elif match := _ONLINE.fullmatch(line):
+                self._names = {}
+                for name in match.group(1).split(", "):
+                    if re.fullmatch(_NAME, name):
+                        self._add(name)
+            else:
+                kind, name = messages.classify(line)
+                if name:  # a chat line, an action or a private message names someone online
+                    self._add(name)
+
+    def _add(self, name: str) -> None:
+        self._names[name.casefold()] = name
+
+
+def complete(before_cursor: str, names: "list[str]", commands: "dict[str, str]") -> "list[str]":
+    """The words Tab may put in place of the word that ends at the cursor.
+
+    ``commands`` maps each command name to its arguments' help (``"NAME TEXT"``,
+    or ``""``). A command is completed at the start of the line, followed by a
+    space if it takes arguments. A name is completed anywhere, followed by
+    ``": "`` at the start of the line, as chat users address one another, and
+    by a space elsewhere.
+    """
+    start = before_cursor.rfind(" ") + 1
+    word = before_cursor[start:]
+    if not word:
+        return []
+    at_start = not before_cursor[:start].strip()
+    if at_start and word.startswith("/"):
+        return [
+            f"/{name} " if args else f"/{name}"
+            for name, args in sorted(commands.items())
+            if name.startswith(word[1:].lower())
+        ]
+    folded = word.casefold()
+    ending = ": " if at_start else " "
+    return [name + ending for name in names if name.casefold().startswith(folded)]
+
+
+class ChatCompleter(Completer):
+    """prompt_toolkit's view of :func:`complete`: slash commands and the names in a :class:`Roster`."""
+
+    def __init__(self, roster: Roster) -> None:
+        self.roster = roster
+        self.commands = {name: command.args for name, command in COMMANDS.items()}
+
+    def get_completions(self, document, complete_event):
+        before_cursor = document.text_before_cursor
+        word_length = len(before_cursor) - (before_cursor.rfind(" ") + 1)
+        for word in complete(before_cursor, self.roster.others(), self.commands):
+            yield Completion(word, start_position=-word_length)

@@ -1,0 +1,498 @@
+"""client.py as people run it: in a pseudo-terminal shown on an emulated screen, and through pipes.
+
+The screen tests compare the whole emulated screen with what a person should
+see: every line whole (wrapped at the terminal's width), in order, and
+below them the prompt, ``You: `` and exactly what was typed, with the cursor
+where the user left it. They run at 80×24 and at 40×20.
+"""
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import termios
+
+import pytest
+from wcwidth import wcwidth
+
+from chat.client.terminal import name_style
+from chat.core import messages
+from tests.helpers import PROJECT, TIMEOUT_S, Peer, Program, ServerProgram, Terminal, free_port
+
+SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((40, 20), id="40x20")]
+PROMPT = "You: "
+TIMESTAMP = re.compile(r"\[\d\d:\d\d:\d\d\]")
+# Colors that prompt_toolkit's style names become on the emulated screen.
+PYTE_COLORS = {
+    "ansigreen": "green",
+    "ansicyan": "cyan",
+    "ansiblue": "blue",
+    "ansibrightgreen": "brightgreen",
+    "ansibrightcyan": "brightcyan",
+    "ansibrightblue": "brightblue",
+    "ansiwhite": "brightwhite",
+}
+
+
+@pytest.fixture
+def server_program():
+    program = ServerProgram()
+    yield program
+    Peer.close_all()
+    program.kill()
+
+
+@pytest.fixture
+def terminals():
+    started = []
+
+    def start(*args, env=None, size=(80, 24)) -> Terminal:
+        terminal = Terminal(list(args), env=env, columns=size[0], rows=size[1])
+        started.append(terminal)
+        return terminal
+
+    yield start
+    for terminal in started:
+        terminal.close()
+    for terminal in started:
+        assert "Traceback" not in terminal.transcript
+
+
+def wrapped(line: str, columns: int) -> "list[str]":
+    """The rows a terminal fills with ``line``, wrapping at ``columns`` as the emulator does."""
+    rows, x = [""], 0
+    for char in line:
+        width = wcwidth(char)
+        if width > 0 and x == columns:
+            rows.append("")
+            x = 0
+        rows[-1] += char
+        x = min(x + max(width, 0), columns)
+    return [row.rstrip() for row in rows]
+
+
+def opening(port: int, name: str, others: int = 0) -> "list[str]":
+    """The lines the client shows when it connects to 127.0.0.1:``port`` and joins as ``name``."""
+    return [
+        f"[HH:MM:SS] 🔄 Connecting to 127.0.0.1:{port}...",
+        "[HH:MM:SS] ✅ Connected! Type messages and press Enter. Type 'quit' to exit.",
+        "📨 " + messages.welcome(name, others),
+    ]
+
+
+def screen_shows(terminal: Terminal, lines, typed: "str | None" = "", cursor: "int | None" = None, tail=False):
+    """A condition: the screen shows ``lines`` whole and in order, then the prompt.
+
+    ``typed`` is the text after ``You: `` (None: no prompt on the screen) and
+    ``cursor`` the cursor's place in it (default: at its end). Timestamps
+    read ``[HH:MM:SS]``. The lines must fill the screen from its top (or, if
+    they are more than it holds, its last row); with ``tail``, only its
+    last rows are compared, for a screen that has changed width since the
+    earlier lines were printed.
+    """
+
+    def condition() -> bool:
+        display = terminal.display
+        columns = display.columns
+        expected = [row for line in lines for row in wrapped(line, columns)]
+        if typed is not None:
+            expected += wrapped(PROMPT + typed, columns)
+        rows = [TIMESTAMP.sub("[HH:MM:SS]", row).rstrip() for row in display.display]
+        shown = [index for index, row in enumerate(rows) if row]
+        if not shown:
+            return False
+        rows = rows[: shown[-1] + 1]
+        if tail:
+            if rows[-len(expected) :] != expected:
+                return False
+        elif len(expected) > display.lines:  # the earliest lines have scrolled away
+            if len(rows) != display.lines or rows != expected[-display.lines :]:
+                return False
+        elif rows != expected:
+            return False
+        if typed is None:
+            return True
+        prompt_row = len(rows) - len(wrapped(PROMPT + typed, columns))
+        offset = len(PROMPT) + (len(typed) if cursor is None else cursor)
+        return (display.cursor.y, display.cursor.x) == (prompt_row + offset // columns, offset % columns)
+
+    return condition
+
+
+def joined_terminal(terminals, server_program, watcher: Peer, name="Bob", size=(80, 24), *args) -> Terminal:
+    """A client that has joined as ``name``: ``watcher`` has seen it join, and it has shown its welcome."""
+    client = terminals("127.0.0.1", str(server_program.port), "--name", name, *args, size=size)
+    watcher.expect(messages.joined(name))
+    client.wait_for(f"Welcome, {name}!")
+    return client
+
+
+def test_the_client_connects_sends_receives_while_typing_and_quits(server_program, terminals):
+    ann = Peer.joined(server_program.address, "Ann")
+    client = terminals("127.0.0.1", str(server_program.port), "--name", "Bob")
+    ann.expect(messages.joined("Bob"))
+    start = opening(server_program.port, "Bob", others=1)
+    client.wait_for_display(screen_shows(client, start))
+
+    client.type("Hello everyone!\r")
+    assert ann.read_line() == "Bob: Hello everyone!"
+
+    client.type("half-tped")
+    client.wait_for_display(screen_shows(client, [*start, PROMPT + "Hello everyone!"], "half-tped"))
+    client.type("\x1b[D\x1b[D\x1b[D")  # the cursor goes back three places, after "half-t"
+    client.wait_for_display(screen_shows(client, [*start, PROMPT + "Hello everyone!"], "half-tped", cursor=6))
+    ann.send("Hi there!")
+    client.type("y")
+    # The message has a row of its own; the prompt and the typing are intact below it,
+    # with the cursor where it was.
+    shown = [*start, PROMPT + "Hello everyone!", "📨 Ann: Hi there!"]
+    client.wait_for_display(screen_shows(client, shown, "half-typed", cursor=7))
+    client.type("\r")
+    assert ann.read_line() == "Bob: half-typed"
+
+    client.type("quit\r")
+    assert client.wait() == 0
+    assert ann.read_line() == messages.left("Bob")
+
+
+@pytest.mark.parametrize(
+    "keys",
+    ["\x03", "\x04", "/quit\r", "/QUIT see you later\r", "Quit\r", "SIGTERM"],
+    ids=["ctrl-c", "ctrl-d", "slash-quit", "slash-quit-with-words", "quit-in-any-case", "sigterm"],
+)
+def test_the_client_leaves_cleanly_on_every_way_out(server_program, terminals, keys):
+    ann = Peer.joined(server_program.address, "Ann")
+    client = joined_terminal(terminals, server_program, ann)
+    client.wait_for_display(screen_shows(client, opening(server_program.port, "Bob", 1)))
+    if keys == "SIGTERM":
+        client.process.send_signal(signal.SIGTERM)
+    else:
+        client.type(keys)
+    assert client.wait() == 0
+    # The terminal echoes and edits lines again, as before the client started.
+    assert termios.tcgetattr(client.master)[3] & (termios.ECHO | termios.ICANON) == termios.ECHO | termios.ICANON
+    # Exactly as /quit: nothing of the line reaches the others.
+    assert ann.read_line() == messages.left("Bob")
+    client.wait_for("Goodbye!")
+
+
+@pytest.mark.parametrize(
+    "keys",
+    ["one\rtwo\r\x03", "one\rtwo\r" + "\x03" * 3],
+    ids=["after-enter", "repeated"],
+)
+def test_a_ctrl_c_typed_right_after_enter_is_never_lost(server_program, terminals, keys):
+    ann = Peer.joined(server_program.address, "Ann")
+    client = joined_terminal(terminals, server_program, ann)
+    client.wait_for_display(screen_shows(client, opening(server_program.port, "Bob", 1)))
+    # All in one write: the Ctrl+C arrives while the client is between two prompts.
+    client.type(keys)
+    assert client.wait() == 0
+    assert [ann.read_line() for _ in range(3)] == ["Bob: one", "Bob: two", messages.left("Bob")]
+
+
+def test_a_ctrl_c_is_never_lost_while_connecting_or_while_messages_pour_in(server_program, terminals):
+    ann = Peer.joined(server_program.address, "Ann")
+    early = terminals("127.0.0.1", str(server_program.port))
+    early.wait_for("Connecting")
+    early.type("\x03")  # before any prompt has been drawn
+    assert early.wait() == 0
+
+    client = joined_terminal(terminals, server_program, ann)
+    client.wait_for_display(screen_shows(client, opening(server_program.port, "Bob", 1)))
+    for number in range(40):
+        ann.send(f"message {number}")
+    client.wait_for("message 5")
+    client.type("\x03")  # while lines are being printed above the prompt
+    assert client.wait() == 0
+    ann.expect(messages.left("Bob"))
+
+
+def test_the_client_says_so_when_the_server_goes_away_and_gives_back_the_draft(server_program, terminals):
+    ann = Peer.joined(server_program.address, "Ann")
+    client = joined_terminal(terminals, server_program, ann)
+    start = opening(server_program.port, "Bob", 1)
+    client.type("half typed")
+    client.wait_for_display(screen_shows(client, start, "half typed"))
+    server_program.terminate()
+    assert client.wait() == 0
+    ending = [
+        "📨 " + messages.SHUTTING_DOWN,
+        "[HH:MM:SS] 🔌 Server closed the connection.",
+        "[HH:MM:SS] 📝 Not sent: half typed",
+    ]
+    # The prompt is gone: nothing looks as if it had been sent.
+    client.wait_for_display(screen_shows(client, [*start, *ending], typed=None))
+
+
+def test_a_refused_connection_is_one_line_naming_the_address_and_status_1(terminals):
+    port = free_port()
+    client = terminals("localhost", str(port))
+    assert client.wait() == 1
+    lines = [
+        f"[HH:MM:SS] 🔄 Connecting to localhost:{port}...",
+        f"[HH:MM:SS] ❌ Could not connect to localhost:{port}: connection refused. "
+        f"Is the server running? Start it with: python server.py --port {port}",
+    ]
+    client.wait_for_display(screen_shows(client, lines, typed=None))
+
+
+def test_an_ipv6_address_is_shown_in_brackets(terminals):
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    port = free_port()
+    client = terminals(f"[::1]:{port}")
+    assert client.wait() == 1
+    assert f"Connecting to [::1]:{port}..." in client.transcript
+    assert f"Could not connect to [::1]:{port}: connection refused." in client.transcript
+
+
+def test_a_client_turned_away_by_a_full_server_exits_with_status_1():
+    server = ServerProgram(0, "--max-clients", "1")
+    try:
+        Peer.joined(server.address, "Ann")
+        client = Program(["client.py", "127.0.0.1", str(server.port)])
+        assert client.wait() == 1
+        output = client.all_output()
+        assert "📨 [SYSTEM] " in output  # the server's reason, whatever its words
+        assert "Traceback" not in output
+    finally:
+        Peer.close_all()
+        server.kill()
+
+
+def test_names_are_colored_on_a_terminal_unless_no_color_is_set(server_program, terminals):
+    ann = Peer.joined(server_program.address, "Ann")
+    colored = joined_terminal(terminals, server_program, ann, "Bob")
+    flag = joined_terminal(terminals, server_program, ann, "Cid", (80, 24), "--no-color")
+    variable = terminals("127.0.0.1", str(server_program.port), "--name", "Dee", env={"NO_COLOR": "1"})
+    ann.expect(messages.joined("Dee"))
+    ann.send("colors?")
+    for client in (colored, flag, variable):
+        client.wait_for("colors?")
+        client.wait_for_display(lambda: any(row.startswith("📨 Ann: colors?") for row in client.rows()))
+
+    def cells(client, text):
+        """The screen cells of ``text`` in the row that shows the message."""
+        y = next(y for y, row in enumerate(client.display.display) if row.startswith("📨 Ann: colors?"))
+        row = client.display.buffer[y]
+        x = client.display.display[y].index(text) + 1  # "📨" takes two cells
+        return [row[x + i] for i in range(len(text))]
+
+    name_color = PYTE_COLORS[name_style("Ann").split()[0]]
+    assert all(cell.fg == name_color and cell.bold for cell in cells(colored, "Ann"))
+    assert all(cell.fg == "default" and not cell.bold for cell in cells(colored, ": colors?"))
+    for plain in (flag, variable):
+        assert all(cell.fg == "default" and not cell.bold for cell in cells(plain, "Ann: colors?"))
+        assert not re.search(r"\x1b\[[0-9;]*[1-9][0-9;]*m", plain.transcript), "a color or bold code was sent"
+
+
+def test_the_client_strips_escape_sequences_a_hostile_server_sends(terminals):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = terminals("127.0.0.1", str(listener.getsockname()[1]))
+        listener.settimeout(TIMEOUT_S)
+        connection, _ = listener.accept()
+        with connection:
+            client.wait_for("Connected!")
+            connection.sendall("\x1b]0;pwned\x07\x1b[2Jevil \u202eline\x9b\n".encode())
+            screen = client.wait_for("evil line")
+            connection.sendall(b"[SYSTEM] bye\n")
+            client.wait_for("bye")
+    assert "pwned" not in screen and "\x1b]" not in screen and "\x1b[2J" not in screen
+    assert "\u202e" not in screen
+
+
+# The screen at 80 and 40 columns.
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_welcome_line_wraps_whole_above_the_prompt(server_program, terminals, size):
+    client = terminals("127.0.0.1", str(server_program.port), size=size)
+    welcome = client.wait_for("Type /help for commands.")
+    name = re.search(r"Welcome, ([^!]+)!", welcome).group(1)  # User_<port>: 81 columns and more
+    client.wait_for_display(screen_shows(client, opening(server_program.port, name)))
+    client.type("hi")
+    client.wait_for_display(screen_shows(client, opening(server_program.port, name), "hi"))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_300_character_line_arrives_while_half_a_line_is_typed(server_program, terminals, size):
+    ann = Peer.joined(server_program.address, "Ann")
+    client = joined_terminal(terminals, server_program, ann, size=size)
+    start = opening(server_program.port, "Bob", 1)
+    client.type("half a li\x1b[D\x1b[D")
+    client.wait_for_display(screen_shows(client, start, "half a li", cursor=7))
+    long_line = " ".join(f"word{number:03}" for number in range(30))[:300]
+    ann.send(long_line)
+    client.wait_for_display(screen_shows(client, [*start, "📨 Ann: " + long_line], "half a li", cursor=7))
+    client.type("X")
+    client.wait_for_display(screen_shows(client, [*start, "📨 Ann: " + long_line], "half a Xli", cursor=8))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_wrapped_half_typed_line_stays_whole_while_three_messages_arrive(server_program, terminals, size):
+    ann = Peer.joined(server_program.address, "Ann")
+    client = joined_terminal(terminals, server_program, ann, size=size)
+    start = opening(server_program.port, "Bob", 1)
+    draft = "a draft that is longer than the terminal is wide, " * 2 + "end"
+    client.type(draft + "\x1b[D" * 10)
+    cursor = len(draft) - 10
+    client.wait_for_display(screen_shows(client, start, draft, cursor))
+    incoming = ["first message", "second message, " * 4, "third"]
+    for text in incoming:
+        ann.send(text)
+    shown = [*start, *("📨 Ann: " + text for text in incoming)]
+    client.wait_for_display(screen_shows(client, shown, draft, cursor))
+    client.type("\r")
+    assert ann.read_line() == "Bob: " + draft
+    client.wait_for_display(screen_shows(client, [*shown, PROMPT + draft]))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_an_emoji_heavy_line_is_shown_whole(server_program, terminals, size):
+    ann = Peer.joined(server_program.address, "Ann")
+    client = joined_terminal(terminals, server_program, ann, size=size)
+    start = opening(server_program.port, "Bob", 1)
+    client.type("typing")
+    emoji = "party 🎉🎉 rocket 🚀 " + "😀" * 37 + " 中文字 end"
+    ann.send(emoji)
+    client.wait_for_display(screen_shows(client, [*start, "📨 Ann: " + emoji], "typing"))
+
+
+@pytest.mark.parametrize("sizes", [((80, 24), (40, 20)), ((40, 20), (80, 24))], ids=["narrower", "wider"])
+def test_a_resize_between_messages_keeps_the_screen_whole(server_program, terminals, sizes):
+    ann = Peer.joined(server_program.address, "Ann")
+    before, after = sizes
+    client = joined_terminal(terminals, server_program, ann, size=before)
+    start = opening(server_program.port, "Bob", 1)
+    first = "before the resize " * 4
+    ann.send(first)
+    client.type("still typing")
+    client.wait_for_display(screen_shows(client, [*start, "📨 Ann: " + first], "still typing"))
+
+    client.resize(*after)
+    client.wait_for_display(screen_shows(client, [], "still typing", tail=True))
+    second = "after the resize " * 4
+    ann.send(second)
+    client.type(" more")
+    client.wait_for_display(screen_shows(client, ["📨 Ann: " + second], "still typing more", tail=True))
+    if after[0] > before[0]:  # the earlier rows are still whole (at their old width)
+        old_rows = [row for line in [*start, "📨 Ann: " + first] for row in wrapped(line, before[0])]
+        shown = [TIMESTAMP.sub("[HH:MM:SS]", row).rstrip() for row in client.display.display]
+        assert shown[: len(old_rows)] == old_rows
+
+
+def test_tab_completes_commands_and_the_names_of_people_online(server_program, terminals):
+    ann = Peer.joined(server_program.address, "Annabel")
+    client = joined_terminal(terminals, server_program, ann)
+    start = opening(server_program.port, "Bob", 1)
+    client.wait_for_display(screen_shows(client, start))
+    client.type("Ann\tX")  # nobody of that name is known yet: the welcome names nobody
+    client.wait_for_display(screen_shows(client, start, "AnnX"))
+    client.type("\x15/us\t")  # Ctrl+U empties the line
+    client.wait_for_display(screen_shows(client, start, "/users"))
+    client.type("\r")
+    client.wait_for("Online (2)")  # the reply tells the client who is online
+    client.type("/ms\tAnn\thello\r")
+    assert ann.read_line() == "[PM from Bob] hello"
+
+    cid = Peer.joined(server_program.address, "Cid")
+    client.wait_for(messages.joined("Cid"))
+    client.type("C\tX")  # at the start of a line, a name is followed by ": "
+    client.wait_for_display(lambda: client.rows()[-1] == "You: Cid: X")
+    client.type("\x15C\tY")  # Cid is still there
+    client.wait_for_display(lambda: client.rows()[-1] == "You: Cid: Y")
+    cid.close()
+    client.wait_for(messages.left("Cid"))
+    client.type("\x15C\tZ")  # Cid left: nothing to complete
+    client.wait_for_display(lambda: client.rows()[-1] == "You: CZ")
+
+
+def test_up_and_down_recall_what_was_sent_and_ctrl_l_clears_the_screen(server_program, terminals):
+    ann = Peer.joined(server_program.address, "Ann")
+    client = joined_terminal(terminals, server_program, ann)
+    start = opening(server_program.port, "Bob", 1)
+    client.type("first\r")
+    client.type("second\r")
+    assert [ann.read_line(), ann.read_line()] == ["Bob: first", "Bob: second"]
+    sent = [PROMPT + "first", PROMPT + "second"]
+    client.type("\x1b[A\x1b[A")
+    client.wait_for_display(screen_shows(client, [*start, *sent], "first"))
+    client.type("\x1b[B")
+    client.wait_for_display(screen_shows(client, [*start, *sent], "second"))
+    client.type("\x0c")  # Ctrl+L
+    client.wait_for_display(screen_shows(client, [], "second"))
+
+
+def test_help_mentions_the_keys(server_program, terminals):
+    ann = Peer.joined(server_program.address, "Ann")
+    client = joined_terminal(terminals, server_program, ann)
+    client.type("/help\r")
+    client.wait_for("Tab completes commands and names")
+    client.wait_for("Ctrl+L")
+
+
+def test_without_color_a_terminal_gets_no_color_and_a_pipe_not_one_escape_byte(server_program):
+    ann = Peer.joined(server_program.address, "Ann")
+    result = subprocess.run(
+        [sys.executable, "client.py", "127.0.0.1", str(server_program.port), "--name", "Pipe"],
+        cwd=PROJECT,
+        input="hello from a pipe\n/users\n",
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=TIMEOUT_S * 2,
+    )
+    assert result.returncode == 0
+    assert ann.expect(lambda line: line.startswith("Pipe:")) == "Pipe: hello from a pipe"
+    assert "\x1b" not in result.stdout + result.stderr
+    lines = [TIMESTAMP.sub("[HH:MM:SS]", line) for line in result.stdout.splitlines()]
+    assert lines[:3] == [
+        f"[HH:MM:SS] 🔄 Connecting to 127.0.0.1:{server_program.port}...",
+        "[HH:MM:SS] ✅ Connected! Type messages and press Enter. Type 'quit' to exit.",
+        "📨 " + messages.welcome("Pipe", 1),
+    ]
+    assert "📨 [SYSTEM] Online (2): Ann, Pipe" in lines
+    assert lines[-1] == "📨 [SYSTEM] Goodbye!"
+
+
+def test_a_dumb_terminal_gets_plain_lines(server_program, terminals):
+    client = terminals("127.0.0.1", str(server_program.port), "--name", "Bob", env={"TERM": "dumb"})
+    client.wait_for(messages.welcome("Bob", 0))
+    client.type("/quit\r")
+    assert client.wait() == 0
+    assert "\x1b" not in client.transcript
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--port", "PORT"], ["--host", "127.0.0.1", "--port", "PORT"], ["127.0.0.1:PORT"]],
+    ids=["port-option", "host-and-port-options", "host-colon-port"],
+)
+def test_the_address_can_be_given_as_the_server_takes_it(server_program, args):
+    args = [arg.replace("PORT", str(server_program.port)) for arg in args]
+    client = Program(["client.py", *args])  # standard input is empty: it joins and leaves
+    client.expect(r"✅ Connected!")
+    client.expect(r"Goodbye!")
+    assert client.wait() == 0
+
+
+@pytest.mark.parametrize(
+    "address, problem",
+    [
+        ("localhost:8080:junk", "cannot read the address"),
+        ("http://localhost:8080", "not supported yet"),
+        ("https://zany-space-8080.app.github.dev", "not supported yet"),
+    ],
+)
+def test_an_address_that_is_not_host_and_port_gets_a_clear_message_and_status_2(address, problem):
+    client = Program(["client.py", address])
+    assert client.wait() == 2
+    output = client.all_output()
+    assert problem in output and "Traceback" not in output

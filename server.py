@@ -1,6 +1,7 @@
-"""Start the chat server: python server.py [--host HOST] [--port PORT] [limits...]"""
+"""Start the chat server: python server.py [--host HOST] [--port PORT] [--password P] [limits...]"""
 
 import argparse
+import os
 import sys
 
 from chat.limits import Limits
@@ -30,6 +31,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="A TCP chat server: one thread per client.")
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0, every interface)")
     parser.add_argument("--port", type=bounded_int(0, 65535, "port number"), default=8080, help="TCP port to listen on (default: 8080; 0 picks a free one)")
+    parser.add_argument("--password", default=os.environ.get("CHAT_PASSWORD"), help="a password everyone must give to join (better: set CHAT_PASSWORD, which other users of this machine cannot see in the process list)")
     limits = parser.add_argument_group("limits", "protections against misbehaving clients (see the README)")
     limits.add_argument("--max-line-bytes", type=bounded_int(64, 1 << 20, "byte count"), default=defaults.max_line_bytes, metavar="N", help="longest line a client may send (default: %(default)s)")
     limits.add_argument("--max-rate", type=rate, default=defaults.max_rate, metavar="N", help="lines per second per client, bursts of 2N; 0 turns flood control off (default: %(default)g)")
@@ -59,7 +61,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     # Never fail on an emoji when the console cannot show it.
     sys.stdout.reconfigure(errors="replace")
-    return run(args.host, args.port, limits_from(args))
+    return run(args.host, args.port, limits_from(args), args.password)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ so that a client that reconnects at once is not refused by its own ghost.
 import ipaddress
 import threading
 
+from chat.core.password import FailureTracker
 from chat.core.ratelimit import SharedTokenBucket
 from chat.limits import Limits
 
@@ -41,7 +42,7 @@ class Seat:
     """One admitted connection's place: its address's shared flood budget, and release()."""
 
     def __init__(self, admission: "Admission", key: "str | None", budget: "SharedTokenBucket | None") -> None:
-        self._admission = admission
+        self.admission = admission
         self.key = key  # None for an exempt (loopback) peer
         self.address_budget = budget
         self._released = False
@@ -50,12 +51,16 @@ class Seat:
         """Give the seat back. Idempotent."""
         if not self._released:
             self._released = True
-            self._admission._release(self.key)
+            self.admission._release(self.key)
 
 
 class Admission:
-    def __init__(self, limits: Limits) -> None:
+    """Seats for new connections, and the room's password, if it has one."""
+
+    def __init__(self, limits: Limits, password: "str | None" = None) -> None:
         self.limits = limits
+        self.password = password or None  # an empty password means none
+        self.password_failures = FailureTracker()
         # Guards every attribute below.
         self._lock = threading.Lock()
         self._seated = 0

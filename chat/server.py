@@ -30,6 +30,7 @@ import threading
 import time
 
 from chat.admission import Admission, Seat
+from chat.codespaces import forwarded_address
 from chat.core import messages
 from chat.core.framing import encode_line
 from chat.core.room import Room
@@ -60,12 +61,14 @@ class ChatServer:
     ``shutdown()`` (or ``request_stop()`` from a signal handler).
     """
 
-    def __init__(self, host: str = "0.0.0.0", port: int = 8080, limits: Limits = Limits()) -> None:
+    def __init__(
+        self, host: str = "0.0.0.0", port: int = 8080, limits: Limits = Limits(), password: "str | None" = None
+    ) -> None:
         self.host = host
         self.port = port
         self.limits = limits
         self.room = Room()
-        self.admission = Admission(limits)
+        self.admission = Admission(limits, password)
         self.address: "tuple[str, int] | None" = None
         self._listener: "socket.socket | None" = None
         # Guards _connections: every client socket that is open, joined or not.
@@ -107,6 +110,7 @@ class ChatServer:
         log.info("🚀 Chat Server Started")
         log.info("📍 Listening on %s", format_address(self.address))
         log.info("⏳ Waiting for clients to connect...")
+        self._log_where_to_connect()
         try:
             with selectors.DefaultSelector() as self._selector:
                 self._selector.register(self._listener, selectors.EVENT_READ)
@@ -127,6 +131,18 @@ class ChatServer:
         finally:
             self._close_everything()
             self._stopped.set()
+
+    def _log_where_to_connect(self) -> None:
+        host, port = self.address
+        local = "localhost" if host in ("0.0.0.0", "::", "127.0.0.1", "::1") else host
+        log.info("🌐 Chat page: http://%s/ (a browser joins the same room)", format_address((local, port)))
+        forwarded = forwarded_address(port)
+        if forwarded is not None:
+            log.info("🌍 From other devices, once port %d is Public in the Ports panel:", port)
+            log.info("   in a browser: %s", forwarded.page_url)
+            log.info("   in a terminal: %s", forwarded.client_command)
+        if self.admission.password is not None:
+            log.info("🔒 A password is needed to join.")
 
     def request_stop(self) -> None:
         """Ask serve_forever() to stop. Safe from any thread and from a signal handler."""
@@ -291,7 +307,7 @@ class ChatServer:
         log.info("👋 Server stopped.")
 
 
-def run(host: str, port: int, limits: Limits = Limits()) -> int:
+def run(host: str, port: int, limits: Limits = Limits(), password: "str | None" = None) -> int:
     """Run a server until Ctrl+C or SIGTERM; return the process exit status."""
     # Two threads per client: with the default 8 MiB stacks, 1000 clients
     # would reserve 16 GiB of address space. Our threads run shallow code.
@@ -299,7 +315,7 @@ def run(host: str, port: int, limits: Limits = Limits()) -> int:
     log_writer = configure_logging()
     status = 1
     try:
-        server = ChatServer(host, port, limits)
+        server = ChatServer(host, port, limits, password)
         try:
             server.bind()
         except OSError as error:

@@ -12,15 +12,18 @@ import socket
 import threading
 import time
 
-from chat.admission import Seat
+from chat.admission import Seat, address_key, is_loopback
 from chat.core import messages
-from chat.core.commands import handle_line, requested_name
+from chat.core.commands import handle_line, parse_command, requested_name
 from chat.core.flood import FloodControl, Verdict
 from chat.core.framing import LineFramer, LineTooLong, decode_line
+from chat.core.password import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG, password_matches
 from chat.core.room import Room
 from chat.core.text import sanitize
 from chat.limits import Limits
+from chat.transports.handshake import Opening, sniff
 from chat.transports.outbox import Outbox, State
+from chat.transports.websocket import PING_INTERVAL_S, Received, WebSocketAdapter
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ THREAD_JOIN_S = 0.5
 PRIVATE_SHARE = 4
 # While a client's own output is backed up, how often its reader looks up from waiting.
 BEHIND_WAIT_S = 1.0
+# An HTTP client must send its whole request head within this long.
+HTTP_HEAD_WAIT_S = 10.0
 
 # TCP keepalive: after Limits.keepalive_idle_s of silence the kernel probes the
 # peer every keepalive_interval_s(idle) and gives up after KEEPALIVE_PROBES
@@ -65,6 +70,14 @@ def enable_keepalive(sock: socket.socket, idle_s: int) -> None:
 class ClientConnection:
     """One client: its socket, its outbox, and the reader and writer threads that serve it.
 
+    Every client arrives over TCP; what it sends first says which kind it is
+    (:func:`chat.transports.handshake.sniff`). A raw line client (``nc``,
+    ``client.py``) sends chat lines, or nothing. A browser sends an HTTP
+    request: for a file of the page it gets the file, for ``/ws`` it joins
+    the chat over WebSocket (:class:`~chat.transports.websocket.WebSocketAdapter`
+    turns messages into lines and lines into frames). From there on both
+    kinds are served alike: the same room, commands and limits.
+
     It is a :class:`chat.core.room.Member`: the room calls queue/flush/quit on it.
     It is handed what it needs: the room, the limits, its seat (see
     :mod:`chat.admission`) and a function to call once its socket is closed.
@@ -79,10 +92,13 @@ class ClientConnection:
         self.address = address
         self.name = f"User_{address[1]}"
         self.outbox = Outbox(sock, limits.max_queue_bytes)
-        # The room calls these once per recipient of every line: no wrapper in between.
+        # The room calls these once per recipient of every line: no wrapper in
+        # between for a raw client. A WebSocket client's queue frames the line.
         self.queue = self.outbox.put
         self.flush = self.outbox.flush
         self.framer = LineFramer(limits.max_line_bytes)
+        self.web: "WebSocketAdapter | None" = None  # set once the client turns out to be a browser
+        self._first_web_lines: list = []  # lines that came with the WebSocket handshake
         self.flood = FloodControl(limits.max_rate, seat.address_budget)
         self._quitting = threading.Event()
         self.reader = threading.Thread(target=self._run, name=f"reader-{self.name}", daemon=True)
@@ -92,14 +108,22 @@ class ClientConnection:
         """Start serving: the reader thread starts, and owns, the writer thread."""
         self.reader.start()
 
-    # -- the Member interface (queue and flush are the outbox's own, set in __init__) --
+    # -- the Member interface (a raw client's queue and flush are the outbox's own) --
 
     def queue_private(self, data: bytes) -> "bool | None":
-        return self.outbox.offer(data, self.limits.max_queue_bytes // PRIVATE_SHARE)
+        share = self.limits.max_queue_bytes // PRIVATE_SHARE
+        if self.web is None:
+            return self.outbox.offer(data, share)
+        return self.web.send_line(data, write=lambda frame: self.outbox.offer(frame, share))
 
     def quit(self) -> None:
         self._quitting.set()
+        if self.web is not None:
+            self.web.close()  # the close frame follows what is queued
         self.outbox.close()
+
+    def _queue_web(self, data: bytes) -> bool:
+        return bool(self.web.send_line(data))
 
     # -- the reader thread -----------------------------------------------------
 
@@ -113,9 +137,14 @@ class ClientConnection:
             self._on_close(self)
             return
         try:
-            first_events = self._wait_for_first_line()
-            if first_events is not None and self._join(first_events):
-                self._read_lines()
+            opening = self._wait_for_opening()
+            if opening is None:
+                pass  # gone before it said anything
+            elif opening[0] is Opening.HTTP:
+                if self._answer_http(opening[1]):
+                    self._join_and_chat()
+            else:
+                self._join_and_chat(opening[1])
         except Exception:  # a bug of ours: log it, and still clean up below
             log.exception("Unexpected error while serving %s", self.name)
         finally:
@@ -129,8 +158,15 @@ class ClientConnection:
             self.seat.release()  # the seat is free while we linger below
             self._close()
 
-    def _wait_for_first_line(self) -> "list | None":
-        """Read until the first complete line or FIRST_LINE_WAIT_S; None if the client left."""
+    def _wait_for_opening(self) -> "tuple[Opening, object] | None":
+        """Read until the client shows what it is; None if it left first.
+
+        Returns ``(Opening.HTTP, bytes so far)`` for an HTTP client, and
+        ``(Opening.RAW, events)`` for a line client, with its first line if
+        one came within FIRST_LINE_WAIT_S (a client that sends nothing joins
+        under its default name after that).
+        """
+        undecided = b""  # what came while the kind was still open (one request line at most)
         events: list = []
         deadline = time.monotonic() + FIRST_LINE_WAIT_S
         try:
@@ -140,10 +176,128 @@ class ClientConnection:
                 data = self.sock.recv(RECV_BYTES)
                 if not data:
                     return None
+                if undecided is not None:
+                    undecided += data
+                    kind = sniff(undecided)
+                    if kind is Opening.HTTP:
+                        return kind, undecided
+                    if kind is Opening.UNDECIDED:
+                        continue
+                    data, undecided = undecided, None
                 events = self.framer.feed(data)
         except OSError:
             return None
-        return events
+        if undecided:  # the deadline came in the middle of what might have been a request line
+            events = self.framer.feed(undecided)
+        return Opening.RAW, events
+
+    def _answer_http(self, data: bytes) -> bool:
+        """Serve an HTTP client: a file, or an error; True if it opened a WebSocket to chat."""
+        self.web = WebSocketAdapter(self.outbox.put, max_line_bytes=self.limits.max_line_bytes)
+        deadline = time.monotonic() + HTTP_HEAD_WAIT_S
+        received = self._web_receive(data)
+        while received.status is None:  # the request's head is not complete yet
+            try:
+                if not wait_readable(self.sock, deadline - time.monotonic()):
+                    log.info("⌛ %s started an HTTP request and stalled: closing", self.name)
+                    return False
+                data = self.sock.recv(RECV_BYTES)
+            except OSError:
+                return False
+            if not data:
+                return False
+            received = self._web_receive(data)
+        request = self.web.request
+        target = f"{request.path} " if request is not None else ""
+        log.info("🌐 %s: HTTP %sanswered %d", self.name, target, received.status)
+        if not received.opened:
+            return False
+        self.queue = self._queue_web
+        self._first_web_lines = received.lines
+        return self._count_by_forwarded_address()
+
+    def _count_by_forwarded_address(self) -> bool:
+        """Behind a proxy on this machine, count the client by the address the proxy saw.
+
+        The proxy connects from loopback, which the per-address limits do not
+        count; it names its own peer last in X-Forwarded-For (entries before
+        that come from the client and could be forged). False if that
+        address has no seat left.
+        """
+        forwarded = self.web.request.headers.get_all("X-Forwarded-For")
+        if not forwarded or not is_loopback(address_key(self.address[0])):
+            return True
+        client = ",".join(forwarded).split(",")[-1].strip()
+        self.seat.release()
+        seat = self.seat.admission.admit(client)
+        if isinstance(seat, str):
+            log.warning("⛔ Refused %s (for %s): %s", self.name, client, seat)
+            self.room.send_to(self, messages.system(seat))
+            return False
+        self.seat = seat
+        self.flood = FloodControl(self.limits.max_rate, seat.address_budget)
+        return True
+
+    def _join_and_chat(self, first_events: "list | None" = None) -> None:
+        if first_events is None:  # a WebSocket: its first lines may still be on their way
+            first_events = self._first_web_lines or self._wait_for_lines()
+        if first_events is None:
+            return
+        if self.seat.admission.password is not None:
+            first_events = self._check_password(first_events)
+            if first_events is None:
+                return
+        if self._join(first_events):
+            self._read_lines()
+
+    def _wait_for_lines(self) -> "list | None":
+        """Events from the next read that has any, or [] after FIRST_LINE_WAIT_S; None if the client left."""
+        deadline = time.monotonic() + FIRST_LINE_WAIT_S
+        try:
+            while not self._quitting.is_set():
+                if not wait_readable(self.sock, deadline - time.monotonic()):
+                    return []
+                data = self.sock.recv(RECV_BYTES)
+                if not data:
+                    return None
+                events, closing = self._events_in(data)
+                if closing:
+                    return None
+                if events:
+                    return events
+        except OSError:
+            return None
+        return None
+
+    def _check_password(self, events: list) -> "list | None":
+        """Let the client in if its first line is ``/pass`` with the room's password.
+
+        Returns the lines after it (waiting briefly for a ``/nick`` line to
+        follow), or None if the client may not join: it was told why.
+        """
+        given = None
+        if events and isinstance(events[0], bytes):
+            command, argument = parse_command(decode_line(events[0])) if events[0].startswith(b"/") else ("", "")
+            given = argument if command == "pass" else None
+        key = address_key(self.address[0])
+        if given is None:
+            self.room.send_to(self, PASSWORD_NEEDED)
+            return None
+        failures = self.seat.admission.password_failures
+        wait = failures.wait_before_check(key)
+        if wait is None:
+            self.room.send_to(self, PASSWORD_TOO_MANY_TRIES)
+            return None
+        if wait and self._quitting.wait(wait):
+            return None
+        if not password_matches(given, self.seat.admission.password):
+            failures.failed(key)
+            log.warning("🔒 %s gave a wrong password", self.name)
+            self.room.send_to(self, PASSWORD_WRONG)
+            return None
+        failures.succeeded(key)
+        rest = events[1:]
+        return rest if rest else (self._wait_for_lines() or [])
 
     def _join(self, first_events: list) -> bool:
         """Join the room, under the name asked for by a first "/nick NAME" line if any."""
@@ -161,19 +315,62 @@ class ClientConnection:
             return self._handle(first_events)
 
     def _read_lines(self) -> None:
+        heard = time.monotonic()  # when the client last sent anything
         while not self._quitting.is_set():
             try:
-                if self.flood.dropped and not wait_readable(self.sock, self.flood.seconds_until_calm()):
-                    self._report_dropped_lines()  # the flood is over, and nothing more came
+                wait = self._seconds_until_timer(heard)
+                if wait is not None and not wait_readable(self.sock, wait):
+                    if not self._on_timer():
+                        return
+                    heard = time.monotonic() if self.web is not None else heard
                     continue
                 data = self.sock.recv(RECV_BYTES)
             except OSError:
                 return  # reset by the peer, or shut down by us
             if not data:
+                if self.web is not None:
+                    self.web.receive_eof()
                 return  # the client closed the connection
+            heard = time.monotonic()
+            events, closing = self._events_in(data)
             with self.room.deferred_flushes():
-                if not self._handle(self.framer.feed(data)):
+                if not self._handle(events):
                     return
+            if closing:
+                return
+
+    def _seconds_until_timer(self, heard: float) -> "float | None":
+        """How long the next read may wait before a timer is due: a flood report or a ping."""
+        waits = []
+        if self.flood.dropped:
+            waits.append(self.flood.seconds_until_calm())
+        if self.web is not None:
+            waits.append(heard + PING_INTERVAL_S - time.monotonic())
+        return max(0.0, min(waits)) if waits else None  # a raw client with nothing due: just read
+
+    def _on_timer(self) -> bool:
+        """Do what is due; False if the client has vanished."""
+        if self.flood.dropped and self.flood.seconds_until_calm() <= 0:
+            self._report_dropped_lines()  # the flood is over, and nothing more came
+            return True
+        if self.web is not None:
+            if not self.web.ping():
+                log.info("🔌 %s answered no ping: gone", self.name)
+                return False
+            self.outbox.flush()
+        return True
+
+    def _events_in(self, data: bytes) -> "tuple[list, bool]":
+        """The chat lines in ``data``, and whether the client is closing."""
+        if self.web is None:
+            return self.framer.feed(data), False
+        received = self._web_receive(data)
+        return received.lines, received.closing
+
+    def _web_receive(self, data: bytes) -> Received:
+        received = self.web.receive_data(data)
+        self.outbox.flush()  # handshake answers, pongs and close frames go out now
+        return received
 
     def _handle(self, events: list) -> bool:
         """Act on the lines of one read; False if the client must be disconnected."""

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from websockets import Headers
+from websockets.exceptions import InvalidMessage, SecurityError
 
 from chat.transports.handshake import (
     CONTENT_SECURITY_POLICY,
@@ -14,6 +15,7 @@ from chat.transports.handshake import (
     error_response,
     origin_allowed,
     page_response,
+    refusal,
     request_method,
     route,
     sniff,
@@ -165,6 +167,31 @@ def test_a_websocket_with_two_origins_is_forbidden():
 
 def test_the_origin_is_not_checked_for_the_page_itself():
     assert route(request("/", Host="chat.example", Origin="https://evil.example"), PAGES) is Route.PAGE
+
+
+# -- refusal: requests the parser could not read -------------------------------------
+
+
+def parser_error(cause: Exception) -> InvalidMessage:
+    """The exception websockets' parser records for a request it cannot read."""
+    error = InvalidMessage("did not receive a valid HTTP request")
+    error.__cause__ = cause
+    return error
+
+
+def test_a_request_refused_for_its_size_gets_431():
+    assert refusal(parser_error(SecurityError("line too long")), b"GET / HTTP/1.1\r\n") is Route.HEAD_TOO_LARGE
+    assert refusal(SecurityError("too many HTTP headers"), b"GET / HTTP/1.1\r\n") is Route.HEAD_TOO_LARGE
+
+
+def test_a_refused_request_with_another_method_than_get_gets_405():
+    refused = parser_error(ValueError("unsupported HTTP method; expected GET; got POST"))
+    assert refusal(refused, b"POST / HTTP/1.1\r\n") is Route.METHOD_NOT_ALLOWED
+
+
+@pytest.mark.parametrize("head", [b"GET / HTTP/1.1\r\nbroken\r\n", b"GET", b"\x16\x03\x01"])
+def test_any_other_refused_request_gets_400(head):
+    assert refusal(parser_error(ValueError("invalid HTTP header line")), head) is Route.BAD_REQUEST
 
 
 # -- origin_allowed -------------------------------------------------------------------

@@ -302,7 +302,10 @@ def test_up_and_down_walk_through_the_lines_sent_and_keep_the_draft(driver, serv
         server.expect(text)
     box = element(driver, "message")
     box.send_keys("draft")
-    value = lambda: box.get_attribute("value")  # noqa: E731
+
+    def value() -> str:
+        return box.get_attribute("value")
+
     box.send_keys(Keys.ARROW_UP)
     assert value() == "second"
     box.send_keys(Keys.ARROW_UP)

@@ -11,7 +11,8 @@ over WebSocket. What a connection sends first tells which it is:
   raw client's ``hello`` is recognised at once, and HTTP only once a whole
   request line has arrived (browsers send it in one packet).
 * :func:`route` takes the request that websockets' parser read and says which
-  answer it gets: the page, the WebSocket handshake, or an HTTP error.
+  answer it gets: the page, the WebSocket handshake, or an HTTP error;
+  :func:`refusal` does the same for a request the parser could not read.
 * :func:`origin_allowed` is the check that keeps other web sites' pages from
   opening a WebSocket to this chat in their visitors' browsers.
 * :func:`page_response` and :func:`error_response` build the answers.
@@ -27,6 +28,7 @@ from typing import Container, Mapping
 from urllib.parse import urlsplit
 
 from websockets import Headers, Request, Response
+from websockets.exceptions import SecurityError
 from websockets.http11 import MAX_LINE_LENGTH
 
 WEBSOCKET_PATH = "/ws"
@@ -137,13 +139,33 @@ def route(request: Request, pages: Container[str]) -> Route:
     return Route.WEBSOCKET if path == WEBSOCKET_PATH else Route.PAGE
 
 
+def refusal(exception: BaseException, head: bytes) -> Route:
+    """The answer to a request that websockets' parser refused before handing it over.
+
+    ``exception`` is the parser's ``handshake_exc``; ``head`` is the start of
+    what the client sent. (The parser answers some requests itself, such as
+    an over-long request line in websockets 17: then this is not needed.)
+    """
+    cause: "BaseException | None" = exception
+    while cause is not None:
+        if isinstance(cause, SecurityError):  # a line too long, too many headers
+            return Route.HEAD_TOO_LARGE
+        cause = cause.__cause__
+    method = request_method(head)
+    if method is not None and method != "GET":
+        # websockets 16 reads only GET requests, and 17 none with a body.
+        return Route.METHOD_NOT_ALLOWED
+    return Route.BAD_REQUEST
+
+
 def _origin_allowed_in(headers: Headers) -> bool:
     origins = headers.get_all("Origin")
     if len(origins) > 1:  # a browser sends one at most (RFC 6454, section 7.3)
         return False
+    hosts = headers.get_all("Host")
     return origin_allowed(
         origins[0] if origins else None,
-        host=headers.get_all("Host")[0] if headers.get_all("Host") else None,
+        host=hosts[0] if hosts else None,
         forwarded_host=", ".join(headers.get_all("X-Forwarded-Host")) or None,
     )
 

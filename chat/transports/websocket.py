@@ -45,13 +45,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from websockets import CloseCode, Frame, Opcode, Request, ServerProtocol
-from websockets.exceptions import SecurityError
 from websockets.http11 import MAX_LINE_LENGTH
 from websockets.protocol import CLOSED, OPEN
 
 from chat.core.framing import DEFAULT_MAX_LINE_BYTES, LineFramer
 from chat.transports import handshake
-from chat.transports.handshake import Route
 from chat.web import PageFile, page_files
 
 # A message may hold several lines (a paste, say); one longer than this many
@@ -198,7 +196,8 @@ class WebSocketAdapter:
             # the end of the stream: then the answer is ours to give.
             self._answered = True
             if not any(chunks):
-                response = handshake.error_response(self._refusal())
+                refused = handshake.refusal(self._protocol.handshake_exc, bytes(self._head))
+                response = handshake.error_response(refused)
                 chunks.insert(0, response.serialize())
             received.status = int(next(chunk for chunk in chunks if chunk)[9:12])
         data = b"".join(chunks)
@@ -208,19 +207,6 @@ class WebSocketAdapter:
             b"" in chunks or self._protocol.close_expected() or self._protocol.state is CLOSED
         )
         return received
-
-    def _refusal(self) -> Route:
-        """The answer to a request the parser could not read."""
-        exception = self._protocol.handshake_exc
-        while exception is not None:
-            if isinstance(exception, SecurityError):  # a line too long, too many headers
-                return Route.HEAD_TOO_LARGE
-            exception = exception.__cause__
-        method = handshake.request_method(bytes(self._head))
-        if method is not None and method != "GET":
-            # websockets 16 reads only GET requests, and 17 refuses any request with a body.
-            return Route.METHOD_NOT_ALLOWED
-        return Route.BAD_REQUEST
 
     # -- sending ---------------------------------------------------------------
 

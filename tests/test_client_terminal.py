@@ -6,19 +6,24 @@ below them the prompt, ``You: `` and exactly what was typed, with the cursor
 where the user left it. They run at 80×24 and at 40×20.
 """
 
+import queue
 import re
 import signal
 import socket
 import subprocess
 import sys
 import termios
+import threading
 
 import pytest
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
 from wcwidth import wcwidth
 
-from chat.client.terminal import name_style
+from chat.client.completion import Roster
+from chat.client.terminal import PromptConsole, ReadingStopped, name_style
 from chat.core import messages
-from tests.helpers import PROJECT, TIMEOUT_S, Peer, Program, ServerProgram, Terminal, free_port
+from tests.helpers import PROJECT, TIMEOUT_S, Peer, Program, ServerProgram, Terminal, free_port, wait_until
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((40, 20), id="40x20")]
 PROMPT = "You: "
@@ -172,9 +177,11 @@ def test_the_client_leaves_cleanly_on_every_way_out(server_program, terminals, k
     assert client.wait() == 0
     # The terminal echoes and edits lines again, as before the client started.
     assert termios.tcgetattr(client.master)[3] & (termios.ECHO | termios.ICANON) == termios.ECHO | termios.ICANON
-    # Exactly as /quit: nothing of the line reaches the others.
+    # Exactly as /quit: nothing of the line reaches the others, and the client
+    # leaves on its own, rather than seeing the server close the connection.
     assert ann.read_line() == messages.left("Bob")
     client.wait_for("Goodbye!")
+    assert "Server closed the connection" not in client.transcript
 
 
 @pytest.mark.parametrize(
@@ -496,3 +503,52 @@ def test_an_address_that_is_not_host_and_port_gets_a_clear_message_and_status_2(
     assert client.wait() == 2
     output = client.all_output()
     assert problem in output and "Traceback" not in output
+
+
+# The prompt's end, driven directly: prompt_toolkit reads from a pipe and draws nowhere.
+
+
+def prompt_in_a_thread(keys: str = "", console_class=PromptConsole):
+    """Run PromptConsole.read_line in a thread; return the console and a queue for its outcome."""
+    consoles: "queue.Queue[PromptConsole]" = queue.Queue()
+    outcome: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        with create_pipe_input() as keyboard:
+            console = console_class(False, Roster(), input=keyboard, output=DummyOutput())
+            keyboard.send_text(keys)
+            consoles.put(console)
+            try:
+                outcome.put(console.read_line())
+            except BaseException as error:  # the outcome under test, whatever it is
+                outcome.put(error)
+
+    threading.Thread(target=read, daemon=True).start()
+    return consoles.get(timeout=TIMEOUT_S), outcome
+
+
+def test_stop_reading_ends_the_prompt_and_gives_back_the_draft():
+    console, outcome = prompt_in_a_thread("half typed")
+    assert wait_until(lambda: console.session.app.current_buffer.text == "half typed")
+    console.stop_reading()
+    stopped = outcome.get(timeout=TIMEOUT_S)
+    assert isinstance(stopped, ReadingStopped) and stopped.draft == "half typed"
+
+
+def test_a_stop_that_comes_just_before_the_prompt_starts_is_not_lost():
+    class StoppedAtTheWorstMoment(PromptConsole):
+        def _on_prompt_start(self) -> None:
+            # read_line() has checked the flag, and the prompt's loop is not known yet.
+            self.stop_reading()
+            super()._on_prompt_start()
+
+    _, outcome = prompt_in_a_thread(console_class=StoppedAtTheWorstMoment)
+    assert isinstance(outcome.get(timeout=TIMEOUT_S), ReadingStopped)
+
+
+def test_after_a_stop_no_prompt_starts_again():
+    console, outcome = prompt_in_a_thread("sent\r")
+    assert outcome.get(timeout=TIMEOUT_S) == "sent"
+    console.stop_reading()
+    with pytest.raises(ReadingStopped):
+        console.read_line()

@@ -137,12 +137,13 @@ class PromptConsole:
 
     interactive = True
 
-    def __init__(self, color: bool, roster: Roster) -> None:
+    def __init__(self, color: bool, roster: Roster, input=None, output=None) -> None:
+        """``input`` and ``output`` are prompt_toolkit's, for tests; by default the terminal's."""
         self._owner = threading.current_thread()
         # Without color, not even the prompt's own styles (--no-color, NO_COLOR).
         self._color_depth = None if color else ColorDepth.DEPTH_1_BIT
         self._style = Style([])
-        output = create_output()
+        output = output or create_output()
         if isinstance(output, Vt100_Output):
             # prompt_toolkit asks the terminal where the cursor is, to keep
             # the rows below the prompt free for menus. The answer arrives
@@ -152,6 +153,7 @@ class PromptConsole:
             output.enable_cpr = False
         self.session = PromptSession(
             PROMPT,
+            input=input,
             output=output,
             completer=ChatCompleter(roster),
             complete_while_typing=False,

@@ -39,8 +39,8 @@ def start_server():
     """Start servers on free ports in background threads; stop and check each afterwards."""
     started = []
 
-    def start(**limits) -> ChatServer:
-        server = ChatServer("127.0.0.1", 0, Limits(**limits))
+    def start(password=None, **limits) -> ChatServer:
+        server = ChatServer("127.0.0.1", 0, Limits(**limits), password)
         server.bind()
         thread = threading.Thread(target=server.serve_forever, name="accept-loop")
         thread.start()

@@ -21,7 +21,6 @@ the waker socket, ``recv`` and ``sendall`` by shutting their socket down.
 
 import errno
 import logging
-import math
 import os
 import selectors
 import signal
@@ -32,15 +31,14 @@ import time
 from chat.admission import Admission, Seat
 from chat.codespaces import forwarded_address
 from chat.core import messages
-from chat.core.framing import encode_line
 from chat.core.room import Room
 from chat.limits import Limits
 from chat.logs import configure_logging
-from chat.transports.tcp import LINGER_S, THREAD_JOIN_S, ClientConnection, enable_keepalive
+from chat.transports.refusals import Refusals
+from chat.transports.tcp import THREAD_JOIN_S, ClientConnection, enable_keepalive
 
 log = logging.getLogger(__name__)
 
-RECV_BYTES = 64 * 1024
 # On shutdown, how long clients get to receive the notice and close.
 SHUTDOWN_GRACE_S = 1.0
 THREAD_STACK_BYTES = 512 * 1024
@@ -78,9 +76,9 @@ class ChatServer:
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._selector: "selectors.BaseSelector | None" = None
         # Clients refused (the server is full, or their address has too many
-        # connections), each with the time by which it must be closed. Only
-        # the accept loop touches it.
-        self._turned_away: "dict[socket.socket, float]" = {}
+        # connections) that are being answered and closed. Only the accept
+        # loop touches it.
+        self._refusals: "Refusals | None" = None
         self._stop_requested = threading.Event()
         self._stopped = threading.Event()
 
@@ -115,19 +113,20 @@ class ChatServer:
             with selectors.DefaultSelector() as self._selector:
                 self._selector.register(self._listener, selectors.EVENT_READ)
                 self._selector.register(self._wake_reader, selectors.EVENT_READ)
+                self._refusals = Refusals(self._selector)
                 next_queue_check = time.monotonic()
                 while not self._stop_requested.is_set():
-                    timeout = min(self._next_turn_away_deadline(), max(0.0, next_queue_check - time.monotonic()))
+                    timeout = min(self._refusals.seconds_until_due(), max(0.0, next_queue_check - time.monotonic()))
                     for key, _ in self._selector.select(timeout):
                         if key.fileobj is self._listener:
                             self._accept_waiting_clients()
-                        elif key.fileobj is not self._wake_reader:
-                            self._drain_turned_away(key.fileobj)
-                    self._close_turned_away(expired_only=True)
+                        elif key.fileobj in self._refusals:
+                            self._refusals.on_readable(key.fileobj)
+                    self._refusals.handle_due()
                     if time.monotonic() >= next_queue_check:
                         self._enforce_total_queue_bound()
                         next_queue_check = time.monotonic() + QUEUE_CHECK_S
-                self._close_turned_away(expired_only=False)
+                self._refusals.close_all()
         finally:
             self._close_everything()
             self._stopped.set()
@@ -208,49 +207,9 @@ class ChatServer:
             self._forget(connection)
 
     def _turn_away(self, sock: socket.socket, address, refusal: str) -> None:
-        """Refuse a client with a one-line notice, without blocking the accept loop.
-
-        The notice is sent at once, but the socket is only closed when the
-        client has closed its end (or after LINGER_S): closing it with the
-        client's "/nick" unread would reset the connection and could destroy
-        the notice before the client reads it.
-        """
+        """Refuse a client: it is answered, then closed, by the accept loop (see chat.transports.refusals)."""
         log.warning("⛔ Refused %s: %s", format_peer(address), refusal)
-        notice = messages.system(refusal)
-        try:
-            sock.send(encode_line(notice))  # a new socket's buffer always has room for it
-            sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            sock.close()
-            return
-        self._turned_away[sock] = time.monotonic() + LINGER_S
-        self._selector.register(sock, selectors.EVENT_READ)
-
-    def _drain_turned_away(self, sock: socket.socket) -> None:
-        try:
-            if sock.recv(RECV_BYTES):
-                return  # more to ignore
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            pass
-        self._selector.unregister(sock)
-        del self._turned_away[sock]
-        sock.close()
-
-    def _next_turn_away_deadline(self) -> float:
-        """How long select() may wait before a refused client is due to be closed."""
-        if not self._turned_away:
-            return math.inf
-        return max(0.0, min(self._turned_away.values()) - time.monotonic())
-
-    def _close_turned_away(self, expired_only: bool) -> None:
-        now = time.monotonic()
-        for sock, deadline in list(self._turned_away.items()):
-            if not expired_only or deadline <= now:
-                self._selector.unregister(sock)
-                del self._turned_away[sock]
-                sock.close()
+        self._refusals.add(sock, refusal)
 
     def _forget(self, connection: "ClientConnection") -> None:
         with self._connections_lock:

@@ -15,7 +15,7 @@ import struct
 import time
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from chat.transports import tcp
@@ -180,11 +180,16 @@ def test_a_binary_message_is_closed_with_1003_and_a_huge_one_with_1009(start_ser
         assert closed.value.rcvd.code == code
 
 
-def test_a_full_server_refuses_a_websocket_client_too(start_server):
+def test_a_full_server_answers_a_browser_in_http_and_a_raw_client_in_a_line(start_server):
     server = start_server(max_clients=1)
     Peer.joined(server.address, "Ann")
-    with pytest.raises(Exception):
-        web_client(server)
+    status, content_type, body = http_get(server, "/")
+    assert status == 503 and content_type.startswith("text/plain")
+    assert b"Server is full (1 user). Try again later." in body
+    with pytest.raises(InvalidStatus) as refused:
+        open_web_client(server)
+    assert refused.value.response.status_code == 503
+    assert Peer(server.address).read_until_closed() == ["[SYSTEM] Server is full (1 user). Try again later."]
 
 
 def test_shutdown_reaches_websocket_clients_with_its_notice_and_a_close_frame(start_server):

@@ -254,6 +254,21 @@ def error_response(answer: Route) -> Response:
     return Response(status.value, status.phrase, headers, body)
 
 
+def unavailable_response(reason: str) -> Response:
+    """503: the server cannot take this client now (it is full, say); ``reason`` says why."""
+    status = http.HTTPStatus.SERVICE_UNAVAILABLE
+    body = f"{status.value} {status.phrase}. {reason}\n".encode()
+    headers = Headers(
+        [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            ("Retry-After", "30"),
+            ("Connection", "close"),
+        ]
+    )
+    return Response(status.value, status.phrase, headers, body)
+
+
 def page_response(content_type: str, body: bytes) -> Response:
     """The answer carrying one file of the chat page."""
     headers = Headers(

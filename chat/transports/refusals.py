@@ -1,0 +1,108 @@
+"""Clients the server turns away (it is full, or their address has too many connections).
+
+They get no threads: the accept loop watches their sockets with its
+selector and does everything here without blocking. A refused client still
+gets one clear answer, in its own language: a browser's HTTP request gets
+``503 Service Unavailable`` with the reason, anyone else the reason as a
+``[SYSTEM]`` line. So the answer waits for the client's first bytes, or for
+ANSWER_WAIT_S if it sends nothing (a raw client may stay silent).
+
+The socket is only closed once the client has closed its end, or after
+LINGER_S: closing it with the client's request or "/nick" line unread would
+make the kernel reset the connection, which could destroy the answer before
+the client reads it.
+"""
+
+import math
+import selectors
+import socket
+import time
+from dataclasses import dataclass
+
+from chat.core import messages
+from chat.core.framing import encode_line
+from chat.transports.handshake import Opening, sniff, unavailable_response
+
+RECV_BYTES = 64 * 1024
+# How long to wait for a refused client's first bytes before answering it as a raw client.
+ANSWER_WAIT_S = 0.25
+# After answering, how long to wait for the client to close its end.
+LINGER_S = 1.0
+
+
+@dataclass
+class _Refused:
+    refusal: str
+    deadline: float  # when to answer (not yet answered) or to close (answered)
+    received: bytes = b""
+    answered: bool = False
+
+
+class Refusals:
+    """The refused clients that the accept loop is answering and closing."""
+
+    def __init__(self, selector: selectors.BaseSelector) -> None:
+        self._selector = selector
+        self._refused: "dict[socket.socket, _Refused]" = {}
+
+    def __contains__(self, sock) -> bool:
+        return sock in self._refused
+
+    def add(self, sock: socket.socket, refusal: str) -> None:
+        sock.setblocking(False)
+        self._refused[sock] = _Refused(refusal, time.monotonic() + ANSWER_WAIT_S)
+        self._selector.register(sock, selectors.EVENT_READ)
+
+    def on_readable(self, sock: socket.socket) -> None:
+        refused = self._refused[sock]
+        try:
+            data = sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(sock)
+        elif not refused.answered:
+            refused.received += data
+            kind = sniff(refused.received)
+            if kind is not Opening.UNDECIDED:
+                self._answer(sock, refused, as_http=kind is Opening.HTTP)
+
+    def seconds_until_due(self) -> float:
+        """How long select() may wait before one of them needs an answer or closing."""
+        if not self._refused:
+            return math.inf
+        return max(0.0, min(r.deadline for r in self._refused.values()) - time.monotonic())
+
+    def handle_due(self) -> None:
+        now = time.monotonic()
+        for sock, refused in list(self._refused.items()):
+            if refused.deadline > now:
+                continue
+            if refused.answered:
+                self._close(sock)
+            else:
+                self._answer(sock, refused, as_http=False)  # silent, or still undecided: a raw client
+
+    def close_all(self) -> None:
+        for sock in list(self._refused):
+            self._close(sock)
+
+    def _answer(self, sock: socket.socket, refused: _Refused, as_http: bool) -> None:
+        if as_http:
+            answer = unavailable_response(refused.refusal).serialize()
+        else:
+            answer = encode_line(messages.system(refused.refusal))
+        refused.answered = True
+        refused.deadline = time.monotonic() + LINGER_S
+        try:
+            sock.send(answer)  # a new socket's buffer always has room for it
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(sock)
+
+    def _close(self, sock: socket.socket) -> None:
+        self._selector.unregister(sock)
+        del self._refused[sock]
+        sock.close()

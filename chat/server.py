@@ -45,7 +45,7 @@ THREAD_STACK_BYTES = 512 * 1024
 # After accept() fails (out of file descriptors, say), wait this long before trying again.
 ACCEPT_RETRY_S = 0.1
 # How often the accept loop adds up every client's unsent bytes (Limits.max_total_queue_bytes).
-QUEUE_CHECK_S = 0.25
+QUEUE_CHECK_S = 0.1
 # Each client socket's send buffer in the kernel (Linux doubles the figure for
 # its own bookkeeping). Left alone, Linux grows it up to 4 MiB for a client
 # that stops reading, memory our queue limits do not see.

@@ -42,8 +42,7 @@ def main(argv=None) -> int:
             stream.reconfigure(errors="replace")
     try:
         return run(args.address, args.name, wants_color(args.no_color) and is_interactive())
-    except KeyboardInterrupt:  # Ctrl+C while connecting, or a second one while leaving
-        print()
+    except KeyboardInterrupt:  # Ctrl+C while connecting
         return 0
 
 

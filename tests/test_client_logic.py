@@ -2,11 +2,12 @@
 
 import io
 import socket
+from types import SimpleNamespace
 
 import pytest
 
 from chat.client.address import Address, format_address, is_local, parse_address
-from chat.client.client import describe_connect_error, is_help, is_quit
+from chat.client.client import _quiet_about_interrupts, describe_connect_error, is_help, is_quit
 from chat.client.completion import Roster, complete
 from chat.client.terminal import name_style, render, wants_color
 from chat.core import messages
@@ -237,3 +238,11 @@ COMMANDS = {"nick": "NAME", "users": "", "msg": "NAME TEXT", "me": "TEXT", "help
 )
 def test_tab_offers_commands_at_the_start_and_names_anywhere(before_cursor, words):
     assert complete(before_cursor, ["Ann", "anna", "Bob"], COMMANDS) == words
+
+
+def test_a_dropped_keyboard_interrupt_is_not_reported_but_other_errors_are():
+    reported = []
+    hook = _quiet_about_interrupts(reported.append)
+    for error in (KeyboardInterrupt(), ValueError("a bug")):
+        hook(SimpleNamespace(exc_value=error))
+    assert [type(report.exc_value) for report in reported] == [ValueError]

@@ -552,3 +552,19 @@ def test_after_a_stop_no_prompt_starts_again():
     console.stop_reading()
     with pytest.raises(ReadingStopped):
         console.read_line()
+
+
+def test_a_ctrl_c_whose_exception_python_dropped_still_ends_the_next_prompt():
+    class InterruptedAtTheWorstMoment(PromptConsole):
+        def _on_prompt_start(self) -> None:
+            # As when the KeyboardInterrupt was raised inside a finalizer, and dropped.
+            self.note_interrupt()
+            super()._on_prompt_start()
+
+    _, outcome = prompt_in_a_thread("typing", console_class=InterruptedAtTheWorstMoment)
+    assert isinstance(outcome.get(timeout=TIMEOUT_S), KeyboardInterrupt)
+    with create_pipe_input() as keyboard:
+        console = PromptConsole(False, Roster(), input=keyboard, output=DummyOutput())
+        console.note_interrupt()  # between two prompts
+        with pytest.raises(KeyboardInterrupt):
+            console.read_line()

@@ -83,10 +83,11 @@ class ChatClient:
             self._send_typed_lines()
         except KeyboardInterrupt:
             pass
-        # From here on we are leaving: a second Ctrl+C must not interrupt it.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        self._leave()
+        finally:
+            # From here on we are leaving: a second Ctrl+C must not interrupt it.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            self._leave()
         # Turned away before joining (a full server, say) counts as a failure.
         return 1 if self.connection_lost or self.roster.me is None else 0
 
@@ -150,19 +151,35 @@ class ChatClient:
                 self.console.stop_reading()
 
 
+def _quiet_about_interrupts(hook):
+    def unraisable(report) -> None:
+        if not isinstance(report.exc_value, KeyboardInterrupt):
+            hook(report)
+
+    return unraisable
+
+
 def run(address: Address, name: "str | None", color: bool) -> int:
     """Connect, chat, and return the process exit status.
 
     Raises KeyboardInterrupt if Ctrl+C comes before the chat has begun.
     """
+    roster = Roster()
+    console = open_console(color, roster)
+
+    def interrupted(signum, frame) -> None:
+        console.note_interrupt()  # first, in case the exception is lost
+        raise KeyboardInterrupt
+
     # Ctrl+C must raise KeyboardInterrupt even where a parent process set
     # SIGINT to be ignored (at the prompt, prompt_toolkit reads Ctrl+C as a
     # key), and `kill` (SIGTERM) leaves the same way, so that the terminal is
     # always put back as it was.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    roster = Roster()
-    console = open_console(color, roster)
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
+    # A KeyboardInterrupt that Python had to drop (see note_interrupt) is not
+    # an error to show: the console has noted it.
+    sys.unraisablehook = _quiet_about_interrupts(sys.unraisablehook)
     console.start()
     try:
         host, port = address

@@ -171,6 +171,9 @@ class PromptConsole:
         self._loop: "asyncio.AbstractEventLoop | None" = None  # the prompt's loop while one is on screen
         self._print_requested = False  # a print of _pending is scheduled in _loop
         self._stopped = False  # stop_reading() was called: no more prompts
+        # Set by note_interrupt(), from the SIGINT handler, in the main thread:
+        # without the lock, which the interrupted code may be holding.
+        self._interrupted = False
         self._terminal_settings = None  # as they were before start(), to restore
 
     def start(self) -> None:
@@ -197,6 +200,8 @@ class PromptConsole:
         Raises EOFError on Ctrl+D, KeyboardInterrupt on Ctrl+C, and
         ReadingStopped, with the unsent text, once stop_reading() was called.
         """
+        if self._interrupted:
+            raise KeyboardInterrupt
         with self._lock:
             if self._stopped:
                 raise ReadingStopped()
@@ -234,6 +239,15 @@ class PromptConsole:
         if loop is not None:
             _call_soon(loop, self._end_prompt)
 
+    def note_interrupt(self) -> None:
+        """Remember that Ctrl+C was pressed, in case its KeyboardInterrupt is lost.
+
+        Python drops an exception that a signal handler raises while a
+        finalizer or a weakref callback runs (it only reports it to
+        sys.unraisablehook). The next prompt then ends at once.
+        """
+        self._interrupted = True
+
     def close(self) -> None:
         """Give the terminal back as it was, and print what is still waiting."""
         if self._terminal_settings is not None:
@@ -249,7 +263,9 @@ class PromptConsole:
         with self._lock:
             self._loop = asyncio.get_running_loop()
             stopped = self._stopped
-        if stopped:  # stop_reading() came just before the loop was known
+        if self._interrupted:  # a Ctrl+C whose KeyboardInterrupt was lost
+            self.session.app.exit(exception=KeyboardInterrupt())
+        elif stopped:  # stop_reading() came just before the loop was known
             self._end_prompt()
         self._print_pending()
 
@@ -308,6 +324,7 @@ class LineConsole:
         self._lines: "deque[str]" = deque()  # complete lines read and not yet returned
         self._at_end = False  # standard input has ended
         self._stopped = threading.Event()
+        self._interrupted = False  # as in PromptConsole
         # stop_reading() writes a byte to one end, which wakes the select()
         # waiting on standard input and the other end (as the server's waker does).
         self._waker, self._wakeup = socket.socketpair()
@@ -318,6 +335,8 @@ class LineConsole:
     def read_line(self) -> str:
         """Wait for the next line of input; EOFError at its end, ReadingStopped after stop_reading()."""
         while not self._lines:
+            if self._interrupted:
+                raise KeyboardInterrupt
             if self._stopped.is_set():
                 raise ReadingStopped()
             if self._at_end:
@@ -368,6 +387,14 @@ class LineConsole:
 
     def stop_reading(self) -> None:
         self._stopped.set()
+        self._wake()
+
+    def note_interrupt(self) -> None:
+        """Remember that Ctrl+C was pressed (see PromptConsole.note_interrupt)."""
+        self._interrupted = True
+        self._wake()
+
+    def _wake(self) -> None:
         try:
             self._waker.send(b"\0")
         except OSError:

@@ -35,7 +35,7 @@ from chat.core.room import Room
 from chat.limits import Limits
 from chat.logs import configure_logging
 from chat.transports.refusals import Refusals
-from chat.transports.tcp import THREAD_JOIN_S, ClientConnection, enable_keepalive
+from chat.transports.connection import THREAD_JOIN_S, ClientConnection, enable_keepalive
 
 log = logging.getLogger(__name__)
 

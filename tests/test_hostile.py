@@ -7,7 +7,7 @@ import socket
 
 
 from chat.server import SEND_BUFFER_BYTES
-from chat.transports.tcp import KEEPALIVE_PROBES
+from chat.transports.connection import KEEPALIVE_PROBES
 from tests.crowd import Crowd
 from tests.helpers import Peer, join_all, wait_until
 

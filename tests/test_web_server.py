@@ -18,7 +18,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from chat.transports import tcp
+from chat.transports import connection
 from tests.helpers import TIMEOUT_S, Peer, join_all, wait_until
 
 
@@ -59,13 +59,13 @@ def receive_until(client, wanted: str) -> "list[str]":
 
 
 def http_get(server, path: str, method: str = "GET", headers=None) -> "tuple[int, str, bytes]":
-    connection = http.client.HTTPConnection(*server.address, timeout=TIMEOUT_S)
+    client = http.client.HTTPConnection(*server.address, timeout=TIMEOUT_S)
     try:
-        connection.request(method, path, headers=headers or {})
-        response = connection.getresponse()
+        client.request(method, path, headers=headers or {})
+        response = client.getresponse()
         return response.status, response.getheader("Content-Type", ""), response.read()
     finally:
-        connection.close()
+        client.close()
 
 
 def raw_exchange(server, data: bytes) -> bytes:
@@ -104,7 +104,7 @@ def test_a_malformed_or_over_long_head_gets_400_or_431(server):
 
 
 def test_a_client_that_starts_an_http_head_and_stalls_is_closed(server, monkeypatch):
-    monkeypatch.setattr(tcp, "HTTP_HEAD_WAIT_S", 0.5)
+    monkeypatch.setattr(connection, "HTTP_HEAD_WAIT_S", 0.5)
     started = time.monotonic()
     assert raw_exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n") == b""
     assert time.monotonic() - started < TIMEOUT_S
@@ -232,7 +232,7 @@ class SilentWebSocket:
 
 
 def test_the_server_pings_and_drops_a_websocket_peer_that_never_answers(server, monkeypatch):
-    monkeypatch.setattr(tcp, "PING_INTERVAL_S", 0.3)
+    monkeypatch.setattr(connection, "PING_INTERVAL_S", 0.3)
     ann = Peer.joined(server.address, "Ann")
     silent = SilentWebSocket(server.address, "Silent")
     ann.expect("[SYSTEM] Silent joined the chat!")
@@ -243,7 +243,7 @@ def test_the_server_pings_and_drops_a_websocket_peer_that_never_answers(server, 
 
 
 def test_a_websocket_peer_that_answers_pings_stays(server, monkeypatch):
-    monkeypatch.setattr(tcp, "PING_INTERVAL_S", 0.1)
+    monkeypatch.setattr(connection, "PING_INTERVAL_S", 0.1)
     web = web_client(server, "Web")  # the websockets client answers pings by itself
     ann = Peer.joined(server.address, "Ann")
     assert web.recv(timeout=TIMEOUT_S) == "[SYSTEM] Ann joined the chat!"

@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from chat.transports import connection
-from tests.helpers import TIMEOUT_S, Peer, join_all, wait_until
+from tests.helpers import TIMEOUT_S, Peer
 
 
 def ws_url(server) -> str:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chat.core.commands import COMMANDS, handle_line, parse_command, requested_name
+from chat.core.commands import COMMANDS, chat_text, handle_line, parse_command, requested_name
 from chat.core.room import Room
 
 
@@ -253,3 +253,19 @@ def test_deferred_flushes_send_each_member_one_batch_at_the_end(room):
         assert bob.take() == [] and flushes == []
     assert flushes == [[b"Ann: one\n", b"Ann: two\n"]]
     assert bob.take() == ["Ann: one", "Ann: two"]
+
+
+def test_lines_said_together_reach_each_member_in_one_piece(room):
+    ann, bob, cat = join(room, "Ann"), join(room, "Bob"), join(room, "Cat")
+    for member in (ann, bob, cat):
+        member.take()
+    room.say_all(ann, ["Ann: one", "Ann: two", "Ann: three"])
+    assert bob.queued == [] and bob.take() == ["Ann: one\nAnn: two\nAnn: three"]
+    assert cat.take() == ["Ann: one\nAnn: two\nAnn: three"]
+    assert ann.take() == []
+
+
+def test_a_chat_line_is_told_from_a_command():
+    assert chat_text("hello") == "hello"
+    assert chat_text("//shrug") == "/shrug"
+    assert chat_text("/nick Bob") is None

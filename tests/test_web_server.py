@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from chat.transports import connection
+from chat.transports.websocket import text_frames
 from tests.helpers import TIMEOUT_S, Peer
 
 
@@ -318,3 +319,18 @@ def test_guessing_passwords_is_slowed_down(locked_server):
     peer.send("/pass still guessing")
     assert peer.read_until_closed() == ["[ERROR] Wrong password."]
     assert time.monotonic() - started >= 1.0  # two failures: the next check waits at least a second
+
+
+def test_lines_a_raw_client_sends_together_reach_a_websocket_client_one_message_each(server):
+    web = web_client(server, "Web")
+    ann = Peer.joined(server.address, "Ann")
+    assert web.recv(timeout=TIMEOUT_S) == "[SYSTEM] Ann joined the chat!"
+    ann.send_raw(b"one\ntwo\n/me waves\nthree\n")
+    assert [web.recv(timeout=TIMEOUT_S) for _ in range(4)] == ["Ann: one", "Ann: two", "* Ann waves", "Ann: three"]
+
+
+def test_a_broadcast_is_framed_once_for_every_websocket_member():
+    data = b"Ann: one\nAnn: two\n"
+    frames = text_frames(data)
+    assert text_frames(data) is frames  # the same bytes object: framed once
+    assert frames == b"\x81\x08Ann: one\x81\x08Ann: two"

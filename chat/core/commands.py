@@ -34,12 +34,21 @@ def handle_line(room: Room, member: Member, text: str) -> None:
     text = sanitize(text)
     if not text.strip():
         return
-    if text.startswith("/") and not text.startswith("//"):
+    message = chat_text(text)
+    if message is None:
         run_command(room, member, text)
     else:
-        if text.startswith("//"):
-            text = text[1:]
-        room.say(member, messages.chat(member.name, text))
+        room.say(member, messages.chat(member.name, message))
+
+
+def chat_text(line: str) -> "str | None":
+    """The chat message a line says, or None if the line is a command.
+
+    ``//text`` is the message ``/text``.
+    """
+    if line.startswith("/"):
+        return line[1:] if line.startswith("//") else None
+    return line
 
 
 def parse_command(text: str) -> "tuple[str, str]":

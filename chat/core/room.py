@@ -186,6 +186,17 @@ class Room:
         self._broadcast(encode_line(line), exclude=member)
         log.info("📨 %s", line)
 
+    def say_all(self, member: Member, lines: "list[str]") -> None:
+        """Send several lines from ``member`` to every other member, in one step, and log them.
+
+        One lock, one append per recipient and one flush for the lot: when a
+        sender's lines come in bunches, the work per recipient is done once
+        per bunch instead of once per line.
+        """
+        self._broadcast("".join(f"{line}\n" for line in lines).encode(), exclude=member)
+        for line in lines:
+            log.info("📨 %s", line)
+
     def send_to(self, member: Member, line: str) -> None:
         """Send ``line`` to one member."""
         if member.queue(encode_line(line)):

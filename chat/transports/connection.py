@@ -14,7 +14,7 @@ import time
 
 from chat.admission import Seat, address_key, is_loopback
 from chat.core import messages
-from chat.core.commands import handle_line, parse_command, requested_name
+from chat.core.commands import chat_text, handle_line, parse_command, requested_name
 from chat.core.flood import FloodControl, Verdict
 from chat.core.framing import LineFramer, LineTooLong, decode_line
 from chat.core.password import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG, password_matches
@@ -114,7 +114,7 @@ class ClientConnection:
         share = self.limits.max_queue_bytes // PRIVATE_SHARE
         if self.web is None:
             return self.outbox.offer(data, share)
-        return self.web.send_line(data, write=lambda frame: self.outbox.offer(frame, share))
+        return self.web.send_lines(data, write=lambda frames: self.outbox.offer(frames, share))
 
     def quit(self) -> None:
         self._quitting.set()
@@ -123,7 +123,7 @@ class ClientConnection:
         self.outbox.close()
 
     def _queue_web(self, data: bytes) -> bool:
-        return bool(self.web.send_line(data))
+        return bool(self.web.send_lines(data))
 
     # -- the reader thread -----------------------------------------------------
 
@@ -373,36 +373,61 @@ class ClientConnection:
         return received
 
     def _handle(self, events: list) -> bool:
-        """Act on the lines of one read; False if the client must be disconnected."""
-        for event in events:
-            if self._quitting.is_set():
-                return False
-            if isinstance(event, LineTooLong):
-                text = None
-            else:
-                text = sanitize(decode_line(event, self.limits.max_line_bytes))
-                if not text.strip():
-                    continue  # blank lines are ignored, so they cost no flood allowance
-            verdict = self.flood.check()
-            if verdict is Verdict.EXCESS_FLOOD:
-                log.warning("⛔ Disconnecting %s (%s): excess flood", self.name, self.address[0])
-                self.room.send_to(self, messages.system("Disconnected: excess flood."))
-                self.quit()
-                return False
-            if verdict is not Verdict.ALLOWED:
-                if verdict is not Verdict.DROPPED_AGAIN:
-                    self.room.send_to(self, messages.system(flood_notice(verdict, self.limits)))
-                continue
-            if self.flood.dropped:
-                self._report_dropped_lines()
-            if text is None:
-                self.room.send_to(
-                    self,
-                    messages.system(f"Line too long: the limit is {event.max_line_bytes} bytes. It was not sent."),
-                )
-            else:
-                handle_line(self.room, self, text)
-            self._wait_while_behind()
+        """Act on the lines of one read; False if the client must be disconnected.
+
+        Consecutive chat lines are broadcast together (Room.say_all); anything
+        else (a command, a notice) first sends those, so the order holds.
+        """
+        said: "list[str]" = []
+        try:
+            for event in events:
+                if self._quitting.is_set():
+                    return False
+                if isinstance(event, LineTooLong):
+                    text = None
+                else:
+                    text = sanitize(decode_line(event, self.limits.max_line_bytes))
+                    if not text.strip():
+                        continue  # blank lines are ignored, so they cost no flood allowance
+                verdict = self.flood.check()
+                if verdict is Verdict.ALLOWED and text is not None and not self.flood.dropped:
+                    message = chat_text(text)
+                    if message is not None:
+                        said.append(messages.chat(self.name, message))
+                        continue
+                self._say(said)
+                if not self._act_on(event, text, verdict):
+                    return False
+                self._wait_while_behind()
+        finally:
+            self._say(said)
+        return True
+
+    def _say(self, said: "list[str]") -> None:
+        if said:
+            self.room.say_all(self, said)
+            said.clear()
+
+    def _act_on(self, event, text: "str | None", verdict: Verdict) -> bool:
+        """Anything but a plain chat line: a command, a line too long, a flood verdict."""
+        if verdict is Verdict.EXCESS_FLOOD:
+            log.warning("⛔ Disconnecting %s (%s): excess flood", self.name, self.address[0])
+            self.room.send_to(self, messages.system("Disconnected: excess flood."))
+            self.quit()
+            return False
+        if verdict is not Verdict.ALLOWED:
+            if verdict is not Verdict.DROPPED_AGAIN:
+                self.room.send_to(self, messages.system(flood_notice(verdict, self.limits)))
+            return True
+        if self.flood.dropped:
+            self._report_dropped_lines()
+        if text is None:
+            self.room.send_to(
+                self,
+                messages.system(f"Line too long: the limit is {event.max_line_bytes} bytes. It was not sent."),
+            )
+        else:
+            handle_line(self.room, self, text)
         return True
 
     def _report_dropped_lines(self) -> None:

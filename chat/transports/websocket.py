@@ -227,6 +227,18 @@ class WebSocketAdapter:
             self._protocol.send_text(payload)
             return (write or self._write)(b"".join(self._protocol.data_to_send()))
 
+    def send_lines(self, data: bytes, write: "Callable[[bytes], object] | None" = None):
+        """Send the newline-ended lines in ``data`` (as the room hands them out), a text frame each.
+
+        Like :meth:`send_line`, but the frames come from :func:`text_frames`,
+        which frames a broadcast once for all its WebSocket recipients.
+        """
+        frames = text_frames(data)
+        with self.lock:
+            if self._protocol.state is not OPEN:
+                return None
+            return (write or self._write)(frames)
+
     def ping(self) -> bool:
         """Send a ping; False instead if the last one is still unanswered, or the connection is not open.
 
@@ -256,3 +268,26 @@ class WebSocketAdapter:
             self._protocol.send_close(code, reason)
             self._write(b"".join(self._protocol.data_to_send()))
             return True
+
+
+# The frames of the last lines framed, per thread: a broadcast queues the same
+# bytes object for every member in turn, on one thread.
+_last_framed = threading.local()
+
+
+def text_frames(data: bytes) -> bytes:
+    """One unmasked text frame per newline-ended line of ``data``.
+
+    A server's frames are not masked and, without compression, the same for
+    every recipient: so a broadcast is framed once, however many WebSocket
+    members it reaches, not once per member. (Frames go out without the
+    protocol object's send_text, which would frame them again for each; the
+    adapter still checks, under its lock, that the connection is open.)
+    """
+    if getattr(_last_framed, "data", None) is data:
+        return _last_framed.frames
+    lines = data.split(b"\n")
+    lines.pop()  # what follows the last newline: nothing
+    frames = b"".join(Frame(Opcode.TEXT, line).serialize(mask=False) for line in lines)
+    _last_framed.data, _last_framed.frames = data, frames
+    return frames

@@ -451,6 +451,8 @@ class ClientConnection:
 
     def _close(self) -> None:
         """Send what is queued, give the client LINGER_S to close its end, then close ours."""
+        if self.web is not None:
+            self.web.close()  # a WebSocket ends with a close frame, whatever ended it (if not sent yet)
         self.outbox.close()
         self.writer.join(LINGER_S)
         if self.writer.is_alive():  # stuck sending to a client that does not read

@@ -334,3 +334,19 @@ def test_a_broadcast_is_framed_once_for_every_websocket_member():
     frames = text_frames(data)
     assert text_frames(data) is frames  # the same bytes object: framed once
     assert frames == b"\x81\x08Ann: one\x81\x08Ann: two"
+
+
+def test_a_websocket_client_that_stops_reading_is_dropped_and_the_others_lose_nothing(start_server):
+    server = start_server(max_rate=0, max_queue_bytes=64 * 1024)
+    ann = Peer.joined(server.address, "Ann")
+    stuck = SilentWebSocket(server.address, "Stuck")  # never reads a byte
+    stuck.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    web = web_client(server, "Web")
+    ann.expect("[SYSTEM] Web joined the chat!")
+    line = "p" * 3000
+    heard = []
+    for n in range(300):  # 900 KB: past the kernel's buffers and the 64 KB bound
+        ann.send(f"{n:03d} {line}")
+        heard += receive_until(web, f"Ann: {n:03d} {line}")
+    heard += [] if "[SYSTEM] Stuck left the chat." in heard else receive_until(web, "[SYSTEM] Stuck left the chat.")
+    assert [h for h in heard if h.startswith("Ann: ")] == [f"Ann: {n:03d} {line}" for n in range(300)]

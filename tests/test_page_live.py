@@ -1,0 +1,427 @@
+"""The chat page in a real browser (headless Chromium), against the real chat server.
+
+test_page.py checks the page against a scripted server, line by line. Here
+the page meets the server it is made for: ``ChatServer`` in this process
+(the ``start_server`` fixture), or ``server.py`` as a process where a test
+restarts it. Raw clients (``Peer``, as ``nc`` would be) and WebSocket
+clients (the ``websockets`` library's own) share the room with the page.
+
+Every wait is for a condition, with a deadline: WebDriverWait on the page,
+``Peer.expect`` and ``recv(timeout=...)`` on the other clients.
+"""
+
+import pytest
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+from websockets.sync.client import connect
+
+from chat.core import messages
+from chat.core.password import FIRST_DELAY_S, PASSWORD_NEEDED, PASSWORD_WRONG
+from tests.browser import DESKTOP_SIZE, PHONE_SIZE, chromium, console_errors, set_viewport
+from tests.helpers import TIMEOUT_S, Peer, ServerProgram, free_port
+
+# How often a wait looks at the page again. WebDriverWait's own default is
+# half a second, which would make each wait that is not met at once cost that.
+POLL_S = 0.02
+# After a restart the page retries after about 1 s, then 2 s, then 4 s (less
+# a random part), and the new server process must start in between.
+REJOIN_TIMEOUT_S = 3 * TIMEOUT_S
+# Touch targets on a phone: the size that platform guidelines ask for (CSS pixels).
+MIN_TAP_PX = 44
+
+
+@pytest.fixture(scope="module")
+def driver():
+    with chromium() as driver:
+        yield driver
+
+
+@pytest.fixture
+def page(driver, start_server):
+    """The module's browser, at desktop size; afterwards it leaves the chat, with no script error.
+
+    It depends on ``start_server`` so that the page leaves (about:blank closes
+    its WebSocket) before the test's servers are stopped.
+    """
+    driver.set_window_size(*DESKTOP_SIZE)
+    try:
+        yield driver
+    finally:
+        driver.get("about:blank")
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    assert not console_errors(driver)
+
+
+# -- looking at the page ----------------------------------------------------------------------
+
+
+def wait(driver, condition, describe, timeout: float = TIMEOUT_S):
+    """Wait until ``condition(driver)`` is true and return its value; else fail with ``describe()``."""
+    try:
+        return WebDriverWait(driver, timeout, poll_frequency=POLL_S).until(condition)
+    except TimeoutException:
+        raise AssertionError(describe()) from None
+
+
+def element(driver, element_id: str):
+    return driver.find_element(By.ID, element_id)
+
+
+def lines_shown(driver, kind: str = "") -> "list[str]":
+    """The text of each line on the page (of one kind: "chat", "error"...), without its time."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(`#messages .line${arguments[0]} .body`)].map(e => e.textContent)",
+        f".{kind}" if kind else "",
+    )
+
+
+def online_list(driver) -> "list[str]":
+    return driver.execute_script("return [...document.querySelectorAll('#user-list li')].map(e => e.textContent)")
+
+
+def status(driver) -> str:
+    return element(driver, "status").text
+
+
+def wait_for_line(driver, text: str, timeout: float = TIMEOUT_S) -> None:
+    wait(
+        driver,
+        lambda d: text in lines_shown(d),
+        lambda: f"{text!r} never appeared; the page shows {lines_shown(driver)!r}",
+        timeout,
+    )
+
+
+def wait_for_online(driver, names: "list[str]") -> None:
+    wait(
+        driver, lambda d: online_list(d) == names, lambda: f"the online list is {online_list(driver)!r}, not {names!r}"
+    )
+
+
+def wait_for_status(driver, text: str, timeout: float = TIMEOUT_S) -> None:
+    wait(driver, lambda d: status(d) == text, lambda: f"the status is {status(driver)!r}, not {text!r}", timeout)
+
+
+def page_url(address) -> str:
+    host, port = address
+    return f"http://{host}:{port}/"
+
+
+def ws_url(address) -> str:
+    host, port = address
+    return f"ws://{host}:{port}/ws"
+
+
+def join(driver, address, name: str) -> None:
+    """Open the page from the chat server's port and join as ``name``, the online list filled in."""
+    driver.get(page_url(address))
+    element(driver, "name").send_keys(name, Keys.ENTER)
+    wait_for_status(driver, f"Connected as {name}")
+    # The page asks for /users once welcomed; its answer fills the list.
+    wait(driver, lambda d: f"{name} (you)" in online_list(d), lambda: f"no {name} in {online_list(driver)!r}")
+
+
+def send_message(driver, text: str) -> None:
+    element(driver, "message").send_keys(text, Keys.ENTER)
+
+
+# -- the page on the chat port, and joining ------------------------------------------------------
+
+
+def test_the_page_comes_from_the_chat_port_and_joins_the_room_under_the_chosen_name(page, start_server):
+    server = start_server()
+    bob = Peer.joined(server.address, "Bob")
+    page.get(page_url(server.address))
+    assert page.title == "Chat"
+    loaded = page.execute_script("return [location.href, ...performance.getEntriesByType('resource').map(e => e.name)]")
+    assert sorted(loaded) == [page_url(server.address) + path for path in ("", "app.js", "style.css")]
+    assert page.execute_script("return getComputedStyle(document.body).display") == "grid"  # style.css applied
+    element(page, "name").send_keys("Alice", Keys.ENTER)
+    bob.expect(messages.joined("Alice"))
+    wait_for_status(page, "Connected as Alice")
+    wait_for_online(page, ["Alice (you)", "Bob"])
+    assert "Welcome, Alice! 1 other user(s) online. Type /help for commands." in lines_shown(page)
+    assert not [line for line in lines_shown(page) if line.startswith("Online (")]  # the page's own /users
+    assert sorted(server.room.names()) == ["Alice", "Bob"]
+    assert page.switch_to.active_element == element(page, "message")
+    # The name is remembered: the next visit joins under it without asking.
+    page.refresh()
+    assert bob.read_line() == messages.left("Alice")
+    assert bob.read_line() == messages.joined("Alice")
+    wait_for_status(page, "Connected as Alice")
+
+
+# -- lines between the page, raw clients and WebSocket clients -----------------------------------
+
+
+def test_lines_reach_the_page_a_raw_client_and_a_websocket_client_in_one_order(page, start_server):
+    server = start_server()
+    ann = Peer.joined(server.address, "Ann")
+    with connect(ws_url(server.address), open_timeout=TIMEOUT_S) as web:
+        web.send("/nick Web")
+        assert web.recv(timeout=TIMEOUT_S).startswith("[SYSTEM] Welcome, Web! ")
+        ann.expect(messages.joined("Web"))
+        join(page, server.address, "Alice")
+        ann.expect(messages.joined("Alice"))
+        assert web.recv(timeout=TIMEOUT_S) == messages.joined("Alice")
+
+        # Each line is sent once the one before it has arrived, so that
+        # there is exactly one order for everyone to agree on.
+        send_message(page, "one from the browser: héllo 🚀 <b>")
+        ann.expect("Alice: one from the browser: héllo 🚀 <b>")
+        ann.send("two from nc")
+        wait_for_line(page, "Ann: two from nc")
+        web.send("three from websockets")
+        wait_for_line(page, "Web: three from websockets")
+        ann.expect("Web: three from websockets")
+        send_message(page, "four from the browser")
+        ann.expect("Alice: four from the browser")
+        assert [web.recv(timeout=TIMEOUT_S) for _ in range(3)] == [
+            "Alice: one from the browser: héllo 🚀 <b>",
+            "Ann: two from nc",
+            "Alice: four from the browser",
+        ]
+        assert lines_shown(page, "chat") == [
+            "Alice: one from the browser: héllo 🚀 <b>",
+            "Ann: two from nc",
+            "Web: three from websockets",
+            "Alice: four from the browser",
+        ]
+
+        # Lines sent at the same time from the page and from a raw client:
+        # whatever order the server puts them in, a raw and a WebSocket
+        # onlooker see the same one, and each sender's lines stay in order.
+        bob = Peer.joined(server.address, "Bob")
+        assert web.recv(timeout=TIMEOUT_S) == messages.joined("Bob")
+        for n in range(5):
+            ann.send(f"ann {n}")
+            send_message(page, f"alice {n}")
+        web_heard = [web.recv(timeout=TIMEOUT_S) for _ in range(10)]
+        bob_heard = [bob.read_line() for _ in range(10)]
+        assert web_heard == bob_heard
+        assert [line for line in web_heard if line.startswith("Ann: ")] == [f"Ann: ann {n}" for n in range(5)]
+        assert [line for line in web_heard if line.startswith("Alice: ")] == [f"Alice: alice {n}" for n in range(5)]
+        wait_for_line(page, "Ann: ann 4")
+        shown_from_ann = [line for line in lines_shown(page) if line.startswith("Ann: ann ")]
+        assert shown_from_ann == [f"Ann: ann {n}" for n in range(5)]
+
+
+def test_the_pages_commands_are_the_servers_and_quit_leaves_for_good(page, start_server):
+    server = start_server()
+    bob = Peer.joined(server.address, "Bob")
+    join(page, server.address, "Alice")
+    bob.expect(messages.joined("Alice"))
+    send_message(page, "/nick Alicia")
+    bob.expect(messages.renamed("Alice", "Alicia"))
+    wait_for_status(page, "Connected as Alicia")
+    wait_for_online(page, ["Alicia (you)", "Bob"])
+    assert page.execute_script("return localStorage.getItem('chat.name')") == "Alicia"
+    send_message(page, "/me waves")
+    assert bob.read_line() == "* Alicia waves"
+    send_message(page, "/msg Bob psst")
+    assert bob.read_line() == "[PM from Alicia] psst"
+    wait_for_line(page, "[PM to Bob] psst")
+    send_message(page, "/frobnicate")
+    wait_for_line(page, "Error: Unknown command /frobnicate. Type /help for the list.")
+    assert lines_shown(page, "chat") == []  # no command was shown as a chat line
+    assert lines_shown(page, "action") == ["* Alicia waves"]
+    assert lines_shown(page, "error") == ["Error: Unknown command /frobnicate. Type /help for the list."]
+    send_message(page, "/quit")
+    assert bob.read_line() == messages.left("Alicia")
+    wait(page, lambda d: element(d, "join-form").is_displayed(), lambda: f"no join form; status {status(page)!r}")
+    assert status(page) == "You left the chat."
+    bob.assert_receives_nothing()  # the page does not come back by itself
+    # Joining again under a name someone took meanwhile: the server's default name, and why.
+    bob.send("/nick Alicia")
+    bob.expect(lambda line: line.startswith("[SYSTEM] Bob is now known as"))
+    element(page, "join-button").click()
+    joined = bob.expect(lambda line: line.endswith(" joined the chat!"))
+    default_name = joined.removeprefix("[SYSTEM] ").removesuffix(" joined the chat!")
+    assert default_name.startswith("User_")
+    wait_for_status(page, f"Connected as {default_name}")
+    assert "Error: The name Alicia is taken." in lines_shown(page)
+    assert page.execute_script("return localStorage.getItem('chat.name')") == "Alicia"  # still the one chosen
+
+
+# -- who is online --------------------------------------------------------------------------------
+
+
+def test_the_online_list_follows_raw_clients_joining_renaming_and_leaving(page, start_server):
+    server = start_server()
+    bob = Peer.joined(server.address, "Bob")
+    join(page, server.address, "Alice")
+    wait_for_online(page, ["Alice (you)", "Bob"])
+    carol = Peer.joined(server.address, "carol")
+    wait_for_online(page, ["Alice (you)", "Bob", "carol"])
+    bob.send("/nick Bobby")
+    wait_for_online(page, ["Alice (you)", "Bobby", "carol"])
+    carol.send("/quit")
+    carol.read_until_closed()
+    wait_for_online(page, ["Alice (you)", "Bobby"])
+    bob.close()  # gone without a word, as when a terminal is closed
+    wait_for_online(page, ["Alice (you)"])
+    assert element(page, "users-heading-count").text == "1"
+    assert server.room.names() == ["Alice"]
+    shown = lines_shown(page)
+    for notice in (
+        "carol joined the chat!",
+        "Bob is now known as Bobby",
+        "carol left the chat.",
+        "Bobby left the chat.",
+    ):
+        assert notice in shown
+
+
+# -- text, not markup -----------------------------------------------------------------------------
+
+
+def test_markup_from_a_raw_client_is_shown_as_the_characters_it_is(page, start_server):
+    server = start_server()
+    mallory = Peer.joined(server.address, "Mallory")
+    join(page, server.address, "Alice")
+    mallory.expect(messages.joined("Alice"))
+    mallory.send("<script>window.hacked = 1</script>")
+    mallory.send('<img src="x" onerror="window.hacked = 2">')
+    mallory.send("/me <b onmouseover=window.hacked=3>waves</b>")
+    mallory.send("/msg Alice <a href='javascript:window.hacked=4'>click</a> &lt;i&gt;")
+    mallory.expect(lambda line: line.startswith("[PM to Alice]"))
+    wait_for_line(page, "[PM from Mallory] <a href='javascript:window.hacked=4'>click</a> &lt;i&gt;")
+    shown = lines_shown(page)
+    for line in (
+        "Mallory: <script>window.hacked = 1</script>",
+        'Mallory: <img src="x" onerror="window.hacked = 2">',
+        "* Mallory <b onmouseover=window.hacked=3>waves</b>",
+    ):
+        assert line in shown
+    markup = page.execute_script(
+        "return document.querySelectorAll('#messages script, #messages img, #messages b, #messages a, #messages i').length"
+    )
+    assert markup == 0
+    assert page.execute_script("return window.hacked") is None
+
+
+# -- the room password ----------------------------------------------------------------------------
+
+
+def test_with_a_room_password_the_page_asks_for_it_and_joins_once_it_is_right(page, start_server):
+    server = start_server(password="open sesame")
+    ann = Peer(server.address)
+    ann.send("/pass open sesame")
+    ann.send("/nick Ann")
+    assert ann.read_line().startswith("[SYSTEM] Welcome, Ann! ")
+    page.get(page_url(server.address))
+    element(page, "name").send_keys("Alice", Keys.ENTER)
+    wait(page, lambda d: element(d, "password").is_displayed(), lambda: f"no password field; status {status(page)!r}")
+    assert element(page, "password-hint").text == "This chat needs a password."
+    assert page.switch_to.active_element == element(page, "password")
+    assert PASSWORD_NEEDED.removeprefix("[SYSTEM] ") in lines_shown(page)
+    element(page, "password").send_keys("a wrong guess", Keys.ENTER)
+    wait(
+        page,
+        lambda d: element(d, "password").get_attribute("aria-invalid") == "true",
+        lambda: f"the wrong password was not pointed out; status {status(page)!r}",
+    )
+    assert "Wrong password" in element(page, "password-hint").text
+    assert "Error: " + PASSWORD_WRONG.removeprefix("[ERROR] ") in lines_shown(page)
+    element(page, "password").send_keys("open sesame", Keys.ENTER)
+    # After a failure from this address, the server waits before checking again.
+    wait_for_status(page, "Connected as Alice", timeout=TIMEOUT_S + FIRST_DELAY_S)
+    assert ann.read_line() == messages.joined("Alice")  # and nothing before it: no one else came in
+    assert element(page, "password").get_attribute("value") == ""
+    assert not [line for line in lines_shown(page) if "open sesame" in line]
+    send_message(page, "let in")
+    ann.expect("Alice: let in")
+
+
+# -- a server restart ---------------------------------------------------------------------------
+
+
+def test_after_a_server_restart_the_page_rejoins_under_its_name_and_keeps_the_typed_text(page):
+    port = free_port()
+    first = ServerProgram(port)
+    second = None
+    try:
+        join(page, first.address, "Alice")
+        element(page, "message").send_keys("typed before the restart")
+        first.terminate()
+        wait_for_line(page, messages.SHUTTING_DOWN.removeprefix("[SYSTEM] "))
+        wait_for_line(page, "Disconnected from the chat.")
+        assert first.wait() == 0
+        wait(page, lambda d: "Reconnecting in" in status(d), lambda: f"the status is {status(page)!r}")
+        second = ServerProgram(port)
+        wait_for_status(page, "Connected as Alice", timeout=REJOIN_TIMEOUT_S)
+        assert element(page, "message").get_attribute("value") == "typed before the restart"
+        wait_for_online(page, ["Alice (you)"])
+        bob = Peer.joined(second.address, "Bob")
+        wait_for_online(page, ["Alice (you)", "Bob"])
+        bob.send("/users")
+        assert bob.expect(lambda line: line.startswith("[SYSTEM] Online (")) == "[SYSTEM] Online (2): Alice, Bob"
+        send_message(page, "")  # Enter sends what was kept
+        bob.expect("Alice: typed before the restart")
+    finally:
+        page.get("about:blank")  # the page stops reconnecting before the server goes
+        Peer.close_all()
+        for program in (first, second):
+            if program is not None:
+                program.kill()
+
+
+# -- a phone --------------------------------------------------------------------------------------
+
+
+def visible_in(driver, item, container_id: str) -> bool:
+    """True if ``item`` is wholly inside the element ``container_id`` and inside the viewport."""
+    return driver.execute_script(
+        "const [item, box] = [arguments[0], document.getElementById(arguments[1])];"
+        "const r = item.getBoundingClientRect(), b = box.getBoundingClientRect();"
+        "return r.height > 0 && r.top >= b.top - 1 && r.bottom <= b.bottom + 1"
+        "  && r.top >= 0 && r.bottom <= window.innerHeight && r.left >= 0 && r.right <= window.innerWidth",
+        item,
+        container_id,
+    )
+
+
+def tappable(driver, element_id: str) -> bool:
+    """True if the element is large enough to tap, in the viewport, and nothing covers its middle."""
+    return driver.execute_script(
+        "const e = document.getElementById(arguments[0]), r = e.getBoundingClientRect(), m = arguments[1];"
+        "const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);"
+        "return r.height >= m && r.width >= m && r.left >= 0 && r.right <= window.innerWidth"
+        "  && r.top >= 0 && r.bottom <= window.innerHeight && (hit === e || e.contains(hit))",
+        element_id,
+        MIN_TAP_PX,
+    )
+
+
+def test_on_a_phone_the_messages_the_input_and_the_send_button_are_usable(page, start_server):
+    server = start_server()
+    set_viewport(page, *PHONE_SIZE)
+    bob = Peer.joined(server.address, "Bob")
+    join(page, server.address, "Alice")
+    assert page.execute_script("return [window.innerWidth, window.innerHeight]") == list(PHONE_SIZE)
+    long_word = "https://example.org/" + "a" * 200  # no place to break it
+    for n in range(15):
+        bob.send(f"line {n} on a small screen")
+    bob.send(long_word)
+    wait_for_line(page, f"Bob: {long_word}")
+    newest = page.find_elements(By.CSS_SELECTOR, "#messages .line")[-1]
+    wait(page, lambda d: visible_in(d, newest, "messages"), lambda: "the newest line is not in view")
+    # The page itself never scrolls (the input stays at the bottom, the header at the top),
+    # and a long word wraps instead of making the conversation scroll sideways.
+    extent = page.execute_script(
+        "const root = document.documentElement, m = document.getElementById('messages');"
+        "return [root.scrollWidth, root.scrollHeight, m.scrollWidth <= m.clientWidth]"
+    )
+    assert extent == [PHONE_SIZE[0], PHONE_SIZE[1], True]
+    for element_id in ("message", "send-button"):
+        assert tappable(page, element_id), element_id
+    element(page, "message").click()
+    element(page, "message").send_keys("sent from a phone")
+    element(page, "send-button").click()
+    bob.expect("Alice: sent from a phone")
+    wait_for_line(page, "Alice: sent from a phone")
+    mine = page.find_elements(By.CSS_SELECTOR, "#messages .line")[-1]
+    assert visible_in(page, mine, "messages")
+    assert element(page, "message").get_attribute("value") == ""

@@ -1,0 +1,203 @@
+"""The benchmark's pure parts: its WebSocket client, checked by websockets' ServerProtocol.
+
+The load generator's WebSocket client (bench/wsclient.py) is its own, for
+speed; the library's server side, an independent implementation of
+RFC 6455, checks every byte it writes and writes every byte it reads.
+"""
+
+import pytest
+from websockets import CloseCode, Frame, Opcode, ServerProtocol
+from websockets.frames import Close
+
+from bench.wsclient import (
+    MAX_HEAD_BYTES,
+    MAX_MESSAGE_BYTES,
+    HandshakeFailed,
+    ProtocolError,
+    State,
+    WebSocketClient,
+    accept_key,
+    mask,
+)
+
+
+def handshake(server: ServerProtocol, client: WebSocketClient, accept: bool = True) -> bytes:
+    """Hand the client's request to the server; return the server's answer."""
+    server.receive_data(client.data_to_send())
+    [request] = server.events_received()
+    assert request.path == "/ws"
+    response = server.accept(request) if accept else server.reject(503, "Server is full")
+    server.send_response(response)
+    return b"".join(server.data_to_send())
+
+
+def opened() -> "tuple[ServerProtocol, WebSocketClient]":
+    server, client = ServerProtocol(), WebSocketClient("127.0.0.1:8080")
+    assert client.receive_data(handshake(server, client)) == []
+    assert client.state is State.OPEN
+    return server, client
+
+
+def frames_from(server: ServerProtocol, client: WebSocketClient) -> list:
+    server.receive_data(client.data_to_send())
+    return server.events_received()
+
+
+def feed_in_pieces(client: WebSocketClient, data: bytes, cuts) -> list:
+    messages, start = [], 0
+    for cut in [*cuts, len(data)]:
+        messages += client.receive_data(data[start:cut])
+        start = cut
+    return messages
+
+
+# -- the opening handshake -----------------------------------------------------
+
+
+def test_the_accept_key_is_the_one_rfc_6455_gives_for_its_sample_key():
+    assert accept_key(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+def test_the_library_accepts_the_request_and_the_client_opens():
+    server, _ = opened()
+    assert server.state.name == "OPEN"
+
+
+def test_text_sent_before_the_handshake_leaves_after_it_in_order():
+    server, client = ServerProtocol(), WebSocketClient("127.0.0.1:8080")
+    client.send_text(b"/nick c1")
+    client.send_text(b"SYNC 0")
+    answer = handshake(server, client)  # only the request went out
+    assert server.events_received() == []
+    client.receive_data(answer)
+    assert [frame.data for frame in frames_from(server, client)] == [b"/nick c1", b"SYNC 0"]
+
+
+def test_a_response_head_split_anywhere_opens_the_connection_once_whole():
+    server, probe = ServerProtocol(), WebSocketClient("127.0.0.1:8080")
+    answer = handshake(server, probe)
+    for cut in range(len(answer) + 1):
+        client = WebSocketClient("127.0.0.1:8080")
+        client.key = probe.key  # the answer was made for this key
+        client.receive_data(answer[:cut])
+        assert client.state is (State.OPEN if cut == len(answer) else State.CONNECTING)
+        client.receive_data(answer[cut:])
+        assert client.state is State.OPEN
+
+
+def test_frames_in_the_same_chunk_as_the_response_are_not_lost():
+    server, client = ServerProtocol(), WebSocketClient("127.0.0.1:8080")
+    answer = handshake(server, client)
+    server.send_text(b"[SYSTEM] Welcome, c1!")
+    assert client.receive_data(answer + b"".join(server.data_to_send())) == [b"[SYSTEM] Welcome, c1!"]
+
+
+def test_a_refusal_fails_the_handshake_and_names_the_status():
+    server, client = ServerProtocol(), WebSocketClient("127.0.0.1:8080")
+    with pytest.raises(HandshakeFailed, match="503 Service Unavailable") as failure:
+        client.receive_data(handshake(server, client, accept=False))
+    assert failure.value.reason == "the status is not 101 Switching Protocols"
+
+
+def test_a_wrong_accept_key_fails_the_handshake():
+    server, client = ServerProtocol(), WebSocketClient("127.0.0.1:8080")
+    answer = handshake(server, client)
+    client.key = b"c29tZSBvdGhlciBrZXkxMg=="
+    with pytest.raises(HandshakeFailed, match="Sec-WebSocket-Accept"):
+        client.receive_data(answer)
+
+
+def test_a_response_head_that_never_ends_is_refused_at_the_limit():
+    client = WebSocketClient("127.0.0.1:8080")
+    client.receive_data(b"HTTP/1.1 101 Switching Protocols\r\n")
+    with pytest.raises(HandshakeFailed, match=f"over {MAX_HEAD_BYTES} bytes"):
+        for _ in range(MAX_HEAD_BYTES // 16 + 1):
+            client.receive_data(b"X-Padding: 1234\r\n")
+
+
+# -- frames out --------------------------------------------------------------
+
+
+def test_masking_matches_the_example_of_rfc_6455():
+    assert mask(b"Hello", bytes.fromhex("37fa213d")) == bytes.fromhex("7f9f4d5158")
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536])
+def test_text_of_every_length_encoding_reaches_the_library_intact(size):
+    server, client = opened()
+    payload = bytes(i % 251 for i in range(size))
+    client.send_text(payload)
+    [frame] = frames_from(server, client)  # the library refuses unmasked client frames
+    assert (frame.opcode, frame.fin, frame.data) == (Opcode.TEXT, True, payload)
+
+
+def test_every_frame_has_a_fresh_mask():
+    _, client = opened()
+    client.send_text(b"same")
+    first = client.data_to_send()
+    client.send_text(b"same")
+    assert client.data_to_send() != first
+
+
+# -- frames in ---------------------------------------------------------------
+
+
+def test_server_frames_split_at_any_two_points_give_the_same_messages():
+    server, _ = opened()
+    lines = [b"c3: ~3 0 123 xx", "c4: h\u00e9llo \U0001f680".encode(), b"", b"x" * 300]
+    for line in lines:
+        server.send_text(line)
+    data = b"".join(server.data_to_send())
+    for i in range(0, len(data) + 1, 7):
+        for j in range(i, len(data) + 1, 5):
+            _, fresh = opened()
+            assert feed_in_pieces(fresh, data, [i, j]) == lines
+
+
+def test_a_fragmented_message_comes_out_whole():
+    server, client = opened()
+    server.send_text(b"c1: one ", fin=False)
+    server.send_ping(b"p")  # a control frame may come between the fragments
+    server.send_continuation(b"two ", fin=False)
+    server.send_continuation(b"three", fin=True)
+    assert client.receive_data(b"".join(server.data_to_send())) == [b"c1: one two three"]
+
+
+def test_a_ping_is_answered_with_a_pong_carrying_its_data():
+    server, client = opened()
+    server.send_ping(b"1")
+    assert client.receive_data(b"".join(server.data_to_send())) == []
+    [pong] = frames_from(server, client)
+    assert (pong.opcode, pong.data) == (Opcode.PONG, b"1")
+
+
+def test_a_close_frame_is_echoed_and_nothing_after_it_is_read():
+    server, client = opened()
+    server.send_text(b"last")
+    server.send_close(CloseCode.GOING_AWAY, "bye")
+    after = Frame(Opcode.TEXT, b"too late").serialize(mask=False)
+    assert client.receive_data(b"".join(server.data_to_send()) + after) == [b"last"]
+    assert client.state is State.CLOSED
+    [close] = frames_from(server, client)
+    assert Close.parse(close.data).code == CloseCode.GOING_AWAY
+    client.send_text(b"not sent")
+    assert client.data_to_send() == b""
+
+
+def test_a_masked_frame_from_the_server_is_a_protocol_error():
+    _, client = opened()
+    with pytest.raises(ProtocolError, match="must not mask"):
+        client.receive_data(Frame(Opcode.TEXT, b"hi").serialize(mask=True))
+
+
+def test_a_binary_frame_is_a_protocol_error():
+    _, client = opened()
+    with pytest.raises(ProtocolError, match="text only"):
+        client.receive_data(Frame(Opcode.BINARY, b"hi").serialize(mask=False))
+
+
+def test_a_frame_over_the_limit_is_refused_from_its_header_alone():
+    _, client = opened()
+    header = bytes((0x81, 127)) + (MAX_MESSAGE_BYTES + 1).to_bytes(8, "big")
+    with pytest.raises(ProtocolError, match="over the limit"):
+        client.receive_data(header)

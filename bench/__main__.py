@@ -1,77 +1,100 @@
 """Benchmark our chat server side by side with ncat's chat mode.
 
-    python -m bench              the full run (about seven minutes), table and plot
+    python -m bench              the full run (about eight minutes), table and plot
     python -m bench --smoke      a few seconds with small numbers, to check it works
     python -m bench --only ours  skip ncat
 
 Each scenario runs ``--repeat`` times against a fresh server process and the
-median of each figure is reported. Results go to bench/results/.
+median of each figure is reported. A full run writes its results to
+bench/results/; a smoke run writes to a temporary folder (``--output``
+chooses another), so that it never replaces the published figures.
+
+The scenarios whose clients speak WebSocket run against our server only:
+ncat relays bytes and knows nothing of HTTP, so its column shows "-".
 """
 
 import argparse
 import json
 import math
+import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-from bench.loadgen import LoadGenerator, Scenario
-from bench.servers import Ncat, OurServer, ensure_ncat
+from bench.loadgen import QUICK, THOROUGH, LoadGenerator, Scenario, Transport
+from bench.servers import PROJECT, Ncat, OurServer, ensure_ncat
+from bench.wsclient import ServerError
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+WS = Transport.WEBSOCKET
 FULL = [
     Scenario("small-room", "10 clients, all sending at full speed", clients=10, senders=10, window=16, payload_bytes=64, duration_s=5),
+    Scenario("small-room-ws", "the same over WebSocket", clients=10, senders=10, window=16, payload_bytes=64, duration_s=5, transport=WS),
+    Scenario("mixed-room", "the same, 5 raw and 5 WebSocket clients", clients=10, senders=10, window=16, payload_bytes=64, duration_s=5, transport=Transport.MIXED),
     Scenario("fan-out-200", "200 clients, 2 senders at full speed", clients=200, senders=2, window=16, payload_bytes=64, duration_s=5),
+    Scenario("fan-out-200-ws", "the same over WebSocket", clients=200, senders=2, window=16, payload_bytes=64, duration_s=5, transport=WS),
     Scenario("steady-100", "100 clients, each sending 2 lines/s", clients=100, senders=100, window=8, payload_bytes=4000, duration_s=8, rate_hz=2),
     Scenario("steady-100-deaf", "the same, plus 1 client that never reads", clients=101, senders=100, window=8, payload_bytes=4000, duration_s=8, rate_hz=2, non_readers=1),
     Scenario("connect-1000", "1000 clients connect at once, 1 sender at 20 lines/s", clients=1000, senders=1, window=8, payload_bytes=64, duration_s=3, rate_hz=20, connect_storm=True),
 ]
 
 SMOKE = [
-    Scenario("small-room", "5 clients, all at full speed", clients=5, senders=5, window=8, payload_bytes=64, duration_s=0.5),
-    Scenario("fan-out-200", "20 clients, 2 senders", clients=20, senders=2, window=8, payload_bytes=64, duration_s=0.5),
-    Scenario("steady-100", "10 clients at 5 lines/s", clients=10, senders=10, window=4, payload_bytes=1000, duration_s=0.5, rate_hz=5),
-    Scenario("steady-100-deaf", "the same plus 1 non-reader", clients=11, senders=10, window=4, payload_bytes=1000, duration_s=0.5, rate_hz=5, non_readers=1),
-    Scenario("connect-1000", "50 clients connect at once", clients=50, senders=1, window=4, payload_bytes=64, duration_s=0.5, rate_hz=20, connect_storm=True),
+    Scenario("small-room", "5 clients, all at full speed", clients=5, senders=5, window=8, payload_bytes=64, duration_s=0.2),
+    Scenario("small-room-ws", "the same over WebSocket", clients=5, senders=5, window=8, payload_bytes=64, duration_s=0.2, transport=WS),
+    Scenario("mixed-room", "6 clients, 3 raw and 3 WebSocket", clients=6, senders=6, window=8, payload_bytes=64, duration_s=0.2, transport=Transport.MIXED),
+    Scenario("fan-out-200", "20 clients, 2 senders", clients=20, senders=2, window=8, payload_bytes=64, duration_s=0.2),
+    Scenario("fan-out-200-ws", "the same over WebSocket", clients=20, senders=2, window=8, payload_bytes=64, duration_s=0.2, transport=WS),
+    Scenario("steady-100", "10 clients at 5 lines/s", clients=10, senders=10, window=4, payload_bytes=1000, duration_s=0.2, rate_hz=5),
+    Scenario("steady-100-deaf", "the same plus 1 non-reader", clients=11, senders=10, window=4, payload_bytes=1000, duration_s=0.2, rate_hz=5, non_readers=1),
+    Scenario("connect-1000", "50 clients connect at once", clients=50, senders=1, window=4, payload_bytes=64, duration_s=0.2, rate_hz=20, connect_storm=True),
 ]
 
-# (key, heading, format, better) for each figure in the table; better is "high" or "low".
+# (key, heading, format) for each figure in the table. Figures measured in
+# some scenarios only (the latency at each kind of client, in a mixed room)
+# have rows only where they were measured.
 FIGURES = [
-    ("deliveries_per_s", "deliveries/s", "{:,.0f}", "high"),
-    ("p50_ms", "latency p50 ms", "{:.2f}", "low"),
-    ("p90_ms", "latency p90 ms", "{:.2f}", "low"),
-    ("p99_ms", "latency p99 ms", "{:.2f}", "low"),
-    ("max_ms", "latency max ms", "{:.1f}", "low"),
-    ("cpu_ms_per_1000", "server CPU ms / 1000 deliveries", "{:.1f}", "low"),
-    ("rss_mb", "server peak RSS MB", "{:.1f}", "low"),
-    ("accepted_s", "all accepted (first line), s", "{:.3f}", "low"),
-    ("connect_s", "all in the chat, s", "{:.3f}", "low"),
-    ("not_joined", "clients never in the chat", "{:.0f}", "low"),
-    ("lost", "lost lines", "{:.0f}", "low"),
-    ("duplicated", "duplicated", "{:.0f}", "low"),
-    ("reordered", "reordered", "{:.0f}", "low"),
-    ("one_order", "one order for all (1 = yes)", "{:.0f}", "high"),
-    ("non_readers_dropped", "non-readers disconnected", "{:.0f}", "high"),
+    ("deliveries_per_s", "deliveries/s", "{:,.0f}"),
+    ("p50_ms", "latency p50 ms", "{:.2f}"),
+    ("p90_ms", "latency p90 ms", "{:.2f}"),
+    ("p99_ms", "latency p99 ms", "{:.2f}"),
+    ("max_ms", "latency max ms", "{:.1f}"),
+    ("p99_raw_ms", "  p99 at raw clients", "{:.2f}"),
+    ("p99_websocket_ms", "  p99 at WebSocket clients", "{:.2f}"),
+    ("cpu_ms_per_1000", "server CPU ms / 1000 deliveries", "{:.1f}"),
+    ("rss_mb", "server peak RSS MB", "{:.1f}"),
+    ("accepted_s", "all accepted (first line), s", "{:.3f}"),
+    ("connect_s", "all in the chat, s", "{:.3f}"),
+    ("not_joined", "clients never in the chat", "{:.0f}"),
+    ("lost", "lost lines", "{:.0f}"),
+    ("duplicated", "duplicated", "{:.0f}"),
+    ("reordered", "reordered", "{:.0f}"),
+    ("one_order", "one order for all (1 = yes)", "{:.0f}"),
+    ("non_readers_dropped", "non-readers disconnected", "{:.0f}"),
+    ("loadgen_cpu_pct", "load generator CPU, % of a core", "{:.0f}"),
 ]
+ALWAYS = {key for key, *_ in FIGURES} - {"p99_raw_ms", "p99_websocket_ms"}  # figures of every scenario
 
 
-def measure(server_class, scenario: Scenario, log_path: Path) -> dict:
+def measure(server_class, scenario: Scenario, log_path: Path, patience) -> dict:
     server = server_class(log_path)
     try:
-        outcome = LoadGenerator(server.address, scenario, server.join_line, server.cpu_seconds).run()
+        generator = LoadGenerator(server.address, scenario, server.join_line, server.cpu_seconds, patience)
+        outcome = generator.run()
         rss = server.peak_rss_mb()
-    except (OSError, TimeoutError) as error:
+    except (OSError, TimeoutError, ServerError) as error:
         print(f"    failed: {error}", file=sys.stderr)
-        failed = {key: float("nan") for key, *_ in FIGURES}
+        failed = {key: float("nan") for key in ALWAYS}
         failed["not_joined"] = getattr(error, "missing", float("nan"))
         return failed
     finally:
         server.stop()
     deliveries_total = len(outcome.latencies_ns)
-    return {
+    figures = {
         "deliveries_per_s": outcome.deliveries_per_s,
         "p50_ms": outcome.latency_ms(50),
         "p90_ms": outcome.latency_ms(90),
@@ -87,7 +110,12 @@ def measure(server_class, scenario: Scenario, log_path: Path) -> dict:
         "reordered": outcome.reordered,
         "one_order": int(outcome.same_order),
         "non_readers_dropped": outcome.non_readers_dropped,
+        "loadgen_cpu_pct": 100 * outcome.generator_cpu_s / outcome.duration_s,
     }
+    if scenario.transport is Transport.MIXED:
+        figures["p99_raw_ms"] = outcome.latency_ms(99, "raw")
+        figures["p99_websocket_ms"] = outcome.latency_ms(99, "websocket")
+    return figures
 
 
 def median_of(runs: "list[dict]") -> dict:
@@ -98,13 +126,14 @@ def median_of(runs: "list[dict]") -> dict:
     return {key: statistics.median(run[key] for run in completed) for key in completed[0]}
 
 
-def ratio(ours: float, theirs: float) -> str:
-    if theirs == 0 or math.isnan(theirs) or math.isnan(ours):
+def ratio(ours: "float | None", theirs: "float | None") -> str:
+    if ours is None or theirs is None or theirs == 0 or math.isnan(theirs) or math.isnan(ours):
         return "-"
     return f"{ours / theirs:.2f}×"
 
 
 def print_table(scenarios, results: dict, labels) -> str:
+    """The table, one block per scenario; "-" where a server did not run the scenario."""
     lines = []
     for scenario in scenarios:
         lines.append(f"\n{scenario.name}: {scenario.title}")
@@ -112,9 +141,12 @@ def print_table(scenarios, results: dict, labels) -> str:
         if len(labels) == 2:
             header += f"{'ours/ncat':>12}"
         lines.append(header)
-        for key, heading, fmt, _ in FIGURES:
-            values = [results[label][scenario.name][key] for label in labels]
-            row = f"  {heading:<34}" + "".join(f"{fmt.format(v):>14}" for v in values)
+        measured = [results[label].get(scenario.name) for label in labels]
+        for key, heading, fmt in FIGURES:
+            values = [figures.get(key) if figures is not None else None for figures in measured]
+            if all(value is None for value in values):
+                continue  # not a figure of this scenario
+            row = f"  {heading:<34}" + "".join(f"{'-' if v is None else fmt.format(v):>14}" for v in values)
             if len(labels) == 2:
                 row += f"{ratio(*values):>12}"
             lines.append(row)
@@ -133,23 +165,34 @@ def plot(scenarios, results: dict, labels, path: Path) -> None:
         print("(no plot: pip install -r bench/requirements.txt)", file=sys.stderr)
         return
     percentiles = [("p50_ms", "p50"), ("p90_ms", "p90"), ("p99_ms", "p99")]
-    figure, axes = plt.subplots(1, len(scenarios), figsize=(3.2 * len(scenarios), 4), sharey=True, squeeze=False)
-    axes = axes[0]
+    columns = min(4, len(scenarios))
+    rows = math.ceil(len(scenarios) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.6 * rows), sharey=True, squeeze=False)
+    axes = axes.flatten()
     colors = {"ours": "#2a7ab0", "ncat": "#c8553d"}
     width = 0.38
     for axis, scenario in zip(axes, scenarios):
+        notes = []
         for offset, label in enumerate(labels):
-            values = [results[label][scenario.name][key] for key, _ in percentiles]
+            figures = results[label].get(scenario.name)
+            if figures is None:
+                notes.append(f"{label}: no WebSocket")
+                continue
+            if math.isnan(figures["p50_ms"]):
+                notes.append(f"{label}: did not finish")
+            values = [figures[key] for key, _ in percentiles]
             positions = [i + (offset - (len(labels) - 1) / 2) * width for i in range(len(percentiles))]
             axis.bar(positions, values, width, label=label, color=colors.get(label))
-        for label in labels:
-            if math.isnan(results[label][scenario.name]["p50_ms"]):
-                axis.text(0.5, 0.5, f"{label}: did not finish", transform=axis.transAxes, ha="center", fontsize=9)
+        if notes:
+            axis.text(0.5, 0.5, "\n".join(notes), transform=axis.transAxes, ha="center", fontsize=9)
         axis.set_title(scenario.name, fontsize=10)
         axis.set_xticks(range(len(percentiles)), [name for _, name in percentiles])
         axis.set_yscale("log")
         axis.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("latency, ms (log scale)")
+    for axis in axes[len(scenarios) :]:
+        axis.set_visible(False)
+    for row in range(rows):
+        axes[row * columns].set_ylabel("latency, ms (log scale)")
     axes[0].legend()
     figure.suptitle("End-to-end latency: our server beside ncat --chat (lower is better)")
     figure.tight_layout()
@@ -157,47 +200,101 @@ def plot(scenarios, results: dict, labels, path: Path) -> None:
     print(f"plot written to {path}")
 
 
+def describe_commit() -> str:
+    """The commit measured, as ``git rev-parse --short HEAD`` names it, or "unknown" outside git."""
+    def git(*args: str) -> "str | None":
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=PROJECT, capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "unknown"
+    # Changed files would make the commit's name a lie; the results folder does not count.
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    return f"{commit} with uncommitted changes" if changed else commit
+
+
+def describe_machine() -> str:
+    """The processor, cores, Python and kernel, and how busy the machine was at the start."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    cores = len(os.sched_getaffinity(0))
+    load = f", load average {os.getloadavg()[0]:.1f} at the start" if hasattr(os, "getloadavg") else ""
+    return (
+        f"{model} ({platform.machine()}), {cores} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}{load}"
+    )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the chat server beside ncat --chat.")
-    parser.add_argument("--smoke", action="store_true", help="a quick run with small numbers")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a quick run with small numbers, written to a temporary folder"
+    )
     parser.add_argument("--repeat", type=int, default=None, help="runs per scenario (default: 3, smoke: 1)")
     parser.add_argument("--only", choices=["ours", "ncat"], help="benchmark one server")
     parser.add_argument("--scenario", action="append", help="run only the named scenario(s)")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="folder for the table, JSON and plot")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="folder for the table, JSON and plot (default: bench/results; smoke: a temporary folder)",
+    )
     args = parser.parse_args(argv)
+
+    scenarios = SMOKE if args.smoke else FULL
+    if args.scenario:
+        unknown = set(args.scenario) - {s.name for s in scenarios}
+        if unknown:
+            parser.error(f"no scenario {', '.join(sorted(unknown))}; there are {', '.join(s.name for s in scenarios)}")
+        scenarios = [s for s in scenarios if s.name in args.scenario]
+    output = args.output
+    if output is None:
+        output = Path(tempfile.mkdtemp(prefix="chat-bench-smoke-")) if args.smoke else RESULTS
 
     # 1000 clients need 1000 descriptors here and as many in the server.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
 
-    scenarios = SMOKE if args.smoke else FULL
-    if args.scenario:
-        scenarios = [s for s in scenarios if s.name in args.scenario]
     repeat = args.repeat or (1 if args.smoke else 3)
+    patience = QUICK if args.smoke else THOROUGH
     servers = {"ours": OurServer, "ncat": Ncat}
     if args.only:
         servers = {args.only: servers[args.only]}
     if "ncat" in servers and not ensure_ncat():
         print("ncat is not available: benchmarking our server alone.", file=sys.stderr)
         del servers["ncat"]
-    args.output.mkdir(parents=True, exist_ok=True)
+    output.mkdir(parents=True, exist_ok=True)
+    commit, machine = describe_commit(), describe_machine()
 
     results = {label: {} for label in servers}
     for scenario in scenarios:
         for label, server_class in servers.items():
+            if scenario.needs_websocket and not server_class.speaks_websocket:
+                continue
             runs = []
             for attempt in range(repeat):
                 print(f"  {scenario.name} / {label} / run {attempt + 1} of {repeat}...", file=sys.stderr, flush=True)
-                runs.append(measure(server_class, scenario, args.output / f"{label}-server.log"))
+                runs.append(measure(server_class, scenario, output / f"{label}-server.log", patience))
             results[label][scenario.name] = median_of(runs)
 
     labels = list(servers)
-    machine = f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, Python {platform.python_version()}, {platform.system()} {platform.release()}"
-    print(f"\nMedian of {repeat} run(s) per figure. Machine: {machine}")
+    heading = f"Median of {repeat} run(s) per figure. Commit: {commit}.\nMachine: {machine}."
+    print(f"\n{heading}")
     table = print_table(scenarios, results, labels)
-    (args.output / "table.txt").write_text(f"Median of {repeat} run(s). Machine: {machine}\n{table}\n")
-    (args.output / "results.json").write_text(json.dumps(results, indent=2))
-    plot(scenarios, results, labels, args.output / "latency.png")
+    (output / "table.txt").write_text(f"{heading}\n{table}\n")
+    (output / "results.json").write_text(json.dumps({"commit": commit, "machine": machine, "results": results}, indent=2))
+    plot(scenarios, results, labels, output / "latency.png")
+    print(f"results written to {output}")
     ours = results.get("ours", {})
     failed = [name for name, figures in ours.items() if math.isnan(figures["deliveries_per_s"])]
     if failed:

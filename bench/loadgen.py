@@ -1,6 +1,12 @@
 """A load generator for line-based chat servers: many clients, one process, one selector.
 
-Each client is a non-blocking socket. Senders write lines of the form::
+Each client is a non-blocking socket, speaking raw lines or WebSocket (the
+HTTP upgrade to ``/ws``, then one text message per line); a room may hold
+both kinds. The WebSocket side is a minimal client of our own,
+:mod:`bench.wsclient`, rather than websockets' ``ClientProtocol``, which
+costs this process too much CPU per frame: that module says how much.
+
+Senders write lines of the form::
 
     ~SENDER SEQUENCE SEND_TIME_NS PADDING
 
@@ -15,6 +21,7 @@ by every reading client), so the figures describe steady throughput rather
 than how fast socket buffers fill.
 """
 
+import enum
 import errno
 import selectors
 import socket
@@ -22,25 +29,54 @@ import time
 from array import array
 from dataclasses import dataclass
 
+from bench.wsclient import State as WebSocketState
+from bench.wsclient import WebSocketClient
+
 MARK = b"~"
 SYNC = b"SYNC"
 RECV_BYTES = 256 * 1024
 CONNECT_TIMEOUT_S = 30.0
-SYNC_TIMEOUT_S = 10.0
-DRAIN_TIMEOUT_S = 3.0
 SYNC_READ_PAUSE_S = 0.005
 CONNECT_WAVE = 5  # clients connecting at a time, outside storm scenarios
 WAVE_PAUSE_S = 0.005
-# At the end, how long a non-reader's socket must stay silent to count as still connected.
-NON_READER_CHECK_S = 2.0
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long the generator waits for what may never come.
+
+    A full run waits long enough to tell a slow server from a stuck one; a
+    smoke run only checks that everything works, so it waits less.
+    """
+
+    join_s: float = 10.0  # for every client to be in the chat (ncat's storm never gets there)
+    # Give up on joining sooner if this long passes without one more client
+    # in the chat (None: wait the whole join_s).
+    join_stall_s: "float | None" = None
+    settle_s: float = 0.2  # after joining, before measuring: the server's log and threads catch up
+    drain_s: float = 3.0  # after sending stops, for the lines still in flight
+    quiet_s: float = 2.0  # at the end, how long a non-reader that has stopped receiving may stay silent
+
+
+THOROUGH = Patience()
+QUICK = Patience(join_s=5.0, join_stall_s=0.5, settle_s=0.0, drain_s=1.0, quiet_s=0.5)
 
 
 class NotAllJoined(TimeoutError):
-    """Some clients were still not in the chat when SYNC_TIMEOUT_S ran out."""
+    """Some clients were still not in the chat when the wait for them ran out."""
 
-    def __init__(self, missing: int) -> None:
-        super().__init__(f"{missing} clients were not in the chat after {SYNC_TIMEOUT_S:g} s")
+    def __init__(self, missing: int, waited_s: float) -> None:
+        super().__init__(f"{missing} clients were not in the chat after {waited_s:.1f} s")
         self.missing = missing
+        self.waited_s = waited_s
+
+
+class Transport(enum.Enum):
+    """How a scenario's clients talk to the server."""
+
+    RAW = "raw"  # lines over TCP
+    WEBSOCKET = "websocket"  # text messages over WebSocket
+    MIXED = "mixed"  # odd-numbered clients WebSocket, the others raw
 
 
 @dataclass(frozen=True)
@@ -55,6 +91,17 @@ class Scenario:
     rate_hz: "float | None" = None  # lines per second per sender; None: as fast as the window allows
     non_readers: int = 0  # the last clients connect but never read
     connect_storm: bool = False  # all clients connect at the same moment
+    transport: Transport = Transport.RAW
+
+    def uses_websocket(self, index: int) -> bool:
+        """Whether client number ``index`` speaks WebSocket."""
+        if self.transport is Transport.MIXED:
+            return index % 2 == 1
+        return self.transport is Transport.WEBSOCKET
+
+    @property
+    def needs_websocket(self) -> bool:
+        return self.transport is not Transport.RAW
 
 
 @dataclass
@@ -66,66 +113,87 @@ class Outcome:
     cpu_s: float  # the server's, from the start of measuring to the end of the drain
     deliveries: int
     duration_s: float
-    latencies_ns: array
+    latencies_ns: array  # every receipt's, at clients of both kinds
     lost: int
     duplicated: int
     reordered: int
     same_order: bool
     sent: int
     non_readers_dropped: int = 0
+    # Receipts' latencies by the receiving client's kind: "raw", "websocket".
+    latencies_by_kind: "dict[str, array] | None" = None
+    generator_cpu_s: float = 0.0  # this process's, while sending
 
     @property
     def deliveries_per_s(self) -> float:
         return self.deliveries / self.duration_s if self.duration_s else 0.0
 
-    def latency_ms(self, percentile: float) -> float:
-        if not self.latencies_ns:
+    def latency_ms(self, percentile: float, kind: "str | None" = None) -> float:
+        """The latency at ``percentile`` (0 to 100), over all receipts or those at clients of ``kind``."""
+        latencies = self.latencies_ns if kind is None else self.latencies_by_kind[kind]
+        if not latencies:
             return float("nan")
-        ordered = sorted(self.latencies_ns)
+        ordered = sorted(latencies)
         index = min(len(ordered) - 1, int(round(percentile / 100 * (len(ordered) - 1))))
         return ordered[index] / 1e6
 
 
 class Client:
-    __slots__ = ("index", "sock", "reading", "partial", "outgoing", "order", "next_seq",
-                 "in_flight", "next_send", "last_seq", "synced", "connected", "heard")
+    __slots__ = ("index", "sock", "reading", "listening", "ws", "partial", "outgoing", "order", "latencies",
+                 "next_seq", "in_flight", "next_send", "last_seq", "synced", "sync_seen", "connected", "heard")
 
-    def __init__(self, index: int, sock: socket.socket, reading: bool, clients: int) -> None:
+    def __init__(
+        self, index: int, sock: socket.socket, reading: bool, clients: int, ws: "WebSocketClient | None"
+    ) -> None:
         self.index = index
         self.sock = sock
         self.reading = reading
-        self.partial = b""  # an unfinished line
+        # Registered for reading: a reader, or any WebSocket client until its handshake is done.
+        self.listening = reading or ws is not None
+        self.ws = ws  # the WebSocket protocol, for a WebSocket client; None for a raw one
+        self.partial = b""  # an unfinished line (raw clients)
         self.outgoing = bytearray()
         self.order = array("q")  # (sender << 32 | seq) of each line received, in order
+        self.latencies: "array | None" = None  # where this client's receipts' latencies go
         self.next_seq = 0
         self.in_flight = 0
         self.next_send = 0.0
         self.last_seq = [-1] * clients  # highest sequence seen from each sender
         self.synced = False
+        self.sync_seen = -1  # the number of the last sync line received
         self.connected = False
-        self.heard = False  # has received anything from the server
+        self.heard = False  # has received a line from the server
 
 
 class LoadGenerator:
-    def __init__(self, address, scenario: Scenario, join_line: "bytes | None" = None, cpu_clock=lambda: 0.0) -> None:
-        """``join_line`` (with ``%d`` for the client number) is sent first by every client;
+    def __init__(
+        self,
+        address,
+        scenario: Scenario,
+        join_line: "bytes | None" = None,
+        cpu_clock=lambda: 0.0,
+        patience: Patience = THOROUGH,
+    ) -> None:
+        """``join_line`` (with ``%d`` for the client number, no newline) is sent first by every client;
         ``cpu_clock`` returns the server's CPU seconds so far."""
         self.address = address
         self.cpu_clock = cpu_clock
         self.scenario = scenario
         self.join_line = join_line
+        self.patience = patience
         self.selector = selectors.DefaultSelector()
         self.clients: "list[Client]" = []
         # (sender << 32 | seq) -> receipts still expected before the line is complete.
         self.pending: "dict[int, int]" = {}
-        self.latencies = array("q")
+        self.latencies_by_kind = {"raw": array("q"), "websocket": array("q")}
         self.deliveries = 0
         self.duplicated = 0
         self.reordered = 0
         self.measuring = False
         self.accepted_s: "float | None" = None  # when every reader had heard from the server
-        self.heard_count = 0  # clients that have received anything
-        self.synced_count = 0  # clients that have received the sync line
+        self.heard_count = 0  # readers that have received a line
+        self.synced_count = 0  # clients that have received a sync line
+        self.syncs_sent = 0
         readers = scenario.clients - scenario.non_readers
         self.expected_receipts = readers - 1  # every reader but the sender (senders all read)
 
@@ -138,30 +206,36 @@ class LoadGenerator:
             self._sync(started)
             # In the chat: a line sent now reaches every client.
             connect_s = time.perf_counter() - started
-            self._drive(until=time.perf_counter() + 0.2, sending=False)  # let the last syncs drain
+            self._drive(until=time.perf_counter() + self.patience.join_s, done=self._syncs_all_arrived)
+            self._drive(until=time.perf_counter() + self.patience.settle_s)
             cpu_before = self.cpu_clock()
+            generator_cpu_before = time.process_time()
             start = time.perf_counter()
             self.measuring = True
             self._drive(until=start + self.scenario.duration_s, sending=True)
             duration = time.perf_counter() - start
+            generator_cpu_s = time.process_time() - generator_cpu_before
             measured = self.deliveries
-            self._drive(until=time.perf_counter() + DRAIN_TIMEOUT_S, sending=False)
+            self._drive(until=time.perf_counter() + self.patience.drain_s, done=lambda: not self.pending)
             lost = sum(self.pending.values())
             cpu_s = self.cpu_clock() - cpu_before
             dropped = self._count_dropped_non_readers()
+            by_kind = self.latencies_by_kind
             return Outcome(
                 accepted_s=self.accepted_s if self.accepted_s is not None else connect_s,
                 cpu_s=cpu_s,
                 connect_s=connect_s,
                 deliveries=measured,
                 duration_s=duration,
-                latencies_ns=self.latencies,
+                latencies_ns=by_kind["raw"] + by_kind["websocket"],
                 lost=lost,
                 duplicated=self.duplicated,
                 reordered=self.reordered,
                 same_order=self._one_order(),
                 non_readers_dropped=dropped,
                 sent=sum(c.next_seq for c in self.clients),
+                latencies_by_kind=by_kind,
+                generator_cpu_s=generator_cpu_s,
             )
         finally:
             for client in self.clients:
@@ -184,6 +258,7 @@ class LoadGenerator:
 
     def _connect_wave(self, indexes: range) -> None:
         n = self.scenario.clients
+        host, port = self.address[:2]
         wave = []
         for index in indexes:
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -192,7 +267,9 @@ class LoadGenerator:
             error = sock.connect_ex(self.address)
             if error not in (0, errno.EINPROGRESS):
                 raise OSError(error, f"connect failed: {errno.errorcode.get(error)}")
-            client = Client(index, sock, index < n - self.scenario.non_readers, n)
+            ws = WebSocketClient(f"{host}:{port}") if self.scenario.uses_websocket(index) else None
+            client = Client(index, sock, index < n - self.scenario.non_readers, n, ws)
+            client.latencies = self.latencies_by_kind["raw" if ws is None else "websocket"]
             self.clients.append(client)
             wave.append(client)
             self.selector.register(sock, selectors.EVENT_WRITE, client)
@@ -210,9 +287,11 @@ class LoadGenerator:
                     raise OSError(error, f"client {client.index} could not connect")
                 client.connected = True
                 waiting -= 1
-                self._modify(client, selectors.EVENT_READ if client.reading else 0)
+                self._modify(client, selectors.EVENT_READ if client.listening else 0)
                 if self.join_line:
-                    self._send(client, self.join_line % client.index)
+                    self._send_line(client, self.join_line % client.index)
+                if client.ws is not None:  # the upgrade request, with the join line waiting behind it
+                    self._send(client, client.ws.data_to_send())
 
     def _sync(self, started: float) -> None:
         """Wait until a line from client 0 reaches every reader, so that all have joined.
@@ -220,17 +299,37 @@ class LoadGenerator:
         Meanwhile, note when the last client got its first line from the server
         (a welcome or an announcement): from then on the server had accepted them all.
         """
-        deadline = time.perf_counter() + SYNC_TIMEOUT_S
+        began = progress_at = time.perf_counter()
+        deadline = began + self.patience.join_s
+        stall_s = self.patience.join_stall_s or self.patience.join_s
         readers = sum(c.reading for c in self.clients[1:])  # client 0 does not hear its own line
+        all_readers = readers + self.clients[0].reading
+        synced_before = 0
         while self.synced_count < readers:
-            if time.perf_counter() > deadline:
-                raise NotAllJoined(readers - self.synced_count)
-            self._send(self.clients[0], SYNC + b"\n")
-            self._drive(until=time.perf_counter() + 0.05, sending=False, stop_when_synced=readers)
-            if self.accepted_s is None and self.heard_count >= readers:
+            now = time.perf_counter()
+            if self.synced_count > synced_before:
+                synced_before, progress_at = self.synced_count, now
+            if now > deadline or now > progress_at + stall_s:
+                raise NotAllJoined(readers - self.synced_count, now - began)
+            self._send_line(self.clients[0], SYNC + b" %d" % self.syncs_sent)
+            self.syncs_sent += 1
+            # While waiting for everyone to join, let lines pile up between reads:
+            # one recv per line would make this process the bottleneck.
+            self._drive(
+                until=time.perf_counter() + 0.05,
+                done=lambda: self.synced_count >= readers,
+                pause_s=SYNC_READ_PAUSE_S,
+            )
+            if self.accepted_s is None and self.heard_count >= all_readers:
                 self.accepted_s = time.perf_counter() - started
 
-    def _drive(self, until: float, sending: bool, stop_when_synced=None) -> None:
+    def _syncs_all_arrived(self) -> bool:
+        """Whether every reader has the last sync line, and so everything sent before the measuring."""
+        last = self.syncs_sent - 1
+        return all(c.sync_seen == last for c in self.clients[1:] if c.reading)
+
+    def _drive(self, until: float, sending: bool = False, done=None, pause_s: float = 0.0) -> None:
+        """Send (if ``sending``) and receive until ``until``, or until ``done()`` is true when not sending."""
         senders = self.clients[: self.scenario.senders]
         interval = 1.0 / self.scenario.rate_hz if self.scenario.rate_hz else 0.0
         if sending and interval:
@@ -245,14 +344,10 @@ class LoadGenerator:
                         self._send_numbered(sender)
                         if interval:
                             sender.next_send = max(sender.next_send + interval, now - interval)
-            elif not self.pending and stop_when_synced is None and not self.measuring_drain_needed():
+            elif done is not None and done():
                 return
-            if stop_when_synced is not None:
-                if self.synced_count >= stop_when_synced:
-                    return
-                # While waiting for everyone to join, let lines pile up between reads:
-                # one recv per line would make this process the bottleneck.
-                time.sleep(SYNC_READ_PAUSE_S)
+            if pause_s:
+                time.sleep(pause_s)
             timeout = min(until - now, 0.002 if sending else 0.05)
             for key, events in self.selector.select(timeout):
                 client = key.data
@@ -260,9 +355,6 @@ class LoadGenerator:
                     self._receive(client)
                 if events & selectors.EVENT_WRITE:
                     self._flush(client)
-
-    def measuring_drain_needed(self) -> bool:
-        return not self.measuring  # during sync and settling, run until the deadline
 
     # -- sending -------------------------------------------------------------------
 
@@ -272,7 +364,17 @@ class LoadGenerator:
         sender.in_flight += 1
         self.pending[sender.index << 32 | seq] = self.expected_receipts
         head = b"%c%d %d %d " % (MARK[0], sender.index, seq, time.perf_counter_ns())
-        self._send(sender, head + b"x" * max(0, self.scenario.payload_bytes - len(head)) + b"\n")
+        self._send_line(sender, head + b"x" * max(0, self.scenario.payload_bytes - len(head)))
+
+    def _send_line(self, client: Client, line: bytes) -> None:
+        """Send one line (without its newline): with a newline to a raw client, as a text message over WebSocket."""
+        if client.ws is None:
+            self._send(client, line + b"\n")
+        else:
+            client.ws.send_text(line)
+            data = client.ws.data_to_send()
+            if data:  # nothing while the handshake is still under way: the line waits in ws
+                self._send(client, data)
 
     def _send(self, client: Client, data: bytes) -> None:
         if client.outgoing:
@@ -284,7 +386,7 @@ class LoadGenerator:
             sent = 0
         if sent < len(data):
             client.outgoing += data[sent:]
-            events = selectors.EVENT_WRITE | (selectors.EVENT_READ if client.reading else 0)
+            events = selectors.EVENT_WRITE | (selectors.EVENT_READ if client.listening else 0)
             self._modify(client, events)
 
     def _flush(self, client: Client) -> None:
@@ -294,7 +396,7 @@ class LoadGenerator:
             return
         del client.outgoing[:sent]
         if not client.outgoing:
-            self._modify(client, selectors.EVENT_READ if client.reading else 0)
+            self._modify(client, selectors.EVENT_READ if client.listening else 0)
 
     def _modify(self, client: Client, events: int) -> None:
         registered = client.sock in self.selector.get_map()
@@ -307,6 +409,23 @@ class LoadGenerator:
 
     # -- receiving -----------------------------------------------------------------
 
+    def _lines(self, client: Client, data: bytes) -> "list[bytes]":
+        """The whole lines (raw) or text messages (WebSocket) that ``data`` completes."""
+        if client.ws is None:
+            lines = (client.partial + data).split(b"\n")
+            client.partial = lines.pop()
+            return lines
+        ws = client.ws
+        opening = ws.state is WebSocketState.CONNECTING
+        lines = ws.receive_data(data)
+        if opening and ws.state is not WebSocketState.CONNECTING and not client.reading:
+            client.listening = False  # a non-reader reads no further than the handshake
+            self._modify(client, selectors.EVENT_WRITE if client.outgoing else 0)
+        reply = ws.data_to_send()  # the lines that waited for the handshake, a pong or a close
+        if reply:
+            self._send(client, reply)
+        return lines
+
     def _receive(self, client: Client) -> None:
         try:
             data = client.sock.recv(RECV_BYTES)
@@ -315,20 +434,23 @@ class LoadGenerator:
         except ConnectionError:
             data = b""
         if not data:  # dropped by the server
+            client.listening = False
             self._modify(client, 0)
             return
-        if not client.heard:
+        now = time.perf_counter_ns()  # one clock read per chunk: its lines arrived together
+        lines = self._lines(client, data)
+        if lines and not client.heard and client.reading:
             client.heard = True
             self.heard_count += 1
-        now = time.perf_counter_ns()  # one clock read per chunk: its lines arrived together
-        lines = (client.partial + data).split(b"\n")
-        client.partial = lines.pop()
         for line in lines:
             mark = line.find(MARK)
             if mark < 0:
-                if not client.synced and SYNC in line:
-                    client.synced = True
-                    self.synced_count += 1
+                sync = line.find(SYNC)
+                if sync >= 0:
+                    client.sync_seen = int(line[sync + len(SYNC) :])
+                    if not client.synced:
+                        client.synced = True
+                        self.synced_count += 1
                 continue
             sender, seq, sent_ns, _ = line[mark + 1 :].split(b" ", 3)
             self._record(client, int(sender), int(seq), now - int(sent_ns))
@@ -349,25 +471,40 @@ class LoadGenerator:
         else:
             client.last_seq[sender] = seq
         client.order.append(key)
-        self.latencies.append(latency_ns)
+        client.latencies.append(latency_ns)
         if self.measuring:
             self.deliveries += 1
 
     def _count_dropped_non_readers(self) -> int:
-        """Read what each non-reader was sent, and count those the server had disconnected."""
+        """Read what each non-reader was sent, and count those the server had disconnected.
+
+        A non-reader still connected receives every numbered line (all were
+        sent after it joined) and then nothing more; one the server dropped
+        reaches the end of its stream (or a WebSocket close frame). One that
+        stops receiving before either, for ``patience.quiet_s``, counts as
+        connected: the server still holds it, but sends it nothing.
+        """
+        sent = sum(c.next_seq for c in self.clients)
         dropped = 0
         for client in self.clients:
             if client.reading:
                 continue
-            client.sock.settimeout(NON_READER_CHECK_S)
+            client.sock.settimeout(self.patience.quiet_s)
+            received = 0
             try:
-                while client.sock.recv(RECV_BYTES):
-                    pass
-                dropped += 1  # end of stream: the server closed it
+                while received < sent:
+                    data = client.sock.recv(RECV_BYTES)
+                    if not data:
+                        dropped += 1  # end of stream: the server closed it
+                        break
+                    received += sum(MARK in line for line in self._lines(client, data))
+                    if client.ws is not None and client.ws.state is WebSocketState.CLOSED:
+                        dropped += 1
+                        break
             except ConnectionResetError:
                 dropped += 1
-            except (socket.timeout, OSError):
-                pass  # still connected: nothing more came, and no end of stream
+            except OSError:  # TimeoutError above all: still connected, but silent
+                pass
         return dropped
 
     def _one_order(self) -> bool:
@@ -375,7 +512,8 @@ class LoadGenerator:
 
         Ranks come from two reference clients (each lacks only its own lines,
         which the other has): every client's lines must appear in increasing
-        rank order in both.
+        rank order in both. In a mixed room the references are one raw client
+        and one WebSocket client, so the order is checked across both kinds.
         """
         readers = [c for c in self.clients if c.reading]
         if len(readers) < 3:

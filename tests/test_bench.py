@@ -1,4 +1,4 @@
-"""The benchmark's pure parts: its WebSocket client, checked by websockets' ServerProtocol.
+"""The benchmark's pure parts: its WebSocket client, checked by websockets' ServerProtocol, and its table.
 
 The load generator's WebSocket client (bench/wsclient.py) is its own, for
 speed; the library's server side, an independent implementation of
@@ -9,6 +9,8 @@ import pytest
 from websockets import CloseCode, Frame, Opcode, ServerProtocol
 from websockets.frames import Close
 
+from bench.__main__ import print_table
+from bench.loadgen import Scenario, Transport
 from bench.wsclient import (
     MAX_HEAD_BYTES,
     MAX_MESSAGE_BYTES,
@@ -201,3 +203,22 @@ def test_a_frame_over_the_limit_is_refused_from_its_header_alone():
     header = bytes((0x81, 127)) + (MAX_MESSAGE_BYTES + 1).to_bytes(8, "big")
     with pytest.raises(ProtocolError, match="over the limit"):
         client.receive_data(header)
+
+
+# -- scenarios and the table ----------------------------------------------------
+
+
+def test_a_mixed_room_alternates_raw_and_websocket_clients():
+    room = Scenario("mixed", "", clients=4, senders=4, window=1, payload_bytes=64, duration_s=1, transport=Transport.MIXED)
+    assert [room.uses_websocket(i) for i in range(4)] == [False, True, False, True]
+    assert room.needs_websocket
+
+
+def test_a_scenario_a_server_did_not_run_shows_dashes(capsys):
+    room = Scenario("small-room-ws", "over WebSocket", clients=2, senders=2, window=1, payload_bytes=64, duration_s=1)
+    ours = {"deliveries_per_s": 1000.0, "p50_ms": 0.5}
+    table = print_table([room], {"ours": {"small-room-ws": ours}, "ncat": {}}, ["ours", "ncat"])
+    rows = {line.split("  ")[1].strip(): line.split() for line in table.splitlines() if line.startswith("  ")}
+    assert rows["deliveries/s"][-2:] == ["-", "-"]
+    assert rows["deliveries/s"][-3] == "1,000"
+    assert "latency p99 ms" not in rows  # a figure nobody measured has no row

@@ -36,6 +36,7 @@ MARK = b"~"
 SYNC = b"SYNC"
 RECV_BYTES = 256 * 1024
 CONNECT_TIMEOUT_S = 30.0
+SYNC_INTERVAL_S = 0.05  # how often a sync line goes out while clients are still joining
 SYNC_READ_PAUSE_S = 0.005
 CONNECT_WAVE = 5  # clients connecting at a time, outside storm scenarios
 WAVE_PAUSE_S = 0.005
@@ -313,11 +314,15 @@ class LoadGenerator:
                 raise NotAllJoined(readers - self.synced_count, now - began)
             self._send_line(self.clients[0], SYNC + b" %d" % self.syncs_sent)
             self.syncs_sent += 1
-            # While waiting for everyone to join, let lines pile up between reads:
-            # one recv per line would make this process the bottleneck.
+            # Wait for the sync line, or for the moment every reader has heard
+            # from the server: a server that greets (ours) has then let them
+            # all in, and the next sync line, sent at once, reaches them all.
+            # While waiting, let lines pile up between reads: one recv per
+            # line would make this process the bottleneck.
             self._drive(
-                until=time.perf_counter() + 0.05,
-                done=lambda: self.synced_count >= readers,
+                until=time.perf_counter() + SYNC_INTERVAL_S,
+                done=lambda greeting=self.accepted_s is None: self.synced_count >= readers
+                or (greeting and self.heard_count >= all_readers),
                 pause_s=SYNC_READ_PAUSE_S,
             )
             if self.accepted_s is None and self.heard_count >= all_readers:

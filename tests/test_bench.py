@@ -1,16 +1,18 @@
-"""The benchmark's pure parts: its WebSocket client, checked by websockets' ServerProtocol, and its table.
+"""The benchmark's pure parts: its WebSocket client (checked by websockets' ServerProtocol), the one-order check, the table.
 
 The load generator's WebSocket client (bench/wsclient.py) is its own, for
 speed; the library's server side, an independent implementation of
 RFC 6455, checks every byte it writes and writes every byte it reads.
 """
 
+from array import array
+
 import pytest
 from websockets import CloseCode, Frame, Opcode, ServerProtocol
 from websockets.frames import Close
 
 from bench.__main__ import print_table
-from bench.loadgen import Scenario, Transport
+from bench.loadgen import Client, LoadGenerator, Scenario, Transport
 from bench.wsclient import (
     MAX_HEAD_BYTES,
     MAX_MESSAGE_BYTES,
@@ -222,3 +224,26 @@ def test_a_scenario_a_server_did_not_run_shows_dashes(capsys):
     assert rows["deliveries/s"][-2:] == ["-", "-"]
     assert rows["deliveries/s"][-3] == "1,000"
     assert "latency p99 ms" not in rows  # a figure nobody measured has no row
+
+
+def orders_agree(*orders) -> bool:
+    """LoadGenerator's one-order check over readers that received ``orders`` (raw, WebSocket, raw...)."""
+    room = Scenario(
+        "mixed", "", clients=len(orders), senders=0, window=1, payload_bytes=64, duration_s=1, transport=Transport.MIXED
+    )
+    generator = LoadGenerator(("127.0.0.1", 0), room)
+    for index, order in enumerate(orders):
+        client = Client(index, None, True, len(orders), None)
+        client.order = array("q", order)
+        generator.clients.append(client)
+    generator.selector.close()
+    return generator._one_order()
+
+
+def test_one_order_holds_when_every_client_sees_the_lines_in_the_same_order():
+    # Each client lacks its own lines (client 0 sent 1 and 4, client 1 sent 2).
+    assert orders_agree([2, 3, 5], [1, 3, 4, 5], [1, 2, 3, 4, 5], [1, 2, 4, 5])
+
+
+def test_one_order_fails_when_a_websocket_client_sees_two_lines_the_other_way_round():
+    assert not orders_agree([2, 3, 5], [1, 4, 3, 5], [1, 2, 3, 4, 5], [1, 2, 4, 5])

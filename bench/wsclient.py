@@ -180,8 +180,8 @@ class WebSocketClient:
     def _take_head(self, buffer: bytes) -> bytes:
         """Read the response head once it is whole; return the bytes after it."""
         end = buffer.find(b"\r\n\r\n", max(0, self._searched - 3))
-        if end < 0:
-            if len(buffer) > MAX_HEAD_BYTES:
+        if end < 0 or end > MAX_HEAD_BYTES:
+            if end > MAX_HEAD_BYTES or len(buffer) > MAX_HEAD_BYTES:
                 raise HandshakeFailed(f"a response head over {MAX_HEAD_BYTES} bytes", buffer[:MAX_HEAD_BYTES])
             self._searched = len(buffer)
             return buffer

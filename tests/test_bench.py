@@ -119,6 +119,13 @@ def test_a_response_head_that_never_ends_is_refused_at_the_limit():
             client.receive_data(b"X-Padding: 1234\r\n")
 
 
+def test_a_response_head_over_the_limit_is_refused_even_when_its_end_comes_in_the_same_chunk():
+    client = WebSocketClient("127.0.0.1:8080")
+    head = b"HTTP/1.1 101 Switching Protocols\r\nX-Padding: " + b"x" * MAX_HEAD_BYTES + b"\r\n\r\n"
+    with pytest.raises(HandshakeFailed, match=f"over {MAX_HEAD_BYTES} bytes"):
+        client.receive_data(head)
+
+
 # -- frames out --------------------------------------------------------------
 
 
@@ -247,3 +254,4 @@ def test_one_order_holds_when_every_client_sees_the_lines_in_the_same_order():
 
 def test_one_order_fails_when_a_websocket_client_sees_two_lines_the_other_way_round():
     assert not orders_agree([2, 3, 5], [1, 4, 3, 5], [1, 2, 3, 4, 5], [1, 2, 4, 5])
+

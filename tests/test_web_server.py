@@ -164,7 +164,7 @@ def test_a_websocket_line_over_the_limit_is_refused_like_a_raw_one(start_server)
 
 def test_names_and_text_from_websocket_are_sanitized(server):
     ann = Peer.joined(server.address, "Ann")
-    web = web_client(server)
+    web = web_client(server, "Web")
     ann.expect(lambda line: line.endswith("joined the chat!"))
     web.send("\x1b[2Jhello \u202eworld")
     assert ann.read_line().endswith(": hello world")
@@ -173,7 +173,7 @@ def test_names_and_text_from_websocket_are_sanitized(server):
 def test_a_binary_message_is_closed_with_1003_and_a_huge_one_with_1009(start_server):
     server = start_server(max_line_bytes=100)
     for message, code in ((b"\x00\x01", 1003), ("y\n" * 5000, 1009)):
-        web = web_client(server, max_size=None)
+        web = web_client(server, f"Web{code}", max_size=None)
         web.send(message)
         with pytest.raises(ConnectionClosed) as closed:
             while True:

@@ -1,9 +1,10 @@
 """Start a chat client: python client.py [HOST] [PORT] [--port PORT] [--name NAME] [--no-color]"""
 
-import argparse
 import sys
 
 try:
+    import argparse
+
     from chat.client.address import DEFAULT_HOST, DEFAULT_PORT, parse_address
     from chat.client.client import run
     from chat.client.terminal import is_interactive, wants_color
@@ -35,14 +36,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    # Never fail on an emoji when the console cannot show it.
-    for stream in (sys.stdout, sys.stderr):
-        if stream is not None and hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="replace")
     try:
+        args = parse_args(argv)
+        # Never fail on an emoji when the console cannot show it.
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None and hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="replace")
         return run(args.address, args.name, wants_color(args.no_color) and is_interactive())
-    except KeyboardInterrupt:  # Ctrl+C while connecting
+    except KeyboardInterrupt:  # Ctrl+C before the chat began, while starting or connecting
         return 0
 
 

@@ -8,6 +8,7 @@ a thread each. When the server goes away, the receiver ends the main
 thread's wait with ``Console.stop_reading``.
 """
 
+import contextlib
 import signal
 import socket
 import sys
@@ -65,10 +66,64 @@ def describe_connect_error(error: OSError, host: str, port: int) -> str:
     return message
 
 
+class Interrupts:
+    """What Ctrl+C (SIGINT) and `kill` (SIGTERM) do: the client leaves, cleanly.
+
+    Python raises KeyboardInterrupt wherever the main thread happens to be,
+    which can be halfway through building one of prompt_toolkit's or asyncio's
+    objects: the half-built object then reports an error when it is collected,
+    or the exception is dropped because it was raised inside a finalizer. So
+    the handler only notes the interrupt (``Console.note_interrupt``), and the
+    console ends its wait from a safe place: the prompt ends with
+    KeyboardInterrupt, or LineConsole's select() wakes. Only around calls that
+    wait for the network (connecting, sending) is KeyboardInterrupt raised at
+    once. At the prompt itself, prompt_toolkit reads Ctrl+C as a key.
+    """
+
+    def __init__(self, console) -> None:
+        self.console = console
+        self._raise_at_once = False  # set and read by the main thread only
+        # Installed even where a parent process set SIGINT to be ignored.
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+        # A KeyboardInterrupt that Python had to drop is not an error to show.
+        sys.unraisablehook = _quiet_about_interrupts(sys.unraisablehook)
+
+    def _handle(self, signum, frame) -> None:
+        self.console.note_interrupt()
+        if self._raise_at_once:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def raised_at_once(self):
+        """Within this block, Ctrl+C raises KeyboardInterrupt at once (also for one already noted)."""
+        self._raise_at_once = True
+        try:
+            if self.console.interrupted:
+                raise KeyboardInterrupt
+            yield
+        finally:
+            self._raise_at_once = False
+
+    def ignore(self) -> None:
+        """From here on the client is leaving: a second Ctrl+C must not interrupt that."""
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _quiet_about_interrupts(hook):
+    def unraisable(report) -> None:
+        if not isinstance(report.exc_value, KeyboardInterrupt):
+            hook(report)
+
+    return unraisable
+
+
 class ChatClient:
-    def __init__(self, sock: socket.socket, console, color: bool, roster: Roster) -> None:
+    def __init__(self, sock: socket.socket, console, color: bool, roster: Roster, interrupts: Interrupts) -> None:
         self.sock = sock
         self.console = console
+        self.interrupts = interrupts
         self.color = color
         self.roster = roster  # who is online, for Tab; also tells whether we were let in
         self.leaving = threading.Event()  # set once the user chose to leave
@@ -84,9 +139,7 @@ class ChatClient:
         except KeyboardInterrupt:
             pass
         finally:
-            # From here on we are leaving: a second Ctrl+C must not interrupt it.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            self.interrupts.ignore()
             self._leave()
         # Turned away before joining (a full server, say) counts as a failure.
         return 1 if self.connection_lost or self.roster.me is None else 0
@@ -107,7 +160,8 @@ class ChatClient:
                 self.console.show(timestamped(KEYS_HELP))
             if text.strip():
                 try:
-                    self.sock.sendall(encode_line(text))
+                    with self.interrupts.raised_at_once():  # a server that stopped reading can block us
+                        self.sock.sendall(encode_line(text))
                 except OSError:
                     # The receiver sees the broken connection too, and says so.
                     self.server_gone.wait(QUIT_WAIT_S)
@@ -151,14 +205,6 @@ class ChatClient:
                 self.console.stop_reading()
 
 
-def _quiet_about_interrupts(hook):
-    def unraisable(report) -> None:
-        if not isinstance(report.exc_value, KeyboardInterrupt):
-            hook(report)
-
-    return unraisable
-
-
 def run(address: Address, name: "str | None", color: bool) -> int:
     """Connect, chat, and return the process exit status.
 
@@ -166,34 +212,22 @@ def run(address: Address, name: "str | None", color: bool) -> int:
     """
     roster = Roster()
     console = open_console(color, roster)
-
-    def interrupted(signum, frame) -> None:
-        console.note_interrupt()  # first, in case the exception is lost
-        raise KeyboardInterrupt
-
-    # Ctrl+C must raise KeyboardInterrupt even where a parent process set
-    # SIGINT to be ignored (at the prompt, prompt_toolkit reads Ctrl+C as a
-    # key), and `kill` (SIGTERM) leaves the same way, so that the terminal is
-    # always put back as it was.
-    signal.signal(signal.SIGINT, interrupted)
-    signal.signal(signal.SIGTERM, interrupted)
-    # A KeyboardInterrupt that Python had to drop (see note_interrupt) is not
-    # an error to show: the console has noted it.
-    sys.unraisablehook = _quiet_about_interrupts(sys.unraisablehook)
+    interrupts = Interrupts(console)
     console.start()
     try:
         host, port = address
         console.show(timestamped(f"🔄 Connecting to {format_address(host, port)}..."))
         try:
-            sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
-            if name:
-                sock.sendall(encode_line(f"/nick {name}"))
+            with interrupts.raised_at_once():
+                sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
+                if name:
+                    sock.sendall(encode_line(f"/nick {name}"))
         except OSError as error:
             print(timestamped("❌ " + describe_connect_error(error, host, port)), file=sys.stderr)
             return 1
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         console.show(timestamped("✅ Connected! Type messages and press Enter. Type 'quit' to exit."))
-        return ChatClient(sock, console, color, roster).run()
+        return ChatClient(sock, console, color, roster, interrupts).run()
     finally:
         console.close()

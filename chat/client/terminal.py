@@ -171,9 +171,9 @@ class PromptConsole:
         self._loop: "asyncio.AbstractEventLoop | None" = None  # the prompt's loop while one is on screen
         self._print_requested = False  # a print of _pending is scheduled in _loop
         self._stopped = False  # stop_reading() was called: no more prompts
-        # Set by note_interrupt(), from the SIGINT handler, in the main thread:
+        # Set by note_interrupt(), from a signal handler, in the main thread:
         # without the lock, which the interrupted code may be holding.
-        self._interrupted = False
+        self.interrupted = False
         self._terminal_settings = None  # as they were before start(), to restore
 
     def start(self) -> None:
@@ -200,7 +200,7 @@ class PromptConsole:
         Raises EOFError on Ctrl+D, KeyboardInterrupt on Ctrl+C, and
         ReadingStopped, with the unsent text, once stop_reading() was called.
         """
-        if self._interrupted:
+        if self.interrupted:
             raise KeyboardInterrupt
         with self._lock:
             if self._stopped:
@@ -240,13 +240,17 @@ class PromptConsole:
             _call_soon(loop, self._end_prompt)
 
     def note_interrupt(self) -> None:
-        """Remember that Ctrl+C was pressed, in case its KeyboardInterrupt is lost.
+        """Ctrl+C or SIGTERM: end the prompt on screen with KeyboardInterrupt, or the next one.
 
-        Python drops an exception that a signal handler raises while a
-        finalizer or a weakref callback runs (it only reports it to
-        sys.unraisablehook). The next prompt then ends at once.
+        Called from a signal handler, which runs in the main thread between
+        two steps of whatever it was doing, so the lock is not taken here (the
+        interrupted code may hold it). The loop is read without it: if that
+        prompt has just ended, the next one sees the flag as it starts.
         """
-        self._interrupted = True
+        self.interrupted = True
+        loop = self._loop
+        if loop is not None:
+            _call_soon(loop, self._interrupt_prompt)
 
     def close(self) -> None:
         """Give the terminal back as it was, and print what is still waiting."""
@@ -263,8 +267,8 @@ class PromptConsole:
         with self._lock:
             self._loop = asyncio.get_running_loop()
             stopped = self._stopped
-        if self._interrupted:  # a Ctrl+C whose KeyboardInterrupt was lost
-            self.session.app.exit(exception=KeyboardInterrupt())
+        if self.interrupted:  # Ctrl+C came just before the loop was known
+            self._interrupt_prompt()
         elif stopped:  # stop_reading() came just before the loop was known
             self._end_prompt()
         self._print_pending()
@@ -278,6 +282,10 @@ class PromptConsole:
         renderer.erase(leave_alternate_screen=False)  # the cursor goes where the prompt began
         self._print_pending()
         self.session.app.invalidate()  # draw the prompt again, below the lines
+
+    def _interrupt_prompt(self) -> None:
+        if self._prompt_running():
+            self.session.app.exit(exception=KeyboardInterrupt())
 
     def _end_prompt(self) -> None:
         if self._prompt_running():
@@ -324,7 +332,7 @@ class LineConsole:
         self._lines: "deque[str]" = deque()  # complete lines read and not yet returned
         self._at_end = False  # standard input has ended
         self._stopped = threading.Event()
-        self._interrupted = False  # as in PromptConsole
+        self.interrupted = False  # set by note_interrupt(), from a signal handler
         # stop_reading() writes a byte to one end, which wakes the select()
         # waiting on standard input and the other end (as the server's waker does).
         self._waker, self._wakeup = socket.socketpair()
@@ -335,7 +343,7 @@ class LineConsole:
     def read_line(self) -> str:
         """Wait for the next line of input; EOFError at its end, ReadingStopped after stop_reading()."""
         while not self._lines:
-            if self._interrupted:
+            if self.interrupted:
                 raise KeyboardInterrupt
             if self._stopped.is_set():
                 raise ReadingStopped()
@@ -390,8 +398,8 @@ class LineConsole:
         self._wake()
 
     def note_interrupt(self) -> None:
-        """Remember that Ctrl+C was pressed (see PromptConsole.note_interrupt)."""
-        self._interrupted = True
+        """Ctrl+C or SIGTERM: end read_line() with KeyboardInterrupt, now or when it is called."""
+        self.interrupted = True
         self._wake()
 
     def _wake(self) -> None:

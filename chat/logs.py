@@ -26,7 +26,11 @@ CLOSE_WAIT_S = 0.3
 
 
 class SecondsFormatter(logging.Formatter):
-    """A Formatter for ``[HH:MM:SS]`` that formats each second's timestamp only once."""
+    """A Formatter for ``[HH:MM:SS]`` that formats each second's timestamp only once.
+
+    A record whose message has several lines (a bunch of chat lines relayed
+    together, logged with one record) gives each line its own timestamp.
+    """
 
     def __init__(self) -> None:
         super().__init__(FORMAT, TIME_FORMAT)
@@ -38,6 +42,13 @@ class SecondsFormatter(logging.Formatter):
         if second != self._second:
             self._second, self._stamp = second, time.strftime(TIME_FORMAT, time.localtime(second))
         return self._stamp
+
+    def format(self, record) -> str:
+        text = super().format(record)
+        if "\n" not in text:
+            return text
+        stamp = f"[{self.formatTime(record)}] "
+        return text.replace("\n", "\n" + stamp)
 
 
 class BackgroundHandler(logging.Handler):

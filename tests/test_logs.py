@@ -93,3 +93,11 @@ def test_closing_does_not_wait_for_an_output_that_takes_nothing():
     assert handler.close(timeout=0.2) is False
     assert time.monotonic() - started < 1.0
     stream.released.set()
+
+
+def test_a_record_of_several_lines_gives_each_its_timestamp():
+    stream = io.StringIO()
+    handler = BackgroundHandler(stream)
+    handler.handle(logging.makeLogRecord({"msg": "📨 Ann: one\n📨 Ann: two"}))
+    handler.close()
+    assert re.fullmatch(r"\[(\d\d:\d\d:\d\d)\] 📨 Ann: one\n\[\1\] 📨 Ann: two\n", stream.getvalue())

@@ -194,8 +194,7 @@ class Room:
         per bunch instead of once per line.
         """
         self._broadcast("".join(f"{line}\n" for line in lines).encode(), exclude=member)
-        for line in lines:
-            log.info("📨 %s", line)
+        log.info("📨 %s", "\n📨 ".join(lines))  # one record: each line gets its own timestamp
 
     def send_to(self, member: Member, line: str) -> None:
         """Send ``line`` to one member."""

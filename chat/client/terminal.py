@@ -255,7 +255,10 @@ class PromptConsole:
     def close(self) -> None:
         """Give the terminal back as it was, and print what is still waiting."""
         if self._terminal_settings is not None:
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, self._terminal_settings)
+            try:
+                termios.tcsetattr(sys.stdin.fileno(), termios.TCSANOW, self._terminal_settings)
+            except (termios.error, OSError, ValueError):  # the terminal is gone
+                pass
             self._terminal_settings = None
         self._print_pending()
 
@@ -301,9 +304,9 @@ class PromptConsole:
         with self._lock:
             lines, self._pending = self._pending, []
             self._print_requested = False
-        output = self.session.app.output
-        for fragments in lines:
-            print_formatted_text(output, [*fragments, ("", "\n")], self._style, color_depth=self._color_depth)
+        if lines:  # all of them in one write
+            text = [fragment for fragments in lines for fragment in (*fragments, ("", "\n"))]
+            print_formatted_text(self.session.app.output, text, self._style, color_depth=self._color_depth)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback) -> None:

@@ -90,7 +90,8 @@ def screen_shows(terminal: Terminal, lines, typed: "str | None" = "", cursor: "i
     """A condition: the screen shows ``lines`` whole and in order, then the prompt.
 
     ``typed`` is the text after ``You: `` (None: no prompt on the screen) and
-    ``cursor`` the cursor's place in it (default: at its end). Timestamps
+    ``cursor`` the cursor's place in it (default: at its end); the typed text
+    is ASCII, one column a character. Timestamps
     read ``[HH:MM:SS]``. The lines must fill the screen from its top (or, if
     they are more than it holds, its last row); with ``tail``, only its
     last rows are compared, for a screen that has changed width since the

@@ -1,9 +1,14 @@
-"""Start a chat client: python client.py [HOST] [PORT] [--port PORT] [--name NAME] [--no-color]"""
+"""Start a chat client: python client.py [HOST] [PORT] [--port PORT] [--name NAME] [--password] [--no-color]
+
+HOST may also be a web address, for a server behind HTTPS: wss://NAME-8080.app.github.dev
+"""
 
 import sys
 
 try:
     import argparse
+    import getpass
+    import os
 
     from chat.client.address import DEFAULT_HOST, DEFAULT_PORT, parse_address
     from chat.client.client import run
@@ -13,13 +18,34 @@ except KeyboardInterrupt:  # Ctrl+C while the program is still loading: leave qu
     sys.exit(0)
 
 
+# --password without a value: ask for it.
+ASK = object()
+
+
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="A terminal client for the TCP chat server.")
-    parser.add_argument("host", nargs="?", help=f"server name or address, or HOST:PORT (default: {DEFAULT_HOST})")
+    parser = argparse.ArgumentParser(description="A terminal client for the chat server.")
+    parser.add_argument(
+        "host",
+        nargs="?",
+        help=f"server name or address, or HOST:PORT (default: {DEFAULT_HOST}); or a web address such as "
+        "ws://HOST:PORT or wss://NAME-8080.app.github.dev, for a server behind HTTPS",
+    )
     parser.add_argument("port", nargs="?", help=f"server port (default: {DEFAULT_PORT})")
     parser.add_argument("--host", dest="host_option", metavar="HOST", help="the same as HOST above")
     parser.add_argument("--port", dest="port_option", metavar="PORT", help="the same as PORT above")
     parser.add_argument("--name", help="join under this name instead of User_<port>")
+    parser.add_argument(
+        "--password",
+        nargs="?",
+        const=ASK,
+        default=os.environ.get("CHAT_PASSWORD") or None,
+        help="the chat's password; without a value it is asked for, unseen (also: set CHAT_PASSWORD)",
+    )
+    parser.add_argument(
+        "--token",
+        help="a GitHub token, to pass through a Codespace's private port "
+        "(default: GITHUB_TOKEN, for an app.github.dev address)",
+    )
     parser.add_argument("--no-color", action="store_true", help="print without colors (also: set NO_COLOR)")
     args = parser.parse_args(argv)
     if args.host and args.host_option:
@@ -32,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(str(error))
     if args.name and name_problem(args.name):
         parser.error(f"argument --name: {name_problem(args.name)}")
+    if args.token is None and args.address.host.endswith(".app.github.dev"):
+        args.token = os.environ.get("GITHUB_TOKEN")
     return args
 
 
@@ -42,7 +70,9 @@ def main(argv=None) -> int:
         for stream in (sys.stdout, sys.stderr):
             if stream is not None and hasattr(stream, "reconfigure"):
                 stream.reconfigure(errors="replace")
-        return run(args.address, args.name, wants_color(args.no_color) and is_interactive())
+        if args.password is ASK:
+            args.password = getpass.getpass("Password: ")
+        return run(args.address, args.name, wants_color(args.no_color) and is_interactive(), args.password, args.token)
     except KeyboardInterrupt:  # Ctrl+C before the chat began, while starting or connecting
         return 0
 

@@ -9,6 +9,7 @@ import pytest
 from chat.client.address import Address, format_address, is_local, parse_address
 from chat.client.client import _quiet_about_interrupts, describe_connect_error, is_help, is_quit
 from chat.client.completion import Roster, complete
+from chat.client.link import describe_refusal
 from chat.client.terminal import name_style, render, wants_color
 from chat.core import messages
 
@@ -26,6 +27,13 @@ from chat.core import messages
         ("[::1]", None, ("::1", 8080)),
         ("::1", None, ("::1", 8080)),
         ("fe80::1%eth0", None, ("fe80::1%eth0", 8080)),
+        ("ws://localhost:8080", None, ("localhost", 8080, "ws", "/ws")),
+        ("ws://[::1]:9000/", None, ("::1", 9000, "ws", "/ws")),
+        ("wss://example.org", None, ("example.org", 443, "wss", "/ws")),
+        ("WSS://example.org:8443/chat", None, ("example.org", 8443, "wss", "/chat")),
+        ("http://localhost:8080", None, ("localhost", 8080, "ws", "/ws")),
+        ("https://zany-space-8080.app.github.dev/", None, ("zany-space-8080.app.github.dev", 443, "wss", "/ws")),
+        ("zany-space-8080.app.github.dev", None, ("zany-space-8080.app.github.dev", 443, "wss", "/ws")),
     ],
 )
 def test_addresses_are_read_in_every_accepted_form(host, port, address):
@@ -47,10 +55,9 @@ def test_addresses_are_read_in_every_accepted_form(host, port, address):
         ("localhost:8080:junk", None, "cannot read the address 'localhost:8080:junk'"),
         (":8080", None, "the host is missing"),
         ("ftp://example.org", None, "cannot read the address"),
-        ("http://localhost:8080", None, "http:// addresses are not supported yet"),
-        ("https://zany-space-8080.app.github.dev", None, "https:// addresses are not supported yet"),
-        ("wss://example.org/chat", None, "wss:// addresses are not supported yet"),
-        ("HTTP://example.org", None, "http:// addresses are not supported yet"),
+        ("ws://:8080", None, "the host is missing"),
+        ("wss://example.org:port", None, "cannot read the address"),
+        ("ws://localhost:8080", "9000", "give the port once"),
     ],
 )
 def test_bad_addresses_are_explained(host, port, problem):
@@ -59,9 +66,16 @@ def test_bad_addresses_are_explained(host, port, problem):
 
 
 def test_a_url_is_never_read_as_a_host_and_port():
+    assert parse_address("https://example.org", None) == Address("example.org", 443, "wss")
     with pytest.raises(ValueError) as raised:
-        parse_address("https://example.org", None)
+        parse_address("gopher://example.org", None)
     assert "//example.org" not in str(raised.value) and "IPv6" not in str(raised.value)
+
+
+def test_a_web_address_is_shown_as_the_websocket_it_opens():
+    assert str(parse_address("https://zany-space-8080.app.github.dev", None)) == "wss://zany-space-8080.app.github.dev/ws"
+    assert str(parse_address("ws://[::1]:9000", None)) == "ws://[::1]:9000/ws"
+    assert str(parse_address("localhost:9000", None)) == "localhost:9000"
 
 
 def test_an_ipv6_address_is_written_in_brackets():
@@ -81,25 +95,40 @@ def test_other_hosts_are_not_local(host):
 
 
 def test_a_refused_local_connection_suggests_starting_the_server():
-    message = describe_connect_error(ConnectionRefusedError(111, "refused"), "localhost", 8080)
+    message = describe_connect_error(ConnectionRefusedError(111, "refused"), Address("localhost", 8080))
     assert "localhost:8080" in message and "Start it with: python server.py" in message
-    message = describe_connect_error(ConnectionRefusedError(111, "refused"), "::1", 9000)
+    message = describe_connect_error(ConnectionRefusedError(111, "refused"), Address("::1", 9000))
     assert "[::1]:9000" in message and "Start it with: python server.py --port 9000" in message
 
 
 def test_a_refused_remote_connection_does_not_suggest_starting_a_server_here():
-    message = describe_connect_error(ConnectionRefusedError(111, "refused"), "192.168.1.20", 8080)
+    message = describe_connect_error(ConnectionRefusedError(111, "refused"), Address("192.168.1.20", 8080))
     assert "192.168.1.20:8080" in message and "python server.py" not in message
 
 
 def test_an_unknown_host_is_named():
-    message = describe_connect_error(socket.gaierror(-2, "Name or service not known"), "nowhere.invalid", 8080)
+    message = describe_connect_error(socket.gaierror(-2, "Name or service not known"), Address("nowhere.invalid", 8080))
     assert "nowhere.invalid" in message
 
 
-def test_a_codespaces_address_gets_a_hint_about_https_forwarding():
-    message = describe_connect_error(TimeoutError(), "zany-space-8080.app.github.dev", 8080)
-    assert "Codespaces" in message and "README" in message
+def test_a_codespaces_host_with_a_tcp_port_gets_a_hint_to_use_wss():
+    message = describe_connect_error(TimeoutError(), Address("zany-space-8080.app.github.dev", 8080))
+    assert "Codespaces forwards HTTPS only" in message and "wss://zany-space-8080.app.github.dev" in message
+
+
+@pytest.mark.parametrize(
+    "url, status, hint",
+    [
+        ("wss://zany-space-8080.app.github.dev/ws", 401, "Is port 8080 Public"),
+        ("wss://zany-space-8080.app.github.dev/ws", 302, "--token"),
+        ("wss://zany-space-8080.app.github.dev/ws", 502, "Is the server running in the Codespace?"),
+        ("ws://localhost:8080/chat", 404, "Its WebSocket is at /ws."),
+        ("ws://localhost:8080/ws", 503, "The server is full"),
+    ],
+)
+def test_a_web_address_that_refuses_says_what_to_check(url, status, hint):
+    message = describe_refusal(url, status)
+    assert message.startswith(f"{url} refused the connection (HTTP {status}).") and hint in message
 
 
 @pytest.mark.parametrize("text", ["quit", " QUIT ", "Quit", "/quit", "/QUIT", "/quit some words", "/quit\tbye"])

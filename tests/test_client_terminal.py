@@ -495,12 +495,12 @@ def test_the_address_can_be_given_as_the_server_takes_it(server_program, args):
     "address, problem",
     [
         ("localhost:8080:junk", "cannot read the address"),
-        ("http://localhost:8080", "not supported yet"),
-        ("https://zany-space-8080.app.github.dev", "not supported yet"),
+        ("ftp://localhost:8080", "cannot read the address"),
+        ("ws://localhost:8080", "give the port once"),
     ],
 )
-def test_an_address_that_is_not_host_and_port_gets_a_clear_message_and_status_2(address, problem):
-    client = Program(["client.py", address])
+def test_an_address_that_cannot_be_read_gets_a_clear_message_and_status_2(address, problem):
+    client = Program(["client.py", address, *(["9000"] if address.startswith("ws://") else [])])
     assert client.wait() == 2
     output = client.all_output()
     assert problem in output and "Traceback" not in output
@@ -573,3 +573,58 @@ def test_a_ctrl_c_ends_the_prompt_whenever_it_comes():
         console.note_interrupt()  # between two prompts
         with pytest.raises(KeyboardInterrupt):
             console.read_line()
+
+
+# Over WebSocket: the same client, for a server behind HTTPS (a Codespace's forwarded port).
+
+
+def test_the_client_chats_over_websocket_exactly_as_over_tcp(server_program, terminals):
+    ann = Peer.joined(server_program.address, "Ann")
+    client = terminals(f"ws://127.0.0.1:{server_program.port}", "--name", "Wes", env={"NO_COLOR": "1"})
+    client.wait_for(f"Connecting to ws://127.0.0.1:{server_program.port}/ws...")
+    client.wait_for(messages.welcome("Wes", 1))
+    ann.expect("[SYSTEM] Wes joined the chat!")
+    ann.send("Hi Wes!")
+    client.wait_for("Ann: Hi Wes!")
+    client.type("hello over websocket\r")
+    assert ann.read_line() == "Wes: hello over websocket"
+    client.type("/quit\r")
+    assert client.wait() == 0
+    assert ann.read_line() == "[SYSTEM] Wes left the chat."
+
+
+def test_a_web_address_that_is_not_a_chat_server_gets_one_sentence_and_status_1(server_program):
+    client = Program(["client.py", f"ws://127.0.0.1:{server_program.port}/nothing"])
+    assert client.wait() == 1
+    output = client.all_output()
+    assert f"ws://127.0.0.1:{server_program.port}/nothing refused the connection (HTTP 404)." in output
+    assert "Traceback" not in output
+
+
+@pytest.fixture
+def locked_server():
+    program = ServerProgram(0, "--password", "open sesame")
+    yield program
+    Peer.close_all()
+    program.kill()
+
+
+def test_the_password_is_asked_for_unseen_and_lets_the_client_in(locked_server, terminals):
+    client = terminals(f"ws://127.0.0.1:{locked_server.port}", "--name", "Pat", "--password")
+    client.wait_for("Password: ")
+    client.type("open sesame\r")
+    client.wait_for(messages.welcome("Pat", 0))
+    assert "open sesame" not in client.transcript  # typed unseen
+    client.type("/quit\r")
+    assert client.wait() == 0
+
+
+def test_a_wrong_or_missing_password_is_one_clear_line_and_status_1(locked_server):
+    wrong = Program(["client.py", "127.0.0.1", str(locked_server.port), "--password", "guess"])
+    assert wrong.wait() == 1
+    assert "[ERROR] Wrong password." in wrong.all_output()
+    missing = Program(["client.py", "127.0.0.1", str(locked_server.port)], env={"CHAT_PASSWORD": ""})
+    assert missing.wait() == 1
+    output = missing.all_output()
+    assert "This chat needs a password" in output and "--password" in output
+    assert "Traceback" not in output

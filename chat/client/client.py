@@ -14,10 +14,12 @@ import socket
 import sys
 import threading
 
-from chat.client.address import Address, format_address, is_local
+from chat.client.address import Address, is_local
 from chat.client.completion import Roster
+from chat.client.link import LinkError, open_link
 from chat.client.terminal import ReadingStopped, open_console, render, timestamped
 from chat.core.commands import parse_command
+from chat.core.password import PASSWORD_NEEDED
 from chat.core.framing import LineFramer, decode_line, encode_line
 from chat.core.text import sanitize
 
@@ -27,6 +29,7 @@ QUIT_WAIT_S = 2.0
 # A hostile server must not make us buffer without bound either.
 MAX_INCOMING_LINE_BYTES = 64 * 1024
 RECV_BYTES = 64 * 1024
+PASSWORD_HINT = "🔒 Start the client with --password to be asked for it (or set CHAT_PASSWORD)."
 KEYS_HELP = (
     "💡 Keys: Tab completes commands and names, Up and Down recall what you sent, "
     "Ctrl+L clears the screen, Ctrl+D leaves."
@@ -46,8 +49,11 @@ def is_help(text: str) -> bool:
     return text.startswith("/") and not text.startswith("//") and parse_command(text)[0] == "help"
 
 
-def describe_connect_error(error: OSError, host: str, port: int) -> str:
-    where = format_address(host, port)
+def describe_connect_error(error: OSError, address: Address) -> str:
+    if isinstance(error, LinkError):  # a WebSocket address that answered, but not as a chat server
+        return str(error)
+    host, port = address.host, address.port
+    where = str(address)
     if isinstance(error, ConnectionRefusedError):
         message = f"Could not connect to {where}: connection refused. "
         if is_local(host):
@@ -61,8 +67,8 @@ def describe_connect_error(error: OSError, host: str, port: int) -> str:
         message = f"Timed out connecting to {where}. Check the address, and that a firewall lets the port through."
     else:
         message = f"Could not connect to {where}: {error.strerror or error}."
-    if host.endswith(".app.github.dev"):
-        message += " (Codespaces forwards HTTPS only, not raw TCP: see the README.)"
+    if host.endswith(".app.github.dev") and address.scheme == "tcp":
+        message += f" (Codespaces forwards HTTPS only: connect with wss://{host} instead.)"
     return message
 
 
@@ -195,6 +201,8 @@ class ChatClient:
                         line = sanitize(decode_line(event))
                         self.roster.update(line)
                         self.console.show(render(line, self.color))
+                        if line == PASSWORD_NEEDED:
+                            self.console.show(timestamped(PASSWORD_HINT))
         except OSError as error:
             self.connection_lost = not self.leaving.is_set()
             farewell = f"Lost the connection to the server ({error.strerror or error})."
@@ -205,7 +213,9 @@ class ChatClient:
                 self.console.stop_reading()
 
 
-def run(address: Address, name: "str | None", color: bool) -> int:
+def run(
+    address: Address, name: "str | None", color: bool, password: "str | None" = None, token: "str | None" = None
+) -> int:
     """Connect, chat, and return the process exit status.
 
     Raises KeyboardInterrupt if Ctrl+C comes before the chat has begun.
@@ -215,18 +225,17 @@ def run(address: Address, name: "str | None", color: bool) -> int:
     interrupts = Interrupts(console)
     console.start()
     try:
-        host, port = address
-        console.show(timestamped(f"🔄 Connecting to {format_address(host, port)}..."))
+        console.show(timestamped(f"🔄 Connecting to {address}..."))
         try:
             with interrupts.raised_at_once():
-                sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
+                sock = open_link(address, token, CONNECT_TIMEOUT_S)
+                if password is not None:
+                    sock.sendall(encode_line(f"/pass {password}"))
                 if name:
                     sock.sendall(encode_line(f"/nick {name}"))
         except OSError as error:
-            print(timestamped("❌ " + describe_connect_error(error, host, port)), file=sys.stderr)
+            print(timestamped("❌ " + describe_connect_error(error, address)), file=sys.stderr)
             return 1
-        sock.settimeout(None)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         console.show(timestamped("✅ Connected! Type messages and press Enter. Type 'quit' to exit."))
         return ChatClient(sock, console, color, roster, interrupts).run()
     finally:

@@ -22,6 +22,17 @@ except KeyboardInterrupt:  # Ctrl+C while the program is still loading: leave qu
 ASK = object()
 
 
+def is_own_codespace(address) -> bool:
+    """Whether GITHUB_TOKEN may go to ``address`` by default: a Codespace's port, over TLS only,
+    and, inside a Codespace, only that Codespace's own (not a classmate's)."""
+    own_name = os.environ.get("CODESPACE_NAME")
+    return (
+        address.scheme == "wss"
+        and address.host.endswith(".app.github.dev")
+        and (not own_name or address.host.startswith(own_name + "-"))
+    )
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="A terminal client for the chat server.")
     parser.add_argument(
@@ -58,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error(str(error))
     if args.name and name_problem(args.name):
         parser.error(f"argument --name: {name_problem(args.name)}")
-    if args.token is None and args.address.host.endswith(".app.github.dev"):
+    if args.token is None and is_own_codespace(args.address):
         args.token = os.environ.get("GITHUB_TOKEN")
     return args
 

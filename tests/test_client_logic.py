@@ -276,3 +276,24 @@ def test_a_dropped_keyboard_interrupt_is_not_reported_but_other_errors_are():
     for error in (KeyboardInterrupt(), ValueError("a bug")):
         hook(SimpleNamespace(exc_value=error))
     assert [type(report.exc_value) for report in reported] == [ValueError]
+
+
+@pytest.mark.parametrize(
+    "address, codespace, sent",
+    [
+        ("wss://me-8080.app.github.dev", None, True),  # a laptop: the token given for one's own Codespace
+        ("https://me-8080.app.github.dev", "me", True),
+        ("wss://classmate-8080.app.github.dev", "me", False),  # inside a Codespace: only its own
+        ("ws://me-8080.app.github.dev:80", None, False),  # never in the clear
+        ("wss://example.org", None, False),
+    ],
+)
+def test_github_token_goes_only_over_tls_to_ones_own_codespace(monkeypatch, address, codespace, sent):
+    import client
+
+    monkeypatch.setenv("GITHUB_TOKEN", "ghu_secret")
+    if codespace:
+        monkeypatch.setenv("CODESPACE_NAME", codespace)
+    else:
+        monkeypatch.delenv("CODESPACE_NAME", raising=False)
+    assert (client.parse_args([address]).token == "ghu_secret") is sent

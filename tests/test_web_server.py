@@ -20,7 +20,7 @@ from websockets.sync.client import connect
 
 from chat.transports import connection
 from chat.transports.websocket import text_frames
-from tests.helpers import TIMEOUT_S, Peer
+from tests.helpers import TIMEOUT_S, Peer, wait_until
 
 
 def ws_url(server) -> str:
@@ -350,3 +350,36 @@ def test_a_websocket_client_that_stops_reading_is_dropped_and_the_others_lose_no
         heard += receive_until(web, f"Ann: {n:03d} {line}")
     heard += [] if "[SYSTEM] Stuck left the chat." in heard else receive_until(web, "[SYSTEM] Stuck left the chat.")
     assert [h for h in heard if h.startswith("Ann: ")] == [f"Ann: {n:03d} {line}" for n in range(300)]
+
+
+@pytest.mark.parametrize(
+    "entry, address",
+    [("203.0.113.7", "203.0.113.7"), (" 203.0.113.7:5678", "203.0.113.7"), ("[2001:db8::1]:80", "2001:db8::1"),
+     ("2001:db8::1", "2001:db8::1"), ("unknown", None), ("_hidden", None), ("", None)],
+)
+def test_a_forwarded_entry_counts_only_if_it_is_an_address(entry, address):
+    assert connection.forwarded_client(entry) == address
+
+
+def test_behind_a_proxy_wrong_passwords_slow_down_that_client_only(locked_server):
+    guesser = open_web_client(locked_server, additional_headers={"X-Forwarded-For": "203.0.113.7"})
+    guesser.send("/pass guess")
+    assert guesser.recv(timeout=TIMEOUT_S) == "[ERROR] Wrong password."
+    started = time.monotonic()
+    member = open_web_client(locked_server, additional_headers={"X-Forwarded-For": "198.51.100.2"})
+    member.send("/pass open sesame")
+    member.send("/nick Member")
+    assert member.recv(timeout=TIMEOUT_S).startswith("[SYSTEM] Welcome, Member! ")
+    assert time.monotonic() - started < 1.0  # not made to wait for the guesser's failure
+
+
+def test_a_client_in_the_middle_of_an_http_request_gets_no_chat_line_at_shutdown(start_server):
+    server = start_server()
+    with socket.create_connection(server.address, timeout=TIMEOUT_S) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # the head is not finished
+        assert wait_until(lambda: server.connection_count() == 1)
+        assert server.shutdown(timeout=5)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert b"[SYSTEM]" not in data

@@ -64,8 +64,9 @@ class WebSocketLink:
             message = message.decode("utf-8", "replace")
         return (message.replace("\n", " ") + "\n").encode("utf-8")
 
-    def settimeout(self, _timeout) -> None:
-        """(Sends cannot hang here: the library closes a connection whose peer stops reading.)"""
+    def settimeout(self, timeout) -> None:
+        """Bound how long a send may block, as for a socket (a server that stopped reading)."""
+        self._websocket.socket.settimeout(timeout)
 
     def setsockopt(self, *_args) -> None:
         """(No TCP options to set: the library set up its socket.)"""

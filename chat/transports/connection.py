@@ -6,6 +6,7 @@ stops the writer and closes the socket, whatever went wrong. ``recv`` and
 ``sendall`` can both be woken by shutting the socket down.
 """
 
+import ipaddress
 import logging
 import select
 import socket
@@ -148,7 +149,7 @@ class ClientConnection:
         except Exception:  # a bug of ours: log it, and still clean up below
             log.exception("Unexpected error while serving %s", self.name)
         finally:
-            if self.outbox.state is State.OVERFLOWED:
+            if self.outbox.state is State.OVERFLOWED and not self.outbox.cut_off_by_server:
                 log.warning(
                     "⚠️  Dropping %s: it stopped reading, and over %d bytes were waiting for it",
                     self.name,
@@ -194,6 +195,7 @@ class ClientConnection:
     def _answer_http(self, data: bytes) -> bool:
         """Serve an HTTP client: a file, or an error; True if it opened a WebSocket to chat."""
         self.web = WebSocketAdapter(self.outbox.put, max_line_bytes=self.limits.max_line_bytes)
+        self.queue = self._queue_web  # lines only as frames, and none before the WebSocket is open
         deadline = time.monotonic() + HTTP_HEAD_WAIT_S
         received = self._web_receive(data)
         while received.status is None:  # the request's head is not complete yet
@@ -212,7 +214,6 @@ class ClientConnection:
         log.info("🌐 %s: HTTP %sanswered %d", self.name, target, received.status)
         if not received.opened:
             return False
-        self.queue = self._queue_web
         self._first_web_lines = received.lines
         return self._count_by_forwarded_address()
 
@@ -227,7 +228,9 @@ class ClientConnection:
         forwarded = self.web.request.headers.get_all("X-Forwarded-For")
         if not forwarded or not is_loopback(address_key(self.address[0])):
             return True
-        client = ",".join(forwarded).split(",")[-1].strip()
+        client = forwarded_client(",".join(forwarded).split(",")[-1])
+        if client is None:
+            return True  # not an address we can count by: count the connection as it came
         self.seat.release()
         seat = self.seat.admission.admit(client)
         if isinstance(seat, str):
@@ -279,7 +282,7 @@ class ClientConnection:
         if events and isinstance(events[0], bytes):
             command, argument = parse_command(decode_line(events[0])) if events[0].startswith(b"/") else ("", "")
             given = argument if command == "pass" else None
-        key = address_key(self.address[0])
+        key = self.seat.key or address_key(self.address[0])  # behind a proxy: the client's own
         if given is None:
             self.room.send_to(self, PASSWORD_NEEDED)
             return None
@@ -482,6 +485,19 @@ def flood_notice(verdict: "Verdict", limits: Limits) -> str:
             "from one address, all its connections together). Lines are being dropped."
         )
     return f"You are sending too fast (limit: {limits.max_rate:g} lines per second). Lines are being dropped."
+
+
+def forwarded_client(entry: str) -> "str | None":
+    """The IP address in one X-Forwarded-For entry (``1.2.3.4``, ``1.2.3.4:5678``, ``[::1]:80``), or None."""
+    entry = entry.strip()
+    if entry.startswith("["):
+        entry = entry[1:].partition("]")[0]
+    elif entry.count(":") == 1:
+        entry = entry.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(entry))
+    except ValueError:
+        return None
 
 
 def wait_readable(sock: socket.socket, timeout: float) -> bool:

@@ -60,6 +60,7 @@ class Outbox:
         self._sending = False
         self._state = State.OPEN
         self._socket_shut = False
+        self.cut_off_by_server = False  # overflow() was called: the server said why already
 
     @property
     def state(self) -> State:
@@ -165,6 +166,7 @@ class Outbox:
 
     def overflow(self) -> None:
         """Cut the client off as if its queue had overflowed (the server's total is too high)."""
+        self.cut_off_by_server = True
         with self._lock:
             if self._state in (State.OPEN, State.CLOSING):
                 self._state = State.OVERFLOWED

@@ -270,9 +270,11 @@ class WebSocketAdapter:
             return True
 
 
-# The frames of the last lines framed, per thread: a broadcast queues the same
-# bytes object for every member in turn, on one thread.
-_last_framed = threading.local()
+# The last lines framed, and their frames: a broadcast queues the same bytes
+# object for every member in turn, under the room lock. One entry in all, so
+# it holds on to one block of lines at most; a tuple, replaced whole, so
+# threads that frame other lines at the same moment only miss the cache.
+_last_framed: "tuple[bytes, bytes]" = (b"", b"")
 
 
 def text_frames(data: bytes) -> bytes:
@@ -284,10 +286,12 @@ def text_frames(data: bytes) -> bytes:
     protocol object's send_text, which would frame them again for each; the
     adapter still checks, under its lock, that the connection is open.)
     """
-    if getattr(_last_framed, "data", None) is data:
-        return _last_framed.frames
+    global _last_framed
+    last_data, last_frames = _last_framed
+    if last_data is data:
+        return last_frames
     lines = data.split(b"\n")
     lines.pop()  # what follows the last newline: nothing
     frames = b"".join(Frame(Opcode.TEXT, line).serialize(mask=False) for line in lines)
-    _last_framed.data, _last_framed.frames = data, frames
+    _last_framed = (data, frames)
     return frames

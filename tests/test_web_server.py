@@ -373,11 +373,17 @@ def test_behind_a_proxy_wrong_passwords_slow_down_that_client_only(locked_server
     assert time.monotonic() - started < 1.0  # not made to wait for the guesser's failure
 
 
+def speaks_http(server) -> bool:
+    with server._connections_lock:
+        return any(connection.web is not None for connection in server._connections)
+
+
 def test_a_client_in_the_middle_of_an_http_request_gets_no_chat_line_at_shutdown(start_server):
     server = start_server()
     with socket.create_connection(server.address, timeout=TIMEOUT_S) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # the head is not finished
-        assert wait_until(lambda: server.connection_count() == 1)
+        # Once the server has read the request line, it knows the client speaks HTTP.
+        assert wait_until(lambda: speaks_http(server))
         assert server.shutdown(timeout=5)
         data = b""
         while chunk := sock.recv(65536):

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from chat.limits import Limits  # noqa: E402
 from chat.server import ChatServer  # noqa: E402
-from tests.helpers import Peer  # noqa: E402
+from tests.helpers import Peer, ServerProgram  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +58,12 @@ def start_server():
 @pytest.fixture
 def server(start_server) -> ChatServer:
     return start_server()
+
+
+@pytest.fixture
+def server_program():
+    """server.py as a subprocess on a free port, killed afterwards with every Peer closed."""
+    program = ServerProgram()
+    yield program
+    Peer.close_all()
+    program.kill()

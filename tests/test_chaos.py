@@ -42,13 +42,6 @@ def test_sigterm_with_200_clients_chatting_reaches_them_all_within_two_seconds()
         program.kill()
 
 
-@pytest.fixture
-def server_program():
-    program = ServerProgram()
-    yield program
-    program.kill()
-
-
 def test_thousands_of_connects_and_disconnects_leave_nothing_behind(server_program):
     server = server_program
     idle = server.resources()

@@ -41,14 +41,6 @@ PYTE_COLORS = {
 
 
 @pytest.fixture
-def server_program():
-    program = ServerProgram()
-    yield program
-    Peer.close_all()
-    program.kill()
-
-
-@pytest.fixture
 def terminals():
     started = []
 

@@ -12,14 +12,6 @@ import pytest
 from tests.helpers import PROJECT, Peer, Program, ServerProgram, free_port, join_all, wait_until
 
 
-@pytest.fixture
-def server_program():
-    program = ServerProgram()
-    yield program
-    Peer.close_all()
-    program.kill()
-
-
 def test_the_server_prints_the_startup_lines_and_each_event(server_program):
     startup = [re.sub(r"^\[\d\d:\d\d:\d\d\] ", "[HH:MM:SS] ", line) for line in server_program.output]
     assert startup == [

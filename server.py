@@ -1,9 +1,10 @@
-"""Start the chat server: python server.py [--host HOST] [--port PORT] [--password P] [limits...]"""
+"""Start the chat server: python server.py [--host HOST] [--port PORT] [--password P] [--history N] [limits...]"""
 
 import argparse
 import os
 import sys
 
+from chat.core.history import DEFAULT_HISTORY_LINES
 from chat.limits import Limits
 from chat.server import run
 
@@ -32,6 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0, every interface)")
     parser.add_argument("--port", type=bounded_int(0, 65535, "port number"), default=8080, help="TCP port to listen on (default: 8080; 0 picks a free one)")
     parser.add_argument("--password", default=os.environ.get("CHAT_PASSWORD"), help="a password everyone must give to join (better: set CHAT_PASSWORD, which other users of this machine cannot see in the process list)")
+    parser.add_argument("--history", type=bounded_int(0, 10_000, "line count"), default=DEFAULT_HISTORY_LINES, metavar="N", help="public lines kept and replayed to each newcomer; 0 keeps none (default: %(default)s)")
     limits = parser.add_argument_group("limits", "protections against misbehaving clients (see the README)")
     limits.add_argument("--max-line-bytes", type=bounded_int(64, 1 << 20, "byte count"), default=defaults.max_line_bytes, metavar="N", help="longest line a client may send (default: %(default)s)")
     limits.add_argument("--max-rate", type=rate, default=defaults.max_rate, metavar="N", help="lines per second per client, bursts of 2N; 0 turns flood control off (default: %(default)g)")
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     # Never fail on an emoji when the console cannot show it.
     sys.stdout.reconfigure(errors="replace")
-    return run(args.host, args.port, limits_from(args), args.password)
+    return run(args.host, args.port, limits_from(args), args.password, args.history)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import time
 from chat.admission import Admission, Seat
 from chat.codespaces import forwarded_address
 from chat.core import messages
+from chat.core.history import DEFAULT_HISTORY_LINES
 from chat.core.room import Room
 from chat.limits import Limits
 from chat.logs import configure_logging
@@ -60,12 +61,17 @@ class ChatServer:
     """
 
     def __init__(
-        self, host: str = "0.0.0.0", port: int = 8080, limits: Limits = Limits(), password: "str | None" = None
+        self,
+        host: str = "0.0.0.0",
+        port: int = 8080,
+        limits: Limits = Limits(),
+        password: "str | None" = None,
+        history_lines: int = DEFAULT_HISTORY_LINES,
     ) -> None:
         self.host = host
         self.port = port
         self.limits = limits
-        self.room = Room()
+        self.room = Room(history_lines)
         self.admission = Admission(limits, password)
         self.address: "tuple[str, int] | None" = None
         self._listener: "socket.socket | None" = None
@@ -266,7 +272,13 @@ class ChatServer:
         log.info("👋 Server stopped.")
 
 
-def run(host: str, port: int, limits: Limits = Limits(), password: "str | None" = None) -> int:
+def run(
+    host: str,
+    port: int,
+    limits: Limits = Limits(),
+    password: "str | None" = None,
+    history_lines: int = DEFAULT_HISTORY_LINES,
+) -> int:
     """Run a server until Ctrl+C or SIGTERM; return the process exit status."""
     # Two threads per client: with the default 8 MiB stacks, 1000 clients
     # would reserve 16 GiB of address space. Our threads run shallow code.
@@ -274,7 +286,7 @@ def run(host: str, port: int, limits: Limits = Limits(), password: "str | None" 
     log_writer = configure_logging()
     status = 1
     try:
-        server = ChatServer(host, port, limits, password)
+        server = ChatServer(host, port, limits, password, history_lines)
         try:
             server.bind()
         except OSError as error:

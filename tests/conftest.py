@@ -39,8 +39,9 @@ def start_server():
     """Start servers on free ports in background threads; stop and check each afterwards."""
     started = []
 
-    def start(password=None, **limits) -> ChatServer:
-        server = ChatServer("127.0.0.1", 0, Limits(**limits), password)
+    # No history unless a test asks for it: most tests check exactly what a newcomer is sent.
+    def start(password=None, history_lines=0, **limits) -> ChatServer:
+        server = ChatServer("127.0.0.1", 0, Limits(**limits), password, history_lines)
         server.bind()
         thread = threading.Thread(target=server.serve_forever, name="accept-loop")
         thread.start()
@@ -62,8 +63,8 @@ def server(start_server) -> ChatServer:
 
 @pytest.fixture
 def server_program():
-    """server.py as a subprocess on a free port, killed afterwards with every Peer closed."""
-    program = ServerProgram()
+    """server.py as a subprocess on a free port (without history), killed afterwards with every Peer closed."""
+    program = ServerProgram(0, "--history", "0")
     yield program
     Peer.close_all()
     program.kill()

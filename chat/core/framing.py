@@ -99,3 +99,8 @@ def decode_line(raw: bytes, max_bytes: "int | None" = None) -> str:
 def encode_line(text: str) -> bytes:
     """Encode ``text`` (which must not contain a newline) as one framed line."""
     return (text + "\n").encode(ENCODING)
+
+
+def encode_lines(lines: "list[str]") -> bytes:
+    """Encode several lines as one block of framed lines (one bytes object to queue)."""
+    return "".join(f"{line}\n" for line in lines).encode(ENCODING)

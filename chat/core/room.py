@@ -20,7 +20,8 @@ import threading
 from typing import Protocol
 
 from chat.core import messages
-from chat.core.framing import encode_line
+from chat.core.framing import encode_line, encode_lines
+from chat.core.history import History
 from chat.core.text import name_key, name_problem
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,13 @@ class Member(Protocol):
 
 
 class Room:
-    def __init__(self) -> None:
-        # Guards _members and _closed. Held only for table updates and queueing.
+    def __init__(self, history_lines: int = 0) -> None:
+        # Guards _members, _history and _closed. Held only for table updates and queueing.
         self._lock = threading.Lock()
         # The single source of truth for who is online: name_key(name) -> member.
         self._members: "dict[str, Member]" = {}
+        # The last public lines, replayed to each newcomer before its welcome.
+        self._history = History(history_lines)
         self._closed = False
         # Per thread: the members whose flush deferred_flushes() put off.
         self._deferred = threading.local()
@@ -113,10 +116,11 @@ class Room:
                 name = self._unused_name_locked(default_name)
             if problem:
                 member.queue(encode_line(messages.error(problem)))
-            member.queue(encode_line(messages.welcome(name, len(self._members))))  # flushed below
+            # History first, then the welcome; both flushed below.
+            member.queue(encode_lines([*self._history.replay(), messages.welcome(name, len(self._members))]))
             member.name = name
             self._members[name_key(name)] = member
-            recipients = self._queue_locked(encode_line(messages.joined(name)), member)
+            recipients = self._publish_locked([messages.joined(name)], member)
             online = self._names_to_log_locked()
         self._flush([member, *recipients])
         log.info(messages.joined(name))
@@ -131,7 +135,7 @@ class Room:
             del self._members[name_key(member.name)]
             if self._closed:  # the shutdown notice was the last word: no leave notices
                 return
-            recipients = self._queue_locked(encode_line(messages.left(member.name)))
+            recipients = self._publish_locked([messages.left(member.name)])
             online = self._names_to_log_locked()
         self._flush(recipients)
         log.info(messages.left(member.name))
@@ -153,7 +157,7 @@ class Room:
             member.name = new_name
             self._members[name_key(new_name)] = member
             notice = messages.renamed(old_name, new_name)
-            recipients = self._queue_locked(encode_line(notice))
+            recipients = self._publish_locked([notice])
         self._flush(recipients)
         log.info(notice)
         return None
@@ -183,8 +187,7 @@ class Room:
 
     def say(self, member: Member, line: str) -> None:
         """Send ``line`` from ``member`` to every other member, and log it."""
-        self._broadcast(encode_line(line), exclude=member)
-        log.info("📨 %s", line)
+        self.say_all(member, [line])
 
     def say_all(self, member: Member, lines: "list[str]") -> None:
         """Send several lines from ``member`` to every other member, in one step, and log them.
@@ -193,7 +196,9 @@ class Room:
         sender's lines come in bunches, the work per recipient is done once
         per bunch instead of once per line.
         """
-        self._broadcast("".join(f"{line}\n" for line in lines).encode(), exclude=member)
+        with self._lock:
+            recipients = self._publish_locked(lines, member)
+        self._flush(recipients)
         log.info("📨 %s", "\n📨 ".join(lines))  # one record: each line gets its own timestamp
 
     def send_to(self, member: Member, line: str) -> None:
@@ -216,12 +221,13 @@ class Room:
         self.send_to(sender, messages.private_to(recipient_name, text))
         return None
 
-    def _broadcast(self, data: bytes, exclude: "Member | None" = None) -> None:
-        with self._lock:
-            recipients = self._queue_locked(data, exclude)
-        self._flush(recipients)
-
     # -- helpers (the *_locked ones need self._lock held) -------------------
+
+    def _publish_locked(self, lines: "list[str]", exclude: "Member | None" = None) -> "list[Member]":
+        """Queue public ``lines`` for every member but ``exclude``, and keep them in the history."""
+        for line in lines:
+            self._history.add(line)
+        return self._queue_locked(encode_lines(lines), exclude)
 
     def _queue_locked(self, data: bytes, exclude: "Member | None" = None) -> "list[Member]":
         """Queue ``data`` for every member but ``exclude``; return those that need a flush."""

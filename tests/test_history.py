@@ -1,0 +1,115 @@
+"""History: the last N public lines, replayed to each newcomer. The room with fake members, no sockets."""
+
+import re
+
+import pytest
+
+from chat.core.commands import handle_line
+from chat.core.history import HISTORY_END, History, history_start, is_history_start, stamped, unstamped
+from chat.core.room import Room
+from tests.test_room_and_commands import FakeMember
+
+STAMP = r"\[\d\d:\d\d:\d\d\] "
+
+
+def joined(room, name):
+    member = FakeMember()
+    room.join(member, "User_1", name)
+    return member
+
+
+def lines_of(member) -> "list[str]":
+    return [line for block in member.take() for line in block.split("\n")]
+
+
+def replay_of(member) -> "list[str]":
+    """What a newcomer got before its welcome, with the time stamps taken off."""
+    lines = lines_of(member)
+    assert lines[-1].startswith("[SYSTEM] Welcome, ")
+    return [unstamped(line)[1] for line in lines[:-1]]
+
+
+def test_a_newcomer_gets_the_public_lines_in_order_between_markers_then_the_welcome():
+    room = Room(history_lines=50)
+    ann = joined(room, "Ann")
+    bob = joined(room, "Bob")
+    room.say(ann, "Ann: hello")
+    handle_line(room, bob, "/me waves")
+    handle_line(room, bob, "/nick Rob")
+    room.leave(ann)
+    cat = joined(room, "Cat")
+    lines = lines_of(cat)
+    assert lines[0] == "[SYSTEM] Last 6 messages:"
+    assert all(re.match(STAMP, line) for line in lines[1:7])
+    assert [unstamped(line)[1] for line in lines[1:7]] == [
+        "[SYSTEM] Ann joined the chat!",
+        "[SYSTEM] Bob joined the chat!",
+        "Ann: hello",
+        "* Bob waves",
+        "[SYSTEM] Bob is now known as Rob",
+        "[SYSTEM] Ann left the chat.",
+    ]
+    assert lines[7:] == [HISTORY_END, "[SYSTEM] Welcome, Cat! 1 other user(s) online. Type /help for commands."]
+
+
+def test_only_the_last_n_lines_are_kept():
+    room = Room(history_lines=3)
+    ann = joined(room, "Ann")
+    room.say_all(ann, [f"Ann: {n}" for n in range(10)])
+    assert replay_of(joined(room, "Bob")) == ["[SYSTEM] Last 3 messages:", "Ann: 7", "Ann: 8", "Ann: 9", HISTORY_END]
+
+
+def test_private_messages_and_command_replies_are_never_kept():
+    room = Room(history_lines=50)
+    ann, bob = joined(room, "Ann"), joined(room, "Bob")
+    handle_line(room, ann, "/msg Bob a secret")
+    handle_line(room, ann, "/users")
+    handle_line(room, ann, "/help")
+    handle_line(room, ann, "/nosuchcommand")
+    kept = replay_of(joined(room, "Cat"))
+    assert kept == ["[SYSTEM] Last 2 messages:", "[SYSTEM] Ann joined the chat!", "[SYSTEM] Bob joined the chat!", HISTORY_END]
+    assert not any("secret" in line or "Online" in line for line in kept)
+
+
+def test_without_history_a_newcomer_gets_the_welcome_first():
+    room = Room(history_lines=0)
+    ann = joined(room, "Ann")
+    room.say(ann, "Ann: hello")
+    assert lines_of(joined(room, "Bob")) == ["[SYSTEM] Welcome, Bob! 1 other user(s) online. Type /help for commands."]
+
+
+def test_an_empty_history_sends_no_markers():
+    room = Room(history_lines=50)
+    assert lines_of(joined(room, "Ann")) == ["[SYSTEM] Welcome, Ann! 0 other user(s) online. Type /help for commands."]
+
+
+def test_a_newcomer_does_not_see_its_own_join_in_its_replay_but_the_next_one_does():
+    room = Room(history_lines=50)
+    assert replay_of(joined(room, "Ann")) == []
+    assert replay_of(joined(room, "Bob")) == ["[SYSTEM] Last 1 message:", "[SYSTEM] Ann joined the chat!", HISTORY_END]
+
+
+def test_the_shutdown_notice_is_not_history():
+    room = Room(history_lines=50)
+    joined(room, "Ann")
+    room.close("[SYSTEM] Server is shutting down.")
+    history = room._history.replay()
+    assert not any("shutting down" in line for line in history)
+
+
+def test_the_markers_and_stamps_read_back():
+    assert is_history_start(history_start(1)) and history_start(1) == "[SYSTEM] Last 1 message:"
+    assert is_history_start(history_start(50)) and history_start(50) == "[SYSTEM] Last 50 messages:"
+    assert not is_history_start("[SYSTEM] Last few messages:")
+    line = stamped(0.0, "Ann: [12:00:00] not a stamp")
+    when, said = unstamped(line)
+    assert re.fullmatch(r"\d\d:\d\d:\d\d", when) and said == "Ann: [12:00:00] not a stamp"
+    assert unstamped("Ann: hi") == (None, "Ann: hi")
+
+
+@pytest.mark.parametrize("max_lines", [0, 1, 7])
+def test_history_memory_is_bounded_by_its_line_count(max_lines):
+    history = History(max_lines)
+    for n in range(100):
+        history.add(f"Ann: {n}", when=float(n))
+    assert len(history) == max_lines

@@ -4,6 +4,14 @@
 //
 // Text from the network is only ever put on the page with textContent, so a
 // message such as <script>…</script> is shown as the characters it is.
+//
+// A server with history sends a newcomer the room's last lines first, between
+// "[SYSTEM] Last N messages:" and "[SYSTEM] End of history.", each after the
+// time it was said. The page shows them as a block apart from the live chat.
+// On a reconnect it shows only the lines it has not shown yet: it keeps the
+// last public lines it showed (`seen`), finds where the replay overlaps their
+// end, and shows what comes after (`unseen`, the same rule as the terminal
+// client's).
 "use strict";
 
 (() => {
@@ -29,6 +37,10 @@
   const PASSWORD_WRONG = "[ERROR] Wrong password.";
   const PASSWORD_TOO_MANY_TRIES = "[ERROR] Too many wrong passwords";
   const GOODBYE = "[SYSTEM] Goodbye!";
+  // The history block (mirrors chat/core/history.py).
+  const HISTORY_START = /^\[SYSTEM\] Last (\d+) messages?:$/;
+  const HISTORY_END = "[SYSTEM] End of history.";
+  const HISTORY_STAMP = /^\[(\d\d:\d\d:\d\d)\] /;
 
   /** The kind of a line ("chat", "action", "private", "system", "error") and the name it is about. */
   function classify(line) {
@@ -39,6 +51,62 @@
       if (match) return { kind, name: match[1] };
     }
     return { kind: "system", name: null }; // a line from some other server
+  }
+
+  /** A replayed line's time ("14:02:01", or null if it has none) and the line as it was said. */
+  function unstamped(line) {
+    const match = HISTORY_STAMP.exec(line);
+    return match ? { time: match[1], line: line.slice(match[0].length) } : { time: null, line };
+  }
+
+  /** The names a public line is about: its sender, or who joined, left or was renamed; null if not public. */
+  function publicNames(line) {
+    const { kind, name } = classify(line);
+    if (kind === "chat" || kind === "action") return [name];
+    let match;
+    if ((match = NOTICES.joined.exec(line) || NOTICES.left.exec(line))) return [match[1]];
+    if ((match = NOTICES.renamed.exec(line))) return [match[1], match[2]];
+    return null; // private messages, replies, other notices: never in a history
+  }
+
+  /** True for a public line about one of `names` (a Set): one the user said, or its own join, leave or rename. */
+  function isOwn(line, names) {
+    const about = publicNames(line);
+    return about !== null && about.some((name) => names.has(name));
+  }
+
+  // ---------------------------------------------------------------------
+  // Reconnecting without showing a line twice.
+
+  /** Where a replay (lines as said, oldest first) overlaps the end of `seen`:
+   * the longest run of replayed lines ending at some point that equals the
+   * last lines of `seen`, the latest such end winning a tie. Returns
+   * { end, length }: the replayed lines from `end` on are new; length 0
+   * means no overlap at all (more was missed than the history holds). */
+  function overlap(seen, replayed) {
+    let bestEnd = 0;
+    let bestLength = 0;
+    for (let end = replayed.length; end > 0; end--) {
+      let k = 0;
+      while (k < end && k < seen.length && replayed[end - 1 - k] === seen[seen.length - 1 - k]) k++;
+      if (k > bestLength) {
+        bestEnd = end;
+        bestLength = k;
+      }
+    }
+    return { end: bestEnd, length: bestLength };
+  }
+
+  /** The replayed lines (as said, oldest first) that are not shown yet: those after the overlap
+   * with `seen`, or all of them if there is none. Lines about `ownNames` (a Set) are left out on
+   * both sides first: the user saw them as they were sent. The result is always a suffix of the
+   * replay without the own lines, and all of it exactly when nothing overlapped. */
+  function unseen(seen, replayed, ownNames = new Set()) {
+    const theirs = (line) => !isOwn(line, ownNames);
+    const shownBefore = seen.filter(theirs);
+    const candidates = replayed.filter(theirs);
+    const { end, length } = overlap(shownBefore, candidates);
+    return length ? candidates.slice(end) : candidates;
   }
 
   // ---------------------------------------------------------------------
@@ -87,13 +155,26 @@
     return time;
   }
 
-  /** The list item showing one line from the server (or one of ours, with own=true). */
-  function renderLine(line, { own = false, date = new Date() } = {}) {
+  /** The time a history line was said, as the server wrote it (its own clock, its own time zone). */
+  function stampElement(stamp) {
+    const time = document.createElement("time");
+    time.dateTime = stamp;
+    time.title = "Time on the server";
+    time.textContent = stamp;
+    return time;
+  }
+
+  /** The list item showing one line from the server (or one of ours, with own=true).
+   * A history line has the `stamp` the server gave it ("14:02:01"), or null. */
+  function renderLine(line, { own = false, date = new Date(), stamp } = {}) {
     const { kind, name } = classify(line);
     const item = document.createElement("li");
     item.className = `line ${kind}`;
     if (own) item.classList.add("own");
-    item.append(timeElement(date));
+    if (stamp !== undefined) item.classList.add("history");
+    if (stamp === undefined) item.append(timeElement(date));
+    else if (stamp !== null) item.append(stampElement(stamp));
+    else item.append(document.createElement("time"));
     const body = document.createElement("span");
     body.className = "body";
     if (kind === "system") {
@@ -126,8 +207,43 @@
     return item;
   }
 
+  /** A rule across the conversation with a few words on it, where a history block starts or ends. */
+  function renderDivider(text) {
+    const divider = document.createElement("p");
+    divider.className = "divider";
+    divider.textContent = text;
+    return divider;
+  }
+
+  /** One list item holding a history block: a heading, the lines ({ time, line }, oldest first),
+   * and where the live chat resumes. The block is a live region that is off, so that a screen
+   * reader does not read fifty lines out one by one when it arrives; the page announces how many
+   * there are instead. */
+  function renderHistory(heading, entries) {
+    const block = document.createElement("li");
+    block.className = "history-block";
+    block.setAttribute("aria-live", "off");
+    const lines = document.createElement("ol");
+    lines.className = "history-lines";
+    lines.setAttribute("aria-label", heading);
+    lines.append(...entries.map(({ time, line }) => renderLine(line, { stamp: time })));
+    block.append(renderDivider(heading), lines, renderDivider("Live"));
+    return block;
+  }
+
   // The page's pure helpers, for the browser console and the tests.
-  window.chatPage = Object.freeze({ classify, crc32, nameColor, renderLine, retryDelay });
+  window.chatPage = Object.freeze({
+    classify,
+    crc32,
+    isOwn,
+    nameColor,
+    overlap,
+    renderHistory,
+    renderLine,
+    retryDelay,
+    unseen,
+    unstamped,
+  });
 
   // ---------------------------------------------------------------------
   // The page.
@@ -135,6 +251,7 @@
   const $ = (id) => document.getElementById(id);
   const statusLine = $("status");
   const messages = $("messages");
+  const announcer = $("announcer");
   const jumpButton = $("jump");
   const usersPanel = $("users");
   const usersToggle = $("users-toggle");
@@ -156,6 +273,7 @@
   const RETRY_FIRST_MS = 1000;
   const RETRY_MAX_MS = 30000;
   const AT_BOTTOM_PX = 40; // this close to the bottom counts as reading the newest lines
+  const MAX_SEEN = 200; // public lines remembered for matching a replay, as the terminal client does
   const NAME_HINT = nameHint.textContent;
 
   let socket = null;
@@ -172,6 +290,11 @@
   const sent = []; // lines sent, oldest first, for Up and Down
   let historyIndex = 0;
   let draft = "";
+  // What reconnecting needs to show each line once.
+  const seen = []; // the last MAX_SEEN public lines shown, as said, oldest first; own lines left out
+  const ownNames = new Set(); // every name the page has had since it was loaded
+  let welcomedBefore = false; // a history block from now on is a reconnect's, to match against `seen`
+  let replay = null; // the lines of the history block arriving, or null outside one
 
   function setStatus(text) {
     statusLine.textContent = text;
@@ -195,6 +318,43 @@
     while (messages.childElementCount > MAX_SHOWN_LINES) messages.firstElementChild.remove();
     if (wasAtBottom || follow) scrollToBottom();
     else jumpButton.hidden = false;
+  }
+
+  /** Have a screen reader say `text` once (the log itself does not read a history block). */
+  function announce(text) {
+    announcer.replaceChildren(text); // a new text node, so that the same words are said again
+  }
+
+  /** Remember a line shown, for matching the replay after a reconnect, unless it is not public or is our own. */
+  function see(line) {
+    if (publicNames(line) === null || isOwn(line, ownNames)) return;
+    seen.push(line);
+    if (seen.length > MAX_SEEN) seen.shift();
+  }
+
+  /** Show the history block that just ended: all of it on the first connect, else only what is new. */
+  function showReplay() {
+    const entries = replay.map(unstamped);
+    replay = null;
+    let shown = entries;
+    let heading = "Earlier messages";
+    let announcement = plural(entries.length, "earlier message");
+    if (welcomedBefore) {
+      const theirs = entries.filter(({ line }) => !isOwn(line, ownNames));
+      const count = unseen(seen, theirs.map(({ line }) => line), ownNames).length;
+      shown = theirs.slice(theirs.length - count);
+      heading = `${plural(count, "message")} while you were away`;
+      if (count > 0 && count === theirs.length) heading += " (earlier ones may be missing)";
+      announcement = heading;
+    }
+    for (const { line } of shown) see(line);
+    if (shown.length === 0) return;
+    append(renderHistory(heading, shown));
+    announce(announcement);
+  }
+
+  function plural(count, noun) {
+    return `${count} ${noun}${count === 1 ? "" : "s"}`;
   }
 
   messages.addEventListener("scroll", () => {
@@ -273,6 +433,7 @@
       online.delete(before.toLowerCase());
       online.set(after.toLowerCase(), after);
       if (before === myName) {
+        ownNames.add(after);
         myName = after;
         wantedName = after;
         remember(after);
@@ -296,6 +457,7 @@
     if (socket) return;
     needPassword = null;
     leaving = false;
+    replay = null;
     setStatus("Connecting…");
     const ws = new WebSocket(socketUrl());
     socket = ws;
@@ -313,6 +475,19 @@
   }
 
   function receive(line) {
+    if (replay !== null) {
+      if (line === HISTORY_END) {
+        showReplay();
+      } else {
+        replay.push(line);
+        if (replay.length > MAX_SHOWN_LINES) replay.shift(); // a server that never ends its block
+      }
+      return;
+    }
+    if (HISTORY_START.test(line)) {
+      replay = [];
+      return;
+    }
     const welcome = NOTICES.welcome.exec(line);
     if (welcome) {
       welcomed(welcome[1]);
@@ -329,11 +504,14 @@
     }
     if (followOnline(line)) return;
     append(renderLine(line));
+    see(line);
   }
 
   function welcomed(name) {
     const typingInJoinForm = joinForm.contains(document.activeElement);
     myName = name;
+    ownNames.add(name);
+    welcomedBefore = true;
     joined = true;
     retries = 0;
     if (wantedName && name === wantedName) remember(name);
@@ -347,6 +525,7 @@
 
   function closed() {
     socket = null;
+    replay = null; // a block cut short comes again, whole, with the next connection
     const wasJoined = joined;
     joined = false;
     usersRepliesToHide = 0;

@@ -110,3 +110,21 @@ def console_errors(driver) -> "list[str]":
         for entry in driver.get_log("browser")
         if entry["level"] == "SEVERE" and "ERR_CONNECTION_REFUSED" not in entry["message"]
     ]
+
+
+def history_blocks(driver) -> "list[dict]":
+    """Each history block on the chat page: its heading, lines (text and time), how it ends, its aria-live."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#messages .history-block')].map(block => ({"
+        "  heading: block.firstElementChild.textContent,"
+        "  lines: [...block.querySelectorAll('.line .body')].map(e => e.textContent),"
+        "  times: [...block.querySelectorAll('.line time')].map(e => e.textContent),"
+        "  end: block.lastElementChild.textContent,"
+        "  live: block.getAttribute('aria-live'),"
+        "}))"
+    )
+
+
+def announced(driver) -> str:
+    """What the chat page last gave screen readers to say apart from its log (the history's size)."""
+    return driver.execute_script("return document.getElementById('announcer').textContent")

@@ -6,6 +6,7 @@ line, with lines made by chat.core.messages, so the page is checked against
 the texts the server really sends.
 """
 
+import random
 import re
 import zlib
 
@@ -16,8 +17,17 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from chat.core import messages
+from chat.core.history import HISTORY_END, history_start
 from chat.core.password import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
-from tests.browser import DESKTOP_SIZE, PHONE_SIZE, chromium, console_errors, set_color_scheme
+from tests.browser import (
+    DESKTOP_SIZE,
+    PHONE_SIZE,
+    announced,
+    chromium,
+    console_errors,
+    history_blocks,
+    set_color_scheme,
+)
 from tests.helpers import QUIET_PERIOD_S, TIMEOUT_S
 from tests.pageserver import CLOSED, AdapterPageServer, LibraryPageServer
 
@@ -77,12 +87,19 @@ def online_list(driver) -> "list[str]":
     return driver.execute_script("return [...document.querySelectorAll('#user-list li')].map(e => e.textContent)")
 
 
-def join(driver, server, name: str = "Alice", others=("Bob",)) -> None:
-    """Open the page, join as ``name``, and play the server's welcome and /users reply."""
+def history_block(*stamped_lines: "tuple[str, str]") -> "list[str]":
+    """The lines a server sends before its welcome for a history of (time, line) pairs."""
+    if not stamped_lines:
+        return []
+    return [history_start(len(stamped_lines)), *(f"[{time}] {line}" for time, line in stamped_lines), HISTORY_END]
+
+
+def join(driver, server, name: str = "Alice", others=("Bob",), history=()) -> None:
+    """Open the page, join as ``name``, and play the server's history, welcome and /users reply."""
     driver.get(server.url)
     element(driver, "name").send_keys(name, Keys.ENTER)
     server.expect(f"/nick {name}")
-    server.send(messages.welcome(name, len(others)))
+    server.send(*history_block(*history), messages.welcome(name, len(others)))
     server.expect("/users")
     server.send(online_reply(*sorted([name, *others], key=str.casefold)))
     wait(driver, lambda d: element(d, "composer").is_displayed(), "the message box never appeared")
@@ -443,6 +460,195 @@ def test_quit_leaves_without_reconnecting(driver, server):
     assert element(driver, "status").text == "You left the chat."
     server.expect_nothing(QUIET_PERIOD_S)
     assert server.connections_opened == 1
+
+
+# -- history ----------------------------------------------------------------------------------
+
+
+def test_the_history_a_newcomer_gets_is_shown_apart_from_the_live_chat_each_line_with_its_time(driver, server):
+    history = [
+        ("09:58:01", messages.joined("Bob")),
+        ("09:59:30", messages.chat("Bob", "hello <b>all</b>")),
+        ("10:00:00", messages.action("Carol", "waves")),
+        ("10:01:02", messages.renamed("Carol", "Caz")),
+        ("10:01:05", messages.left("Caz")),
+    ]
+    join(driver, server, "Alice", others=["Bob"], history=history)
+    server.send(messages.chat("Bob", "live now"))
+    wait_for_line(driver, "Bob: live now")
+    shown = [line.removeprefix("[SYSTEM] ") for _, line in history]
+    assert history_blocks(driver) == [
+        {"heading": "Earlier messages", "lines": shown, "times": [time for time, _ in history], "end": "Live", "live": "off"}
+    ]
+    welcome = "Welcome, Alice! 1 other user(s) online. Type /help for commands."
+    assert lines_shown(driver) == [*shown, welcome, "Bob: live now"]
+    # Set apart: quieter than the live chat, names still in their colors, markup still text.
+    style = driver.execute_script(
+        "const [old, live] = [...document.querySelectorAll('#messages .line.chat')];"
+        "const root = getComputedStyle(document.documentElement);"
+        "const probe = document.body.appendChild(document.createElement('span'));"
+        "probe.style.color = root.getPropertyValue('--muted'); const muted = getComputedStyle(probe).color;"
+        "probe.remove();"
+        "return {old: getComputedStyle(old).color, live: getComputedStyle(live).color, muted,"
+        " oldClass: old.className, oldName: old.querySelector('.name').className}"
+    )
+    assert style["old"] == style["muted"] != style["live"]
+    assert style["oldClass"] == "line chat history"
+    assert style["oldName"] == f"name name-{zlib.crc32(b'bob') % NAME_COLOR_COUNT}"
+    assert driver.execute_script("return document.querySelectorAll('#messages b').length") == 0
+    # What happened before is not who is online now: the list comes from the server's /users reply.
+    assert online_list(driver) == ["Alice (you)", "Bob"]
+    # A screen reader hears how many lines there are, not each of them.
+    assert element(driver, "messages").get_attribute("aria-live") == "polite"
+    assert announced(driver) == "5 earlier messages"
+
+
+def test_after_a_reconnect_only_the_lines_not_shown_yet_appear_and_the_users_own_never_again(driver, server):
+    join(driver, server, "Alice", others=["Bob"])
+    server.send(messages.chat("Bob", "one"), messages.joined("Carol"), messages.chat("Carol", "two"))
+    send_message(driver, "mine")
+    server.expect("mine")
+    wait_for_line(driver, "Alice: mine")
+    wait_for_line(driver, "Carol: two")
+    server.close_connections()  # the connection drops; the server stays
+    server.expect(CLOSED)
+    server.expect("/nick Alice", timeout=TIMEOUT_S + 2)  # the first retry comes within a second
+    away = [messages.chat("Bob", "three"), messages.joined("Dave")]
+    server.send(
+        *history_block(
+            ("10:00:01", messages.chat("Bob", "one")),
+            ("10:00:02", messages.joined("Carol")),
+            ("10:00:03", messages.chat("Alice", "mine")),
+            ("10:00:04", messages.chat("Carol", "two")),
+            ("10:00:05", messages.left("Alice")),
+            ("10:00:06", away[0]),
+            ("10:00:07", away[1]),
+        ),
+        messages.welcome("Alice", 3),
+    )
+    server.expect("/users")
+    server.send(online_reply("Alice", "Bob", "Carol", "Dave"))
+    wait(driver, lambda d: element(d, "status").text == "Connected as Alice")
+    assert history_blocks(driver) == [
+        {
+            "heading": "2 messages while you were away",
+            "lines": ["Bob: three", "Dave joined the chat!"],
+            "times": ["10:00:06", "10:00:07"],
+            "end": "Live",
+            "live": "off",
+        }
+    ]
+    shown = lines_shown(driver)
+    for line in ["Bob: one", "Carol joined the chat!", "Alice: mine", "Carol: two", "Bob: three"]:
+        assert shown.count(line) == 1, line
+    assert "Alice left the chat." not in shown
+    assert announced(driver) == "2 messages while you were away"
+
+
+def test_after_a_rename_and_a_server_shutdown_the_page_returns_under_the_new_name_repeating_nothing(driver, server):
+    join(driver, server, "Alice", others=["Bob"], history=[("09:00:00", messages.chat("Bob", "before you came"))])
+    send_message(driver, "/nick Alicia")
+    server.expect("/nick Alicia")
+    server.send(messages.renamed("Alice", "Alicia"), messages.chat("Bob", "after the rename"))
+    wait_for_line(driver, "Bob: after the rename")
+    send_message(driver, "hi as Alicia")
+    server.expect("hi as Alicia")
+    server.send(messages.SHUTTING_DOWN)
+    server.close_connections()
+    server.expect(CLOSED)
+    wait_for_line(driver, "Disconnected from the chat.")
+    server.expect("/nick Alicia", timeout=TIMEOUT_S + 2)  # a server that stopped is retried too
+    server.send(
+        *history_block(
+            ("09:00:00", messages.chat("Bob", "before you came")),
+            ("09:00:01", messages.joined("Alice")),
+            ("09:00:02", messages.renamed("Alice", "Alicia")),
+            ("09:00:03", messages.chat("Bob", "after the rename")),
+            ("09:00:04", messages.chat("Alicia", "hi as Alicia")),
+            ("09:00:05", messages.left("Alicia")),
+        ),
+        messages.welcome("Alicia", 1),
+    )
+    server.expect("/users")
+    server.send(online_reply("Alicia", "Bob"), messages.chat("Bob", "live again"))
+    wait_for_line(driver, "Bob: live again")
+    assert element(driver, "status").text == "Connected as Alicia"
+    assert [block["heading"] for block in history_blocks(driver)] == ["Earlier messages"]  # nothing new to show
+    shown = lines_shown(driver)
+    for line in ["Bob: before you came", "Alice is now known as Alicia", "Bob: after the rename", "Alicia: hi as Alicia"]:
+        assert shown.count(line) == 1, line
+    assert shown[-1] == "Bob: live again"
+
+
+def reference_unseen(seen, replayed):
+    """The shared spec's algorithm, as written there, to check the page's port of it."""
+    best_end, best_len = 0, 0
+    for end in range(len(replayed), 0, -1):  # latest end wins a tie
+        k = 0
+        while k < end and k < len(seen) and replayed[end - 1 - k] == seen[-1 - k]:
+            k += 1
+        if k > best_len:
+            best_end, best_len = end, k
+    return replayed[best_end:] if best_len else replayed
+
+
+UNSEEN_CASES = [
+    # (seen, replayed, own names, what is new)
+    pytest.param([], ["Bob: a", "Bob: b"], [], ["Bob: a", "Bob: b"], id="nothing seen: all"),
+    pytest.param(["Bob: a", "Bob: b"], ["Carol: c", "Carol: d"], [], ["Carol: c", "Carol: d"], id="no overlap: all"),
+    pytest.param(["Bob: a", "Bob: b", "Bob: c"], ["Bob: b", "Bob: c", "Bob: d"], [], ["Bob: d"], id="overlap"),
+    pytest.param(["Bob: a", "Bob: b"], ["Bob: a", "Bob: b"], [], [], id="everything seen: nothing"),
+    pytest.param(
+        ["Bob: hi", "Bob: hi", "Carol: ok"],
+        ["Bob: hi", "Carol: ok", "Bob: hi", "Bob: hi"],
+        [],
+        ["Bob: hi", "Bob: hi"],
+        id="repeated lines said again are new",
+    ),
+    pytest.param(["Bob: hi"], ["Bob: hi", "Carol: x", "Bob: hi"], [], [], id="repeated lines: the latest end wins a tie"),
+    pytest.param(
+        ["Bob: a", "Alice: mine"],
+        [
+            "Bob: a",
+            "Alice: mine",
+            "[SYSTEM] Alice left the chat.",
+            "[SYSTEM] Alice joined the chat!",
+            "[SYSTEM] Alice is now known as Al",
+            "* Al waves",
+            "Bob: b",
+        ],
+        ["Alice", "Al"],
+        ["Bob: b"],
+        id="own lines left out on both sides",
+    ),
+    pytest.param(["Bob: a"], ["Bob: a", "Al: mine", "[SYSTEM] Al left the chat."], ["Al"], [], id="only own lines new"),
+    pytest.param(
+        ["Bob: a"], ["Bob: a", "[PM from Al] psst", "Albert: hi"], ["Al"], ["[PM from Al] psst", "Albert: hi"],
+        id="own means a public line about the very name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("seen", "replayed", "own", "new"), UNSEEN_CASES)
+def test_the_page_shows_after_a_reconnect_only_the_replayed_lines_it_has_not_shown(driver, server, seen, replayed, own, new):
+    driver.get(server.url)
+    result = driver.execute_script(
+        "return chatPage.unseen(arguments[0], arguments[1], new Set(arguments[2]))", seen, replayed, own
+    )
+    assert result == new
+
+
+def test_the_pages_unseen_is_the_specs_algorithm_on_random_cases(driver, server):
+    driver.get(server.url)
+    rng = random.Random(11)
+    cases = []
+    for _ in range(400):
+        alphabet = [f"Bob: {word}" for word in "abc"[: rng.randint(1, 3)]]
+        cases.append(
+            [[rng.choice(alphabet) for _ in range(rng.randint(0, 8))], [rng.choice(alphabet) for _ in range(rng.randint(0, 8))]]
+        )
+    results = driver.execute_script("return arguments[0].map(([seen, replayed]) => chatPage.unseen(seen, replayed))", cases)
+    assert results == [reference_unseen(seen, replayed) for seen, replayed in cases]
 
 
 # -- the password -----------------------------------------------------------------------------

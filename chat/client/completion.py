@@ -12,25 +12,11 @@ import threading
 
 from prompt_toolkit.completion import Completer, Completion
 
+from chat.client.replay import JOINED, LEFT, RENAMED, WELCOME
 from chat.core import messages
 from chat.core.commands import COMMANDS
 
 _NAME = r"([A-Za-z0-9_-]+)"
-
-
-def _pattern(line: str) -> "re.Pattern":
-    """A pattern for a line made by a :mod:`chat.core.messages` function given placeholders.
-
-    ``"\\0"`` stands for a name and ``"\\1"`` for a number, so the client
-    recognises exactly the lines the server's own functions make.
-    """
-    return re.compile(re.escape(line).replace("\x00", _NAME).replace("\x01", r"\d+"))
-
-
-_WELCOME = _pattern(messages.welcome("\x00", "\x01"))
-_JOINED = _pattern(messages.joined("\x00"))
-_LEFT = _pattern(messages.left("\x00"))
-_RENAMED = _pattern(messages.renamed("\x00", "\x00"))
 _ONLINE = re.compile(re.escape(messages.system("Online (")) + r"\d+\): (.*)")
 
 
@@ -58,17 +44,23 @@ class Roster:
             me = self._me.casefold() if self._me else None
             return sorted((name for key, name in self._names.items() if key != me), key=str.casefold)
 
+    def forget_others(self) -> None:
+        """Forget everyone but us: after a gap in what the client heard, who is online is unknown."""
+        with self._lock:
+            me = self._me.casefold() if self._me else None
+            self._names = {key: name for key, name in self._names.items() if key == me}
+
     def update(self, line: str) -> None:
         """Learn what ``line`` (a sanitized line from the server) says about who is online."""
         with self._lock:
-            if match := _WELCOME.fullmatch(line):
+            if match := WELCOME.fullmatch(line):
                 self._me = match.group(1)
                 self._add(self._me)
-            elif match := _JOINED.fullmatch(line):
+            elif match := JOINED.fullmatch(line):
                 self._add(match.group(1))
-            elif match := _LEFT.fullmatch(line):
+            elif match := LEFT.fullmatch(line):
                 self._names.pop(match.group(1).casefold(), None)
-            elif match := _RENAMED.fullmatch(line):
+            elif match := RENAMED.fullmatch(line):
                 old, new = match.groups()
                 self._names.pop(old.casefold(), None)
                 self._add(new)

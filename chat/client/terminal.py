@@ -72,17 +72,22 @@ def name_style(name: str) -> str:
     return NAME_COLORS[zlib.crc32(name.casefold().encode()) % len(NAME_COLORS)] + " bold"
 
 
-def render(line: str, color: bool) -> FormattedText:
-    """The formatted text to show for a received line (already sanitized)."""
+def render(line: str, color: bool, stamp: "str | None" = None) -> FormattedText:
+    """The formatted text to show for a received line (already sanitized).
+
+    ``stamp`` is the time a line from the room's history was said: it is
+    shown after the 📨, and the line itself as a live one.
+    """
+    lead = INCOMING if stamp is None else f"{INCOMING}[{stamp}] "
     if not color:
-        return FormattedText([("", INCOMING + line)])
+        return FormattedText([("", lead + line)])
     kind, name = classify(line)
     if kind in KIND_STYLES:
-        return FormattedText([("", INCOMING), (KIND_STYLES[kind], line)])
+        return FormattedText([("", lead), (KIND_STYLES[kind], line)])
     # Chat "NAME: text" and action "* NAME text": color just the name.
     start = line.index(name)
     end = start + len(name)
-    return FormattedText([("", INCOMING + line[:start]), (name_style(name), name), ("", line[end:])])
+    return FormattedText([("", lead + line[:start]), (name_style(name), name), ("", line[end:])])
 
 
 def wants_color(no_color_flag: bool, stream=sys.stdout) -> bool:

@@ -1,4 +1,4 @@
-"""Start the chat server: python server.py [--host HOST] [--port PORT] [--password P] [--history N] [limits...]"""
+"""Start the chat server: python server.py [--host HOST] [--port PORT] [--password P] [--history N] [--redis URL] [limits...]"""
 
 import argparse
 import os
@@ -27,6 +27,18 @@ def rate(text: str) -> float:
     return value
 
 
+def redis_url(text: str) -> str:
+    """An argparse type: a URL redis-py can use (checked only when given, so Redis is imported only then)."""
+    try:
+        from chat.bus.redis_bus import check_url
+    except ImportError:
+        raise argparse.ArgumentTypeError("sharing a room needs the redis package: pip install redis") from None
+    try:
+        return check_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     defaults = Limits()
     parser = argparse.ArgumentParser(description="A TCP chat server: one thread per client.")
@@ -34,6 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", type=bounded_int(0, 65535, "port number"), default=8080, help="TCP port to listen on (default: 8080; 0 picks a free one)")
     parser.add_argument("--password", default=os.environ.get("CHAT_PASSWORD"), help="a password everyone must give to join (better: set CHAT_PASSWORD, which other users of this machine cannot see in the process list)")
     parser.add_argument("--history", type=bounded_int(0, 10_000, "line count"), default=DEFAULT_HISTORY_LINES, metavar="N", help="public lines kept and replayed to each newcomer; 0 keeps none (default: %(default)s)")
+    parser.add_argument("--redis", type=redis_url, default=os.environ.get("CHAT_REDIS_URL"), metavar="URL", help="share one room with other servers through Redis: redis://HOST:PORT/DB, rediss://... (TLS) or unix:///PATH (default: CHAT_REDIS_URL, else none)")
     limits = parser.add_argument_group("limits", "protections against misbehaving clients (see the README)")
     limits.add_argument("--max-line-bytes", type=bounded_int(64, 1 << 20, "byte count"), default=defaults.max_line_bytes, metavar="N", help="longest line a client may send (default: %(default)s)")
     limits.add_argument("--max-rate", type=rate, default=defaults.max_rate, metavar="N", help="lines per second per client, bursts of 2N; 0 turns flood control off (default: %(default)g)")
@@ -63,7 +76,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     # Never fail on an emoji when the console cannot show it.
     sys.stdout.reconfigure(errors="replace")
-    return run(args.host, args.port, limits_from(args), args.password, args.history)
+    return run(args.host, args.port, limits_from(args), args.password, args.history, args.redis)
 
 
 if __name__ == "__main__":

@@ -67,11 +67,16 @@ class ChatServer:
         limits: Limits = Limits(),
         password: "str | None" = None,
         history_lines: int = DEFAULT_HISTORY_LINES,
+        redis_url: "str | None" = None,
     ) -> None:
         self.host = host
         self.port = port
         self.limits = limits
         self.room = Room(history_lines)
+        if redis_url is not None:  # only then is anything of Redis imported
+            from chat.bus.redis_bus import RedisBus
+
+            self.room.bus = RedisBus(redis_url, self.room, history_lines)
         self.admission = Admission(limits, password)
         self.address: "tuple[str, int] | None" = None
         self._listener: "socket.socket | None" = None
@@ -115,6 +120,8 @@ class ChatServer:
         log.info("📍 Listening on %s", format_address(self.address))
         log.info("⏳ Waiting for clients to connect...")
         self._log_where_to_connect()
+        if self.room.bus is not None:
+            self.room.bus.start()
         try:
             with selectors.DefaultSelector() as self._selector:
                 self._selector.register(self._listener, selectors.EVENT_READ)
@@ -249,6 +256,8 @@ class ChatServer:
         self._wake_reader.close()
         self._wake_writer.close()
         members = set(self.room.close(messages.SHUTTING_DOWN))
+        if self.room.bus is not None:
+            self.room.bus.close()  # the other servers hear that our members left
         with self._connections_lock:
             connections = list(self._connections)
         if connections:
@@ -278,6 +287,7 @@ def run(
     limits: Limits = Limits(),
     password: "str | None" = None,
     history_lines: int = DEFAULT_HISTORY_LINES,
+    redis_url: "str | None" = None,
 ) -> int:
     """Run a server until Ctrl+C or SIGTERM; return the process exit status."""
     # Two threads per client: with the default 8 MiB stacks, 1000 clients
@@ -286,7 +296,7 @@ def run(
     log_writer = configure_logging()
     status = 1
     try:
-        server = ChatServer(host, port, limits, password, history_lines)
+        server = ChatServer(host, port, limits, password, history_lines, redis_url)
         try:
             server.bind()
         except OSError as error:

@@ -11,12 +11,21 @@ members receive the lines in the same order.
 
 The room knows nothing about sockets: a member is anything with the
 :class:`Member` methods, which makes the room easy to test.
+
+A room may be shared with other servers through a :class:`Bus` (see
+``chat/bus/``). Then public lines do not go straight to the members: they
+are published to the bus, which hands every server's lines back, in one
+order for all, to :meth:`Room.deliver`. Names are claimed on the bus, so
+that they are unique across servers. When the bus cannot be reached, the
+room carries on alone.
 """
 
 import contextlib
 import heapq
+import itertools
 import logging
 import threading
+import time
 from typing import Protocol
 
 from chat.core import messages
@@ -57,12 +66,39 @@ class Member(Protocol):
         """Close the connection once what is queued has been sent. Must not block."""
 
 
+class Bus(Protocol):
+    """The other servers that share this room. Every method may do network I/O:
+    the room never calls one while holding its lock."""
+
+    def publish(self, lines: "list[str]", origin: "int | None", when: float, log_it: bool) -> bool:
+        """Send public lines to every server, this one included (it hands them to
+        Room.deliver, leaving out member ``origin``); False if the bus is out of reach."""
+
+    def claim(self, name: str) -> "bool | None":
+        """Claim ``name`` on every server: True if it is now ours, False if taken, None if out of reach."""
+
+    def release(self, name: str) -> None:
+        """Give up a name claimed before."""
+
+    def names(self) -> "list[str] | None":
+        """Everyone online on every server, or None if out of reach."""
+
+    def send_private(self, recipient: str, line: str, origin: int) -> "str | None":
+        """Send ``line`` to ``recipient`` on whichever server has it (it comes back to
+        Room.deliver_private there); its name, or None if nobody has it or the bus is out of reach."""
+
+
 class Room:
-    def __init__(self, history_lines: int = 0) -> None:
-        # Guards _members, _history and _closed. Held only for table updates and queueing.
+    def __init__(self, history_lines: int = 0, bus: "Bus | None" = None) -> None:
+        # Guards _members, _by_id, _history and _closed. Held only for table updates and queueing.
         self._lock = threading.Lock()
-        # The single source of truth for who is online: name_key(name) -> member.
+        # The single source of truth for who is online here: name_key(name) -> member.
         self._members: "dict[str, Member]" = {}
+        # The same members by the number each got on joining (member.member_id),
+        # which is how lines coming back from the bus name their sender.
+        self._by_id: "dict[int, Member]" = {}
+        self._ids = itertools.count(1)
+        self.bus = bus
         # The last public lines, replayed to each newcomer before its welcome.
         self._history = History(history_lines)
         self._closed = False
@@ -100,32 +136,48 @@ class Room:
         """Add ``member`` under ``wanted_name`` if possible, else under ``default_name``.
 
         The member's first lines are the reason ``wanted_name`` was refused,
-        if it was, and a welcome; everyone else is told that it joined.
-        Returns ``(name, problem)``: the name given (None if the room is
-        closed) and the reason ``wanted_name`` was refused, if it was.
+        if it was, the room's history and a welcome; everyone else is told
+        that it joined. Returns ``(name, problem)``: the name given (None if
+        the room is closed) and the reason ``wanted_name`` was refused, if it was.
         """
         problem = name_problem(wanted_name) if wanted_name is not None else None
-        with self._lock:
-            if self._closed:
+        wanted = wanted_name if problem is None else None
+        for name in _names_to_try(wanted, default_name):
+            claimed = self._claim(name)
+            if claimed is False:  # someone on another server has it
+                problem = problem or (f"The name {name} is taken." if name == wanted else None)
+                continue
+            everyone = self.bus.names() if self.bus is not None else None
+            with self._lock:
+                if self._closed or name_key(name) in self._members:
+                    closed = self._closed
+                else:
+                    self._admit_locked(member, name, problem, everyone)
+                    online = self._names_to_log_locked()
+                    break
+            if claimed:
+                self.bus.release(name)
+            if closed:
                 return None, None
-            if wanted_name is not None and problem is None and name_key(wanted_name) in self._members:
-                problem = f"The name {wanted_name} is taken."
-            if wanted_name is not None and problem is None:
-                name = wanted_name
-            else:
-                name = self._unused_name_locked(default_name)
-            if problem:
-                member.queue(encode_line(messages.error(problem)))
-            # History first, then the welcome; both flushed below.
-            member.queue(encode_lines([*self._history.replay(), messages.welcome(name, len(self._members))]))
-            member.name = name
-            self._members[name_key(name)] = member
-            recipients = self._publish_locked([messages.joined(name)], member)
-            online = self._names_to_log_locked()
-        self._flush([member, *recipients])
+            problem = problem or (f"The name {name} is taken." if name == wanted else None)
+        # Published before the welcome is sent: whoever hears from the
+        # newcomer has heard of its joining first.
+        self._publish([messages.joined(name)], member, log_it=False)
+        self._flush([member])
         log.info(messages.joined(name))
         self._log_online(online)
         return name, problem
+
+    def _admit_locked(self, member: Member, name: str, problem: "str | None", everyone: "list[str] | None") -> None:
+        if problem:
+            member.queue(encode_line(messages.error(problem)))
+        others = self._count_others_locked(name, everyone)
+        # History first, then the welcome; both flushed by the caller.
+        member.queue(encode_lines([*self._history.replay(), messages.welcome(name, others)]))
+        member.name = name
+        member.member_id = next(self._ids)
+        self._members[name_key(name)] = member
+        self._by_id[member.member_id] = member
 
     def leave(self, member: Member) -> None:
         """Remove ``member`` and tell the others, unless it already left."""
@@ -133,11 +185,14 @@ class Room:
             if self._members.get(name_key(member.name)) is not member:
                 return
             del self._members[name_key(member.name)]
-            if self._closed:  # the shutdown notice was the last word: no leave notices
-                return
-            recipients = self._publish_locked([messages.left(member.name)])
+            del self._by_id[member.member_id]
+            closed = self._closed
             online = self._names_to_log_locked()
-        self._flush(recipients)
+        if self.bus is not None:
+            self.bus.release(member.name)
+        if closed:  # the shutdown notice was the last word: no leave notices
+            return
+        self._publish([messages.left(member.name)], None, log_it=False)
         log.info(messages.left(member.name))
         self._log_online(online)
 
@@ -146,19 +201,30 @@ class Room:
         problem = name_problem(new_name)
         if problem:
             return problem
+        if new_name == member.name:  # only the member's own thread renames it
+            return f"You are already {new_name}."
+        case_only = name_key(new_name) == name_key(member.name)
+        if case_only and self.bus is not None:
+            self.bus.release(member.name)  # the claim is the same; it is shown as given
+        claimed = self._claim(new_name)
+        if claimed is False:
+            return f"The name {new_name} is taken."
         with self._lock:
             holder = self._members.get(name_key(new_name))
-            if holder is not None and holder is not member:
-                return f"The name {new_name} is taken."
-            if new_name == member.name:
-                return f"You are already {new_name}."
-            old_name = member.name
-            del self._members[name_key(old_name)]
-            member.name = new_name
-            self._members[name_key(new_name)] = member
-            notice = messages.renamed(old_name, new_name)
-            recipients = self._publish_locked([notice])
-        self._flush(recipients)
+            if holder is None or holder is member:
+                old_name = member.name
+                del self._members[name_key(old_name)]
+                member.name = new_name
+                self._members[name_key(new_name)] = member
+                holder = None
+        if holder is not None:
+            if claimed:
+                self.bus.release(new_name)
+            return f"The name {new_name} is taken."
+        if self.bus is not None and not case_only:
+            self.bus.release(old_name)
+        notice = messages.renamed(old_name, new_name)
+        self._publish([notice], None, log_it=False)
         log.info(notice)
         return None
 
@@ -180,6 +246,16 @@ class Room:
     # -- queries ------------------------------------------------------------
 
     def names(self) -> "list[str]":
+        """Everyone online: on every server if the room is shared, else here."""
+        everyone = self.bus.names() if self.bus is not None else None
+        with self._lock:
+            here = {key: member.name for key, member in self._members.items()}
+        if everyone is not None:
+            here.update((name_key(name), name) for name in everyone)
+        return sorted(here.values(), key=name_key)
+
+    def names_here(self) -> "list[str]":
+        """The members on this server."""
         with self._lock:
             return self._names_locked()
 
@@ -196,10 +272,35 @@ class Room:
         sender's lines come in bunches, the work per recipient is done once
         per bunch instead of once per line.
         """
+        self._publish(lines, member)
+
+    def deliver(self, lines: "list[str]", origin: "int | None", when: float, log_it: bool = True) -> None:
+        """Queue public ``lines`` for every member but the one numbered ``origin``, and keep them in the history.
+
+        Lines said here come straight here; in a shared room, the bus calls
+        this for every server's lines, in the order they were published.
+        """
         with self._lock:
-            recipients = self._publish_locked(lines, member)
+            if self._closed:
+                return
+            for line in lines:
+                self._history.add(line, when)
+            recipients = self._queue_locked(encode_lines(lines), self._by_id.get(origin))
         self._flush(recipients)
-        log.info("📨 %s", "\n📨 ".join(lines))  # one record: each line gets its own timestamp
+        if log_it:
+            log.info("📨 %s", "\n📨 ".join(lines))  # one record: each line gets its own timestamp
+
+    def remember(self, said: "list[tuple[float, str]]") -> None:
+        """Add lines said before this server started (from the bus) to the history."""
+        with self._lock:
+            for when, line in said:
+                self._history.add(line, when)
+
+    def announce(self, line: str) -> None:
+        """Send a notice to every member here, outside the history (the bus's comings and goings)."""
+        with self._lock:
+            recipients = self._queue_locked(encode_line(line))
+        self._flush(recipients)
 
     def send_to(self, member: Member, line: str) -> None:
         """Send ``line`` to one member."""
@@ -207,27 +308,61 @@ class Room:
             self._flush([member])
 
     def send_private(self, sender: Member, recipient_name: str, text: str) -> "str | None":
-        """Deliver a private message; return a problem if nobody has that name."""
+        """Deliver a private message; return a problem if nobody has that name or it was refused.
+
+        In a shared room it goes through the bus, even to a member here, so
+        that it never overtakes a public line its sender said just before.
+        """
+        line = messages.private_from(sender.name, text)
+        found = self.bus.send_private(recipient_name, line, sender.member_id) if self.bus is not None else None
+        if found is None:  # not shared, out of reach, or a name claimed here while the bus was
+            found = self.deliver_private(recipient_name, line)
+            if found is None:
+                return f"No user named {recipient_name} is online."
+            if found is False:
+                return _not_keeping_up(recipient_name)
+        self.send_to(sender, messages.private_to(found, text))
+        return None
+
+    def deliver_private(self, recipient_name: str, line: str, origin: "int | None" = None) -> "str | bool | None":
+        """Queue a private line for a member here: its name, False if it refused the line, None if not here.
+
+        ``origin``, if given, is the sender's number here (the line came
+        through the bus): it is the one told about a refusal.
+        """
         with self._lock:
             recipient = self._members.get(name_key(recipient_name))
             if recipient is None:
-                return f"No user named {recipient_name} is online."
-            needs_flush = recipient.queue_private(encode_line(messages.private_from(sender.name, text)))
-            recipient_name = recipient.name
+                return None
+            needs_flush = recipient.queue_private(encode_line(line))
+            sender = self._by_id.get(origin)
         if needs_flush is None:
-            return f"{recipient_name} is not keeping up with incoming messages: yours was not delivered. Try again later."
+            if sender is not None:
+                self.send_to(sender, messages.error(_not_keeping_up(recipient.name)))
+            return False
         if needs_flush:
             self._flush([recipient])
-        self.send_to(sender, messages.private_to(recipient_name, text))
-        return None
+        return recipient.name
 
     # -- helpers (the *_locked ones need self._lock held) -------------------
 
-    def _publish_locked(self, lines: "list[str]", exclude: "Member | None" = None) -> "list[Member]":
-        """Queue public ``lines`` for every member but ``exclude``, and keep them in the history."""
-        for line in lines:
-            self._history.add(line)
-        return self._queue_locked(encode_lines(lines), exclude)
+    def _publish(self, lines: "list[str]", origin: "Member | None", log_it: bool = True) -> None:
+        """Send public lines to everyone but ``origin``: through the bus if the room is shared and it is in reach."""
+        origin_id = origin.member_id if origin is not None else None
+        when = time.time()
+        if self.bus is None or not self.bus.publish(lines, origin_id, when, log_it):
+            self.deliver(lines, origin_id, when, log_it)
+
+    def _claim(self, name: str) -> "bool | None":
+        """Claim ``name`` on the bus: True if claimed there, False if taken there, None without a bus in reach."""
+        return None if self.bus is None else self.bus.claim(name)
+
+    def _count_others_locked(self, name: str, everyone: "list[str] | None") -> int:
+        keys = set(self._members)
+        if everyone is not None:
+            keys.update(name_key(other) for other in everyone)
+        keys.discard(name_key(name))
+        return len(keys)
 
     def _queue_locked(self, data: bytes, exclude: "Member | None" = None) -> "list[Member]":
         """Queue ``data`` for every member but ``exclude``; return those that need a flush."""
@@ -250,13 +385,6 @@ class Room:
         names = (m.name for m in self._members.values())
         return len(self._members), heapq.nsmallest(LOGGED_NAMES_MAX, names, key=name_key)
 
-    def _unused_name_locked(self, base: str) -> str:
-        name, suffix = base, 1
-        while name_key(name) in self._members:
-            suffix += 1
-            name = f"{base}-{suffix}"
-        return name
-
     @staticmethod
     def _log_online(online: "tuple[int, list[str]]") -> None:
         count, names = online
@@ -264,3 +392,16 @@ class Room:
         hidden = count - len(names)
         more = f" and {hidden} more" if hidden > 0 else ""
         log.info("📊 Active users: %s%s", shown or "none", more)
+
+
+def _names_to_try(wanted: "str | None", default: str):
+    """``wanted`` (if any), then ``default``, then ``default-2``, ``default-3``..."""
+    if wanted is not None:
+        yield wanted
+    yield default
+    for suffix in itertools.count(2):
+        yield f"{default}-{suffix}"
+
+
+def _not_keeping_up(name: str) -> str:
+    return f"{name} is not keeping up with incoming messages: yours was not delivered. Try again later."

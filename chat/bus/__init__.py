@@ -1,0 +1,1 @@
+"""What links servers that share one room. Imported only when a server is started with --redis."""

@@ -1,0 +1,373 @@
+"""One room across several servers, through a Redis stream.
+
+Each server keeps serving its own clients with its own threads; what they
+share goes through Redis:
+
+=========================  =====================================================
+Key                        What it holds
+=========================  =====================================================
+``chat:stream``            every public line and private message of every
+                           server, in one order (a stream: ``XADD`` appends,
+                           ``XREAD`` reads on from the last entry seen,
+                           ``XREVRANGE`` gives the last N)
+``chat:names``             who holds each name: ``name_key -> "SERVER\\tName"``
+``chat:servers``           the servers sharing the room
+``chat:alive:SERVER``      exists while SERVER is alive (a heartbeat renews it)
+=========================  =====================================================
+
+A server publishes its members' lines to the stream and does not deliver
+them itself: its bus thread (:class:`RedisBus`) reads the stream, its own
+entries with everyone else's, and hands each to the room
+(:meth:`chat.core.room.Room.deliver`, or ``deliver_private`` for a private
+message to one of its members). So all members on all servers see one
+order, the stream's, and a private message never overtakes the public line
+its sender said just before it. A server that loses Redis for a while reads on from the
+last entry it delivered when it is back, so nothing the others published in
+the meantime is lost (as long as the stream still holds it: it keeps the last
+``STREAM_MAX_ENTRIES``).
+
+Why a stream and not Redis pub/sub: pub/sub forgets whatever is published
+while a subscriber is away, and it keeps no history for newcomers.
+
+Names are claimed with ``HSETNX``, which only one server can win. A server
+that dies without releasing its names stops renewing its ``chat:alive`` key;
+when the key expires, another server removes its names and announces that
+its members left (``REAP``, a Lua script, so that only one server does it).
+"""
+
+import logging
+import random
+import threading
+import time
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from chat.core import messages
+from chat.core.text import name_key
+
+log = logging.getLogger(__name__)
+
+STREAM = "chat:stream"
+NAMES = "chat:names"
+SERVERS = "chat:servers"
+# Entries the stream keeps (about: trimming is approximate, which is cheaper).
+# A server away for longer than that many entries misses the oldest of them.
+STREAM_MAX_ENTRIES = 10_000
+# The bus thread waits this long for new entries, then does its chores.
+READ_BLOCK_MS = 1_000
+READ_COUNT = 1_000
+# A server renews its chat:alive key this often; it expires after ALIVE_TTL_S,
+# and then the others say its members left: within ALIVE_TTL_S + HEARTBEAT_S.
+HEARTBEAT_S = 2.0
+ALIVE_TTL_S = 10
+CONNECT_TIMEOUT_S = 2.0
+COMMAND_TIMEOUT_S = 5.0
+# Waits between attempts to reach Redis again: doubling, with jitter.
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 30.0
+# How long close() waits for the bus thread.
+CLOSE_WAIT_S = READ_BLOCK_MS / 1000 + 1.0
+
+LOST = messages.system("Lost contact with the other servers; messages stay on this server until it is back.")
+BACK = messages.system("Back in contact with the other servers.")
+
+# Give up a name, if this server holds it. KEYS: names; ARGV: name key, server.
+RELEASE = """
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held and string.sub(held, 1, #ARGV[2] + 1) == ARGV[2] .. '\\t' then
+    return redis.call('HDEL', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+# Remove a server that is no longer alive, and return the names it held.
+# KEYS: servers, names, its alive key; ARGV: the server.
+REAP = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return {} end
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return {} end
+local prefix = ARGV[1] .. '\\t'
+local gone = {}
+local held = redis.call('HGETALL', KEYS[2])
+for i = 1, #held, 2 do
+    if string.sub(held[i + 1], 1, #prefix) == prefix then
+        redis.call('HDEL', KEYS[2], held[i])
+        table.insert(gone, string.sub(held[i + 1], #prefix + 1))
+    end
+end
+return gone
+"""
+
+
+def alive_key(server: str) -> str:
+    return f"chat:alive:{server}"
+
+
+def check_url(url: str) -> str:
+    """``url`` if redis-py can use it (``redis://``, ``rediss://``, ``unix://``); else ValueError saying why."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"{url!r} is not a Redis URL: use redis://HOST:PORT/DB, rediss://... (TLS) or unix:///PATH")
+    try:
+        redis.connection.ConnectionPool.from_url(url)
+    except ValueError as error:
+        raise ValueError(f"{url!r} is not a Redis URL: {error}") from None
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError(f"{url!r} has no host: use redis://HOST:PORT/DB")
+    return url
+
+
+def without_password(url: str) -> str:
+    """``url`` fit for a log: any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + netloc))
+
+
+class RedisBus:
+    """This server's link to the others: the room's :class:`chat.core.room.Bus`, and a thread.
+
+    Any thread may publish, claim or look up names. One thread, the bus
+    thread, reads the stream, delivers what it reads
+    to the room, renews the heartbeat, notices dead servers, and reconnects
+    with backoff when Redis is out of reach. While it is, every method
+    returns at once with "out of reach" (False or None), and the room carries
+    on alone.
+    """
+
+    def __init__(self, url: str, room, history_lines: int) -> None:
+        self.url = url
+        self.room = room
+        self.history_lines = history_lines
+        self.server_id = uuid.uuid4().hex[:12]
+        # Our own loop retries; redis-py must not retry (and wait) inside a call.
+        options = dict(decode_responses=True, socket_connect_timeout=CONNECT_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+        # Commands from any thread (a pool, thread-safe); the bus thread's reads on a client of their own.
+        self._redis = redis.Redis.from_url(url, socket_timeout=COMMAND_TIMEOUT_S, **options)
+        self._reader = redis.Redis.from_url(url, socket_timeout=READ_BLOCK_MS / 1000 + COMMAND_TIMEOUT_S, **options)
+        self._release = self._redis.register_script(RELEASE)
+        self._reap = self._redis.register_script(REAP)
+        # Set while Redis answers. Guarded by _reach_lock when it changes, so
+        # that "lost" and "back" are each said once.
+        self._in_reach = threading.Event()
+        self._reach_lock = threading.Lock()
+        self._ever_in_reach = False
+        self._said_unreachable = False  # the first failure to connect was logged
+        self._stopping = threading.Event()
+        # Only the bus thread touches these: where it has read up to.
+        self._last_id: "str | None" = None
+        self._next_heartbeat = 0.0
+        self._thread = threading.Thread(target=self._run, name="redis-bus", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the bus thread; release this server's names and tell the others its members left."""
+        self._stopping.set()
+        self._thread.join(CLOSE_WAIT_S)
+        if self._in_reach.is_set():
+            try:
+                self._redis.delete(alive_key(self.server_id))
+                self._reap_server(self.server_id)
+            except RedisError as error:
+                log.warning("⚠️  Could not tell the other servers that this one stopped: %s", error)
+        self._redis.close()
+        self._reader.close()
+
+    # -- the room's Bus interface (any thread) --------------------------------
+
+    def publish(self, lines: "list[str]", origin: "int | None", when: float, log_it: bool = True) -> bool:
+        if not self._in_reach.is_set():
+            return False
+        entry = {"s": self.server_id, "o": origin or 0, "t": repr(when), "g": int(log_it), "l": "\n".join(lines)}
+        try:
+            self._redis.xadd(STREAM, entry, maxlen=STREAM_MAX_ENTRIES, approximate=True)
+        except RedisError as error:
+            self._lost(error)
+            return False
+        return True
+
+    def claim(self, name: str) -> "bool | None":
+        if not self._in_reach.is_set():
+            return None
+        try:
+            return bool(self._redis.hsetnx(NAMES, name_key(name), f"{self.server_id}\t{name}"))
+        except RedisError as error:
+            self._lost(error)
+            return None
+
+    def release(self, name: str) -> None:
+        if not self._in_reach.is_set():
+            return
+        try:
+            self._release(keys=[NAMES], args=[name_key(name), self.server_id])
+        except RedisError as error:
+            self._lost(error)
+
+    def names(self) -> "list[str] | None":
+        if not self._in_reach.is_set():
+            return None
+        try:
+            held = self._redis.hvals(NAMES)
+        except RedisError as error:
+            self._lost(error)
+            return None
+        return [value.partition("\t")[2] for value in held]
+
+    def send_private(self, recipient: str, line: str, origin: int) -> "str | None":
+        if not self._in_reach.is_set():
+            return None
+        try:
+            held = self._redis.hget(NAMES, name_key(recipient))
+            if held is None:
+                return None
+            server, _, name = held.partition("\t")
+            entry = {"s": self.server_id, "o": origin, "to": server, "n": name, "l": line}
+            self._redis.xadd(STREAM, entry, maxlen=STREAM_MAX_ENTRIES, approximate=True)
+        except RedisError as error:
+            self._lost(error)
+            return None
+        return name
+
+    # -- the bus thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = RETRY_FIRST_S
+        while not self._stopping.is_set():
+            try:
+                if not self._in_reach.is_set():
+                    self._join_the_others()
+                    delay = RETRY_FIRST_S
+                self._deliver(self._read())
+                self._keep_alive()
+            except RedisError as error:
+                self._lost(error)
+            except Exception:  # a bug of ours: say so, and carry on
+                log.exception("Unexpected error in the Redis bus")
+                self._lost(None)
+            else:
+                continue
+            self._stopping.wait(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    def _join_the_others(self) -> None:
+        """Connect: on the first time, take the history from the stream; each time, (re)register."""
+        if self._last_id is None:
+            entries = self._redis.xrevrange(STREAM, count=max(self.history_lines, 1))  # newest first
+            self._last_id = entries[0][0] if entries else "0-0"
+            said = []
+            for _, fields in reversed(entries):
+                with _skipping_malformed():
+                    if "to" not in fields:  # private messages are no history
+                        said += [(float(fields["t"]), line) for line in fields["l"].split("\n")]
+            self.room.remember(said[-self.history_lines :] if self.history_lines else [])
+        self._register()
+        with self._reach_lock:
+            again, self._ever_in_reach = self._ever_in_reach, True
+            self._in_reach.set()
+        if again:
+            log.info("🔗 Back in contact with Redis: the room is shared again.")
+            self.room.announce(BACK)
+        else:
+            log.info("🔗 Sharing the room through Redis at %s (this server: %s)", without_password(self.url), self.server_id)
+
+    def _register(self) -> None:
+        """Say this server is alive, and claim its members' names (again, after Redis lost them)."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.sadd(SERVERS, self.server_id)
+        pipe.set(alive_key(self.server_id), "1", ex=ALIVE_TTL_S)
+        names = self.room.names_here()
+        for name in names:
+            pipe.hsetnx(NAMES, name_key(name), f"{self.server_id}\t{name}")
+        claimed = pipe.execute()[2:]
+        for name, ok in zip(names, claimed):
+            if not ok and not self._redis.hget(NAMES, name_key(name)).startswith(self.server_id + "\t"):
+                log.warning("⚠️  %s is also the name of someone on another server (taken while we were apart)", name)
+        self._next_heartbeat = time.monotonic() + HEARTBEAT_S
+
+    def _read(self):
+        return self._reader.xread({STREAM: self._last_id}, count=READ_COUNT, block=READ_BLOCK_MS) or []
+
+    def _deliver(self, response) -> None:
+        """Hand what was read to the room, in the stream's order."""
+        for _, entries in response:
+            with self.room.deferred_flushes():  # each member's lines go out together
+                for entry_id, fields in entries:
+                    with _skipping_malformed():
+                        self._deliver_entry(fields)
+                    self._last_id = entry_id
+
+    def _deliver_entry(self, fields: dict) -> None:
+        ours = fields["s"] == self.server_id
+        origin = int(fields["o"]) if ours else None  # member numbers are per server
+        if "to" in fields:  # a private message
+            if fields["to"] == self.server_id:
+                self.room.deliver_private(fields["n"], fields["l"], origin)
+            return
+        log_it = not ours or fields.get("g") == "1"  # our own notices were logged when they happened
+        self.room.deliver(fields["l"].split("\n"), origin, float(fields["t"]), log_it)
+
+    def _keep_alive(self) -> None:
+        if time.monotonic() < self._next_heartbeat:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.sadd(SERVERS, self.server_id)
+        pipe.set(alive_key(self.server_id), "1", ex=ALIVE_TTL_S)
+        readded, _ = pipe.execute()
+        if readded:  # our heartbeat came too late, and another server removed us
+            log.warning("⚠️  The other servers took this one for dead: registering again")
+            self._register()
+        for server in self._redis.smembers(SERVERS):
+            if server != self.server_id and not self._redis.exists(alive_key(server)):
+                self._reap_server(server)
+        self._next_heartbeat = time.monotonic() + HEARTBEAT_S
+
+    def _reap_server(self, server: str) -> None:
+        """Remove a server that stopped, and tell everyone its members left."""
+        gone = self._reap(keys=[SERVERS, NAMES, alive_key(server)], args=[server])
+        if server != self.server_id:
+            log.warning("💀 Server %s stopped answering: %d of its users left", server, len(gone))
+        if gone:
+            lines = [messages.left(name) for name in sorted(gone, key=name_key)]
+            self._redis.xadd(
+                STREAM,
+                {"s": self.server_id, "o": 0, "t": repr(time.time()), "g": 1, "l": "\n".join(lines)},
+                maxlen=STREAM_MAX_ENTRIES,
+                approximate=True,
+            )
+
+    def _lost(self, error: "Exception | None") -> None:
+        """Redis stopped answering: say so once, and let the bus thread reconnect."""
+        with self._reach_lock:
+            if not self._in_reach.is_set():
+                if not self._ever_in_reach and not self._said_unreachable:
+                    self._said_unreachable = True
+                    log.warning(
+                        "⚠️  Cannot reach Redis at %s (%s): serving this server's clients alone, and trying again",
+                        without_password(self.url), error,
+                    )
+                return
+            self._in_reach.clear()
+        log.warning("⚠️  Lost contact with Redis (%s): serving this server's clients alone until it is back", error)
+        self.room.announce(LOST)
+
+
+class _skipping_malformed:
+    """A context manager: an entry that is not ours to read (a missing or odd field) is logged and skipped."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if kind in (KeyError, ValueError, AttributeError):
+            log.warning("⚠️  Skipped a malformed entry in the Redis stream: %r", error)
+            return True
+        return False

@@ -216,3 +216,144 @@ class AdapterPageServer(PageServer):
         for thread in self._threads:
             thread.join(TIMEOUT_S)
         assert not any(t.is_alive() for t in [self._accepting, *self._threads]), "the page server did not stop"
+
+
+class Relay:
+    """The network between the page and a chat server: a TCP relay that a test can hold and cut.
+
+    The page is loaded from the relay's address, so its WebSocket goes
+    through it. :meth:`cut` ends every relayed connection at both ends, as a
+    dropped network does (the page and the server each see the connection
+    close). While the relay is held (:meth:`hold`), a new connection is
+    accepted and its first bytes are read, but it reaches the server only
+    once :meth:`release` is called: a test can make the page's reconnect
+    wait until the room has moved on.
+
+    A connection is relayed once the browser has sent something, so a spare
+    connection that Chromium opens ahead of need never reaches the chat
+    server (where a client that stays silent joins as a raw client).
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream = ("127.0.0.1", upstream_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self._listener.getsockname()
+        # Guards _threads, _sockets, _relayed and _stopping.
+        self._lock = threading.Lock()
+        self._threads: "list[threading.Thread]" = []
+        self._sockets: "set[socket.socket]" = set()  # every socket open, on either side
+        self._relayed: "list[tuple[socket.socket, socket.socket]]" = []  # (browser's, server's)
+        self._stopping = False
+        self._released = threading.Event()  # set: connections go through; clear: they wait
+        self._released.set()
+        self._accepting = threading.Thread(target=self._accept, name="relay")
+
+    def start(self) -> "Relay":
+        self._accepting.start()
+        return self
+
+    def hold(self) -> None:
+        """Make new connections wait at the relay until :meth:`release`."""
+        self._released.clear()
+
+    def release(self) -> None:
+        """Let the held connections, and every one after them, through to the server."""
+        self._released.set()
+
+    def cut(self) -> None:
+        """End every relayed connection at both ends; held ones are left waiting."""
+        with self._lock:
+            relayed = list(self._relayed)
+        for pair in relayed:
+            for sock in pair:
+                _shut(sock)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            sockets = list(self._sockets)
+        self._released.set()
+        _shut(self._listener)  # wakes the accept() (closing would not)
+        self._listener.close()
+        for sock in sockets:
+            _shut(sock)
+        self._accepting.join(TIMEOUT_S)
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(TIMEOUT_S)
+        assert not any(t.is_alive() for t in [self._accepting, *threads]), "the relay did not stop"
+
+    def _start_thread(self, target, *args) -> "threading.Thread | None":
+        """Start a thread of the relay's, recorded first; None if the relay is stopping."""
+        thread = threading.Thread(target=target, args=args, name="relay-connection")
+        with self._lock:
+            if self._stopping:
+                return None
+            self._threads.append(thread)
+        thread.start()
+        return thread
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                browser, _ = self._listener.accept()
+            except OSError:  # the listener was shut down: stop
+                return
+            with self._lock:
+                self._sockets.add(browser)
+            if self._start_thread(self._relay, browser) is None:
+                self._forget(browser)
+
+    def _relay(self, browser: socket.socket) -> None:
+        server = None
+        try:
+            first = browser.recv(65536)
+            if not first:
+                return
+            self._released.wait()
+            server = socket.create_connection(self.upstream, timeout=TIMEOUT_S)
+            server.settimeout(None)
+            with self._lock:
+                if self._stopping:
+                    return
+                self._sockets.add(server)
+                self._relayed.append((browser, server))
+            server.sendall(first)
+            answers = self._start_thread(_pump, server, browser)
+            if answers is not None:
+                _pump(browser, server)
+                answers.join(TIMEOUT_S)  # it ends as the server's socket is shut: then both can close
+        except OSError:
+            pass  # the server is not there, or one side went away
+        finally:
+            with self._lock:
+                if server is not None and (browser, server) in self._relayed:
+                    self._relayed.remove((browser, server))
+            self._forget(browser, server)
+
+    def _forget(self, *sockets) -> None:
+        for sock in sockets:
+            if sock is None:
+                continue
+            with self._lock:
+                self._sockets.discard(sock)
+            _shut(sock)
+            sock.close()
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    """Copy bytes from ``source`` to ``target`` until ``source`` ends, then end ``target``."""
+    try:
+        while data := source.recv(65536):
+            target.sendall(data)
+    except OSError:
+        pass
+    _shut(target)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

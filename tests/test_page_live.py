@@ -10,6 +10,8 @@ Every wait is for a condition, with a deadline: WebDriverWait on the page,
 ``Peer.expect`` and ``recv(timeout=...)`` on the other clients.
 """
 
+import re
+
 import pytest
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
@@ -18,9 +20,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 from websockets.sync.client import connect
 
 from chat.core import messages
+from chat.core.history import HISTORY_END, is_history_start, unstamped
 from chat.core.password import FIRST_DELAY_S, PASSWORD_NEEDED, PASSWORD_WRONG
-from tests.browser import DESKTOP_SIZE, PHONE_SIZE, chromium, console_errors, set_viewport
-from tests.helpers import TIMEOUT_S, Peer, ServerProgram, free_port
+from tests.browser import DESKTOP_SIZE, PHONE_SIZE, announced, chromium, console_errors, history_blocks, set_viewport
+from tests.helpers import TIMEOUT_S, Peer, ServerProgram, free_port, join_all
+from tests.pageserver import Relay
 
 # How often a wait looks at the page again. WebDriverWait's own default is
 # half a second, which would make each wait that is not met at once cost that.
@@ -335,33 +339,142 @@ def test_with_a_room_password_the_page_asks_for_it_and_joins_once_it_is_right(pa
     ann.expect("Alice: let in")
 
 
-# -- a server restart ---------------------------------------------------------------------------
+# -- history and coming back ------------------------------------------------------------------
 
 
-def test_after_a_server_restart_the_page_rejoins_under_its_name_and_keeps_the_typed_text(page):
+def replay_of(peer: Peer) -> "list[str]":
+    """The history block a peer that just connected gets, between its markers, up to the welcome."""
+    assert is_history_start(peer.read_line())
+    block = []
+    while (line := peer.read_line()) != HISTORY_END:
+        block.append(line)
+    assert peer.read_line().startswith("[SYSTEM] Welcome, ")
+    return block
+
+
+def test_a_newcomer_sees_the_rooms_history_apart_from_the_live_chat_and_no_private_message(page, start_server):
+    server = start_server(history_lines=50)
+    bob, carol = join_all(server.address, "Bob", "Carol")
+    # Each line once the one before has arrived, so there is one order.
+    bob.send("hello <i>there</i>")
+    carol.expect("Bob: hello <i>there</i>")
+    carol.send("/me waves")
+    bob.expect("* Carol waves")
+    bob.send("/msg Carol a secret")
+    carol.expect("[PM from Bob] a secret")
+    carol.send("/nick Caz")
+    bob.expect(messages.renamed("Carol", "Caz"))
+    join(page, server.address, "Alice")
+    bob.expect(messages.joined("Alice"))
+    bob.send("live, after Alice came")
+    wait_for_line(page, "Bob: live, after Alice came")
+    shown = lines_shown(page)
+    # A raw client that comes next gets the same block, then Alice's joining and Bob's live line.
+    probe = Peer(server.address, "Probe")
+    replayed = [unstamped(line) for line in replay_of(probe)]
+    assert [line for _, line in replayed[-2:]] == [messages.joined("Alice"), "Bob: live, after Alice came"]
+    replayed = replayed[:-2]
+    said = [line.removeprefix("[SYSTEM] ") for _, line in replayed]
+    assert said == [
+        "Bob joined the chat!",
+        "Carol joined the chat!",
+        "Bob: hello <i>there</i>",
+        "* Carol waves",
+        "Carol is now known as Caz",
+    ]
+    assert history_blocks(page) == [
+        {"heading": "Earlier messages", "lines": said, "times": [time for time, _ in replayed], "end": "Live", "live": "off"}
+    ]
+    assert all(re.fullmatch(r"\d\d:\d\d:\d\d", time) for time, _ in replayed)
+    welcome = "Welcome, Alice! 2 other user(s) online. Type /help for commands."
+    assert shown == [*said, welcome, "Bob: live, after Alice came"]
+    assert not [line for line in lines_shown(page) if "secret" in line]
+    assert page.execute_script("return document.querySelectorAll('#messages i').length") == 0
+    assert announced(page) == "5 earlier messages"
+    wait_for_online(page, ["Alice (you)", "Bob", "Caz", "Probe"])
+
+
+def test_after_a_dropped_connection_the_page_shows_only_what_it_missed(page, start_server):
+    server = start_server(history_lines=50)
+    relay = Relay(server.address[1]).start()
+    try:
+        bob = Peer.joined(server.address, "Bob")
+        join(page, relay.address, "Alice")
+        bob.expect(messages.joined("Alice"))
+        bob.send("seen before the drop")
+        wait_for_line(page, "Bob: seen before the drop")
+        send_message(page, "mine, before the drop")
+        bob.expect("Alice: mine, before the drop")
+        relay.hold()  # the page's next connection waits at the relay until Bob has spoken
+        relay.cut()  # as when a phone changes network
+        bob.expect(messages.left("Alice"))  # the server noticed: the name is free again
+        wait_for_line(page, "Disconnected from the chat.")
+        bob.send("said while Alice was away")
+        carol = Peer.joined(server.address, "Carol")
+        bob.expect(messages.joined("Carol"))
+        relay.release()
+        bob.expect(messages.joined("Alice"), timeout=TIMEOUT_S + 2)  # the first retry comes within a second
+        wait_for_status(page, "Connected as Alice")
+        blocks = history_blocks(page)
+        assert [block["heading"] for block in blocks] == ["Earlier messages", "2 messages while you were away"]
+        assert blocks[1]["lines"] == ["Bob: said while Alice was away", "Carol joined the chat!"]
+        shown = lines_shown(page)
+        for line in ["Bob: seen before the drop", "Alice: mine, before the drop", "Bob: said while Alice was away"]:
+            assert shown.count(line) == 1, line
+        assert "Alice left the chat." not in shown
+        wait_for_online(page, ["Alice (you)", "Bob", "Carol"])
+        carol.send("and now, live")
+        wait_for_line(page, "Carol: and now, live")
+        assert lines_shown(page)[-1] == "Carol: and now, live"
+    finally:
+        page.get("about:blank")  # the page stops reconnecting before the relay goes
+        relay.stop()
+
+
+def test_after_a_server_restart_the_page_rejoins_under_its_name_shows_what_was_said_meanwhile_and_keeps_the_typed_text(
+    page,
+):
     port = free_port()
-    first = ServerProgram(port)
+    first = ServerProgram(port, "--history", "50")
+    relay = Relay(port).start()
     second = None
     try:
-        join(page, first.address, "Alice")
+        bob = Peer.joined(first.address, "Bob")
+        join(page, relay.address, "Alice")
+        bob.send("before the restart")
+        wait_for_line(page, "Bob: before the restart")
+        send_message(page, "/nick Alicia")  # the name to come back under
+        bob.expect(messages.renamed("Alice", "Alicia"))
+        wait_for_status(page, "Connected as Alicia")
         element(page, "message").send_keys("typed before the restart")
+        relay.hold()  # the page's next connection waits at the relay until Bob has spoken
         first.terminate()
         wait_for_line(page, messages.SHUTTING_DOWN.removeprefix("[SYSTEM] "))
         wait_for_line(page, "Disconnected from the chat.")
         assert first.wait() == 0
-        wait(page, lambda d: "Reconnecting in" in status(d), lambda: f"the status is {status(page)!r}")
-        second = ServerProgram(port)
-        wait_for_status(page, "Connected as Alice", timeout=REJOIN_TIMEOUT_S)
-        assert element(page, "message").get_attribute("value") == "typed before the restart"
-        wait_for_online(page, ["Alice (you)"])
+        wait_for_status(page, "Connecting…")  # the retry, waiting at the relay
+        second = ServerProgram(port, "--history", "50")
         bob = Peer.joined(second.address, "Bob")
-        wait_for_online(page, ["Alice (you)", "Bob"])
-        bob.send("/users")
-        assert bob.expect(lambda line: line.startswith("[SYSTEM] Online (")) == "[SYSTEM] Online (2): Alice, Bob"
+        bob.send("said while the page was away")
+        bob.send("/users")  # its answer comes once the line before is in the history
+        assert bob.expect(lambda line: line.startswith("[SYSTEM] Online (")) == "[SYSTEM] Online (1): Bob"
+        relay.release()
+        wait_for_status(page, "Connected as Alicia", timeout=REJOIN_TIMEOUT_S)
+        bob.expect(messages.joined("Alicia"))
+        # A new server process remembers nothing from before: what it has is new to the page.
+        away = history_blocks(page)[-1]
+        assert away["heading"] == "2 messages while you were away (earlier ones may be missing)"
+        assert away["lines"] == ["Bob joined the chat!", "Bob: said while the page was away"]
+        shown = lines_shown(page)
+        assert shown.count("Bob: before the restart") == 1
+        assert shown.count("Bob: said while the page was away") == 1
+        assert element(page, "message").get_attribute("value") == "typed before the restart"
+        wait_for_online(page, ["Alicia (you)", "Bob"])
         send_message(page, "")  # Enter sends what was kept
-        bob.expect("Alice: typed before the restart")
+        bob.expect("Alicia: typed before the restart")
     finally:
         page.get("about:blank")  # the page stops reconnecting before the server goes
+        relay.stop()
         Peer.close_all()
         for program in (first, second):
             if program is not None:

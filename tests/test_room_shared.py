@@ -1,0 +1,159 @@
+"""A room shared through a bus, with a fake bus that stands for the other servers: no sockets, no Redis."""
+
+from chat.core import messages
+from chat.core.commands import handle_line
+from chat.core.room import Room
+from chat.core.text import name_key
+from tests.test_room_and_commands import FakeMember
+
+
+class FakeBus:
+    """Holds names and published lines as Redis would; ``in_reach`` False makes every call fail."""
+
+    def __init__(self) -> None:
+        self.in_reach = True
+        self.held: "dict[str, str]" = {}  # name key -> name, for the whole room
+        self.published: "list[tuple[list[str], int | None]]" = []
+        self.private: "list[tuple[str, str, int]]" = []
+
+    def publish(self, lines, origin, when, log_it=True) -> bool:
+        if self.in_reach:
+            self.published.append((lines, origin))
+        return self.in_reach
+
+    def claim(self, name):
+        if not self.in_reach:
+            return None
+        if name_key(name) in self.held:
+            return False
+        self.held[name_key(name)] = name
+        return True
+
+    def release(self, name) -> None:
+        if self.in_reach:
+            self.held.pop(name_key(name), None)
+
+    def names(self):
+        return list(self.held.values()) if self.in_reach else None
+
+    def send_private(self, recipient, line, origin):
+        if not self.in_reach or name_key(recipient) not in self.held:
+            return None
+        self.private.append((recipient, line, origin))
+        return self.held[name_key(recipient)]
+
+    def hand_back(self, room) -> None:
+        """What the bus thread does: deliver what was published, in order."""
+        for lines, origin in self.published:
+            room.deliver(lines, origin, 0.0)
+        self.published.clear()
+
+
+def shared_room():
+    bus = FakeBus()
+    return Room(history_lines=10, bus=bus), bus
+
+
+def joined(room, name):
+    member = FakeMember()
+    room.join(member, "User_1", name)
+    member.take()
+    return member
+
+
+def test_lines_go_to_the_bus_and_reach_members_only_when_it_hands_them_back():
+    room, bus = shared_room()
+    ann, bob = joined(room, "Ann"), joined(room, "Bob")
+    bus.hand_back(room)
+    ann.take(), bob.take()
+    room.say(ann, "Ann: hi")
+    assert bob.take() == []  # not yet: the bus decides the order
+    assert bus.published == [(["Ann: hi"], ann.member_id)]
+    bus.hand_back(room)
+    assert bob.take() == ["Ann: hi"]
+    assert ann.take() == []  # never echoed to its sender
+
+
+def test_a_name_held_on_another_server_is_refused_and_the_default_given():
+    room, bus = shared_room()
+    bus.held["zed"] = "Zed"  # someone on another server
+    member = FakeMember()
+    name, problem = room.join(member, "User_7", "ZED")
+    assert (name, problem) == ("User_7", "The name ZED is taken.")
+    assert bus.held["user_7"] == "User_7"
+
+
+def test_leaving_and_renaming_release_names_on_the_bus():
+    room, bus = shared_room()
+    ann = joined(room, "Ann")
+    assert room.rename(ann, "Anna") is None
+    assert set(bus.held) == {"anna"}
+    bus.held["bob"] = "Bob"
+    assert room.rename(ann, "Bob") == "The name Bob is taken."
+    assert set(bus.held) == {"anna", "bob"}
+    room.leave(ann)
+    assert set(bus.held) == {"bob"}
+
+
+def test_users_lists_everyone_on_every_server():
+    room, bus = shared_room()
+    ann = joined(room, "Ann")
+    bus.held["bob"] = "Bob"
+    handle_line(room, ann, "/users")
+    assert ann.take() == ["[SYSTEM] Online (2): Ann, Bob"]
+
+
+def test_a_private_message_goes_through_the_bus_and_is_delivered_where_the_recipient_is():
+    room, bus = shared_room()
+    ann = joined(room, "Ann")
+    bus.held["bob"] = "Bob"
+    handle_line(room, ann, "/msg bob psst")
+    assert bus.private == [("bob", "[PM from Ann] psst", ann.member_id)]
+    assert ann.take() == ["[PM to Bob] psst"]
+
+
+def test_a_refused_private_message_from_the_bus_is_reported_to_its_sender_here():
+    room, bus = shared_room()
+    ann, bob = joined(room, "Ann"), joined(room, "Bob")
+    bus.hand_back(room)
+    ann.take()
+    bob.refuses_private = True
+    assert room.deliver_private("Bob", "[PM from Ann] psst", ann.member_id) is False
+    assert ann.take() == ["[ERROR] Bob is not keeping up with incoming messages: yours was not delivered. Try again later."]
+
+
+def test_out_of_reach_the_room_carries_on_alone():
+    room, bus = shared_room()
+    bus.in_reach = False
+    ann, bob = joined(room, "Ann"), joined(room, "Bob")
+    assert ann.take() == [messages.joined("Bob")]  # delivered here, at once
+    room.say(ann, "Ann: still here")
+    assert bob.take() == ["Ann: still here"]
+    handle_line(room, ann, "/users")
+    assert ann.take() == ["[SYSTEM] Online (2): Ann, Bob"]
+    handle_line(room, ann, "/msg Bob psst")
+    assert bob.take() == ["[PM from Ann] psst"]
+
+
+def test_lines_from_the_bus_enter_the_history_with_their_time():
+    room, bus = shared_room()
+    room.remember([(0.0, "Old: from before this server started")])
+    room.deliver(["Far: from another server"], None, 0.0)
+    newcomer = FakeMember()
+    room.join(newcomer, "User_2", "New")
+    lines = [line for block in newcomer.take() for line in block.split("\n")]
+    assert [line.partition("] ")[2] for line in lines[1:3]] == [
+        "Old: from before this server started",
+        "Far: from another server",
+    ]
+
+
+def test_origin_numbers_from_the_bus_leave_out_only_that_member():
+    room, bus = shared_room()
+    ann, bob = joined(room, "Ann"), joined(room, "Bob")
+    bus.hand_back(room)
+    ann.take(), bob.take()
+    room.deliver(["Ann: hi"], ann.member_id, 0.0)
+    room.deliver(["Zed: from afar"], None, 0.0)
+    assert ann.take() == ["Zed: from afar"]
+    assert bob.take() == ["Ann: hi", "Zed: from afar"]

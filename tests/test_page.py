@@ -588,6 +588,19 @@ def test_after_a_rename_and_a_server_shutdown_the_page_returns_under_the_new_nam
     assert shown[-1] == "Bob: live again"
 
 
+def test_a_history_block_that_is_not_ended_ends_at_the_first_line_without_a_time(driver, server):
+    driver.get(server.url)
+    element(driver, "name").send_keys("Alice", Keys.ENTER)
+    server.expect("/nick Alice")
+    server.send(history_start(2), f"[10:00:00] {messages.chat('Bob', 'old')}", messages.welcome("Alice", 1))
+    server.expect("/users")
+    server.send(online_reply("Alice", "Bob"), history_start(1), "[10:00:01] Bob: not a history now")
+    wait_for_line(driver, "[10:00:01] Bob: not a history now")
+    assert [block["lines"] for block in history_blocks(driver)] == [["Bob: old"]]
+    assert element(driver, "status").text == "Connected as Alice"
+    assert lines_shown(driver)[-2:] == ["Last 1 message:", "[10:00:01] Bob: not a history now"]
+
+
 def reference_unseen(seen, replayed):
     """The shared spec's algorithm, as written there, to check the page's port of it."""
     best_end, best_len = 0, 0
@@ -626,6 +639,12 @@ UNSEEN_CASES = {
         ],
         ["Alice", "Al"],
         ["Bob: b"],
+    ),
+    "own names regardless of case": (
+        ["Bob: a"],
+        ["Bob: a", "ALICE: shout", "[SYSTEM] alice left the chat."],
+        ["Alice"],
+        [],
     ),
     "only own lines new: nothing": (["Bob: a"], ["Bob: a", "Al: mine", "[SYSTEM] Al left the chat."], ["Al"], []),
     "own means a public line about that very name": (

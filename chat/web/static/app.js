@@ -69,10 +69,12 @@
     return null; // private messages, replies, other notices: never in a history
   }
 
-  /** True for a public line about one of `names` (a Set): one the user said, or its own join, leave or rename. */
+  /** True for a public line about one of `names` (a Set of names in lower case): one the user
+   * said, or its own join, leave or rename. Names are compared regardless of case, as the server
+   * keeps them unique regardless of case. */
   function isOwn(line, names) {
     const about = publicNames(line);
-    return about !== null && about.some((name) => names.has(name));
+    return about !== null && about.some((name) => names.has(name.toLowerCase()));
   }
 
   // ---------------------------------------------------------------------
@@ -102,7 +104,8 @@
    * both sides first: the user saw them as they were sent. The result is always a suffix of the
    * replay without the own lines, and all of it exactly when nothing overlapped. */
   function unseen(seen, replayed, ownNames = new Set()) {
-    const theirs = (line) => !isOwn(line, ownNames);
+    const names = new Set([...ownNames].map((name) => name.toLowerCase()));
+    const theirs = (line) => !isOwn(line, names);
     const shownBefore = seen.filter(theirs);
     const candidates = replayed.filter(theirs);
     const { end, length } = overlap(shownBefore, candidates);
@@ -292,7 +295,7 @@
   let draft = "";
   // What reconnecting needs to show each line once.
   const seen = []; // the last MAX_SEEN public lines shown, as said, oldest first; own lines left out
-  const ownNames = new Set(); // every name the page has had since it was loaded
+  const ownNames = new Set(); // every name the page has had since it was loaded, in lower case
   let welcomedBefore = false; // a history block from now on is a reconnect's, to match against `seen`
   let replay = null; // the lines of the history block arriving, or null outside one
 
@@ -340,7 +343,7 @@
     let heading = "Earlier messages";
     let announcement = plural(entries.length, "earlier message");
     if (welcomedBefore) {
-      const theirs = entries.filter(({ line }) => !isOwn(line, ownNames));
+      const theirs = entries.filter(({ line }) => publicNames(line) !== null && !isOwn(line, ownNames));
       const count = unseen(seen, theirs.map(({ line }) => line), ownNames).length;
       shown = theirs.slice(theirs.length - count);
       heading = `${plural(count, "message")} while you were away`;
@@ -433,7 +436,7 @@
       online.delete(before.toLowerCase());
       online.set(after.toLowerCase(), after);
       if (before === myName) {
-        ownNames.add(after);
+        ownNames.add(after.toLowerCase());
         myName = after;
         wantedName = after;
         remember(after);
@@ -478,14 +481,17 @@
     if (replay !== null) {
       if (line === HISTORY_END) {
         showReplay();
-      } else {
-        replay.push(line);
-        if (replay.length > MAX_SHOWN_LINES) replay.shift(); // a server that never ends its block
+        return;
       }
-      return;
+      if (HISTORY_STAMP.test(line)) {
+        replay.push(line);
+        if (replay.length > MAX_SHOWN_LINES) replay.shift();
+        return;
+      }
+      showReplay(); // only replayed lines come between the markers: a server that did not end its block ended it here
     }
-    if (HISTORY_START.test(line)) {
-      replay = [];
+    if (!joined && HISTORY_START.test(line)) {
+      replay = []; // a history comes just before the welcome, never after it
       return;
     }
     const welcome = NOTICES.welcome.exec(line);
@@ -510,7 +516,7 @@
   function welcomed(name) {
     const typingInJoinForm = joinForm.contains(document.activeElement);
     myName = name;
-    ownNames.add(name);
+    ownNames.add(name.toLowerCase());
     welcomedBefore = true;
     joined = true;
     retries = 0;

@@ -201,6 +201,18 @@ def test_a_server_killed_outright_is_noticed_its_users_leave_and_their_names_are
     assert Peer.joined(one.address, "Bob").name == "Bob"
 
 
+def test_a_server_stopped_on_purpose_tells_the_others_at_once(shared_servers):
+    one, two = shared_servers(), shared_servers()
+    ann = Peer.joined(one.address, "Ann")
+    bob = Peer.joined(two.address, "Bob")
+    ann.expect(messages.joined("Bob"))
+    two.terminate()
+    assert bob.read_until_closed()[-1] == messages.SHUTTING_DOWN
+    ann.expect(messages.left("Bob"))  # well before a heartbeat could expire
+    assert two.wait() == 0
+    assert Peer.joined(one.address, "Bob").name == "Bob"
+
+
 def test_redis_restarted_mid_chat_the_servers_say_so_carry_on_alone_and_share_again(shared_servers, redis_server):
     one, two = shared_servers(), shared_servers()
     ann, ann_mate = Peer.joined(one.address, "Ann"), Peer.joined(one.address, "Amy")

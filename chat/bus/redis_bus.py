@@ -179,6 +179,7 @@ class RedisBus:
                 self._reap_server(self.server_id)
             except RedisError as error:
                 log.warning("⚠️  Could not tell the other servers that this one stopped: %s", error)
+        self._in_reach.clear()  # from now on every call is a no-op
         self._redis.close()
         self._reader.close()
 

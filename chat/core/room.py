@@ -188,10 +188,10 @@ class Room:
             del self._by_id[member.member_id]
             closed = self._closed
             online = self._names_to_log_locked()
+        if closed:  # the shutdown notice was the last word here (and the bus tells the others)
+            return
         if self.bus is not None:
             self.bus.release(member.name)
-        if closed:  # the shutdown notice was the last word: no leave notices
-            return
         self._publish([messages.left(member.name)], None, log_it=False)
         log.info(messages.left(member.name))
         self._log_online(online)

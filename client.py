@@ -1,4 +1,4 @@
-"""Start a chat client: python client.py [HOST] [PORT] [--port PORT] [--name NAME] [--password] [--no-color]
+"""Start a chat client: python client.py [HOST] [PORT] [--port PORT] [--name NAME] [--password] [--no-color] [--no-reconnect]
 
 HOST may also be a web address, for a server behind HTTPS: wss://NAME-8080.app.github.dev
 """
@@ -58,6 +58,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "(default: GITHUB_TOKEN, for an app.github.dev address)",
     )
     parser.add_argument("--no-color", action="store_true", help="print without colors (also: set NO_COLOR)")
+    parser.add_argument(
+        "--no-reconnect",
+        action="store_true",
+        help="when the connection is lost, exit instead of connecting again",
+    )
     args = parser.parse_args(argv)
     if args.host and args.host_option:
         parser.error("give the host once: either HOST or --host HOST")
@@ -83,7 +88,8 @@ def main(argv=None) -> int:
                 stream.reconfigure(errors="replace")
         if args.password is ASK:
             args.password = getpass.getpass("Password: ")
-        return run(args.address, args.name, wants_color(args.no_color) and is_interactive(), args.password, args.token)
+        color = wants_color(args.no_color) and is_interactive()
+        return run(args.address, args.name, color, args.password, args.token, reconnect=not args.no_reconnect)
     except KeyboardInterrupt:  # Ctrl+C before the chat began, while starting or connecting
         return 0
 

@@ -209,9 +209,11 @@ def test_a_ctrl_c_is_never_lost_while_connecting_or_while_messages_pour_in(serve
     ann.expect(messages.left("Bob"))
 
 
-def test_the_client_says_so_when_the_server_goes_away_and_gives_back_the_draft(server_program, terminals):
+def test_without_reconnect_the_client_says_so_when_the_server_goes_away_and_gives_back_the_draft(
+    server_program, terminals
+):
     ann = Peer.joined(server_program.address, "Ann")
-    client = joined_terminal(terminals, server_program, ann)
+    client = joined_terminal(terminals, server_program, ann, "Bob", (80, 24), "--no-reconnect")
     start = opening(server_program.port, "Bob", 1)
     client.type("half typed")
     client.wait_for_display(screen_shows(client, start, "half typed"))
@@ -289,6 +291,43 @@ def test_names_are_colored_on_a_terminal_unless_no_color_is_set(server_program, 
     for plain in (flag, variable):
         assert all(cell.fg == "default" and not cell.bold for cell in cells(plain, "Ann: colors?"))
         assert not re.search(r"\x1b\[[0-9;]*[1-9][0-9;]*m", plain.transcript), "a color or bold code was sent"
+
+
+@pytest.fixture
+def server_with_history():
+    program = ServerProgram(0, "--history", "50")
+    yield program
+    Peer.close_all()
+    program.kill()
+
+
+def test_the_rooms_history_comes_before_the_welcome_each_line_with_its_time_and_colors(server_with_history, terminals):
+    server = server_with_history
+    ann = Peer.joined(server.address, "Ann")
+    ann.send("hello")
+    ann.send("/me waves")
+    ann.send("/nick Anna")
+    ann.expect(messages.renamed("Ann", "Anna"))
+    client = terminals("127.0.0.1", str(server.port), "--name", "Bob")
+    ann.expect(messages.joined("Bob"))
+    history = [
+        "📨 [SYSTEM] Last 4 messages:",
+        "📨 [HH:MM:SS] " + messages.joined("Ann"),
+        "📨 [HH:MM:SS] Ann: hello",
+        "📨 [HH:MM:SS] * Ann waves",
+        "📨 [HH:MM:SS] " + messages.renamed("Ann", "Anna"),
+        "📨 [SYSTEM] End of history.",
+    ]
+    start = opening(server.port, "Bob", 1)
+    client.wait_for_display(screen_shows(client, [*start[:2], *history, start[2]]))
+    y = next(y for y, row in enumerate(client.display.display) if row.startswith("📨 [") and "Ann: hello" in row)
+    x = client.display.display[y].index("Ann: hello") + 1  # "📨" takes two cells
+    cells = [client.display.buffer[y][x + i] for i in range(len("Ann: hello"))]
+    name_color = PYTE_COLORS[name_style("Ann").split()[0]]
+    assert all(cell.fg == name_color and cell.bold for cell in cells[:3])  # as in a live line
+    assert all(cell.fg == "default" and not cell.bold for cell in cells[3:])
+    client.type("/quit\r")
+    assert client.wait() == 0
 
 
 def test_the_client_strips_escape_sequences_a_hostile_server_sends(terminals):

@@ -1,14 +1,20 @@
-"""The terminal chat client: two threads around one TCP connection.
+"""The terminal chat client: two threads around one connection at a time.
 
 * The **main thread** reads what the user types and sends it.
-* The **receiver thread** reads lines from the server and shows them.
+* The **receiver thread** reads lines from the server and shows them; when
+  the connection is lost, it connects again, waiting longer after each
+  failure, until it is back or the user leaves.
 
 Both block (one on the keyboard, one on the socket), which is why they need
-a thread each. When the server goes away, the receiver ends the main
-thread's wait with ``Console.stop_reading``.
+a thread each. When the chat ends without the user (the server went away and
+the client does not reconnect), the receiver ends the main thread's wait
+with ``Console.stop_reading``. When the user leaves, the main thread sets
+``ChatClient.leaving``, which the receiver's waits between reconnects watch.
 """
 
 import contextlib
+import math
+import random
 import signal
 import socket
 import sys
@@ -16,11 +22,12 @@ import threading
 
 from chat.client.address import Address, is_local
 from chat.client.completion import Roster
-from chat.client.link import LinkError, open_link
+from chat.client.link import LinkError, WebSocketLink, open_link
+from chat.client.replay import AwayNote, Replayed, Transcript
 from chat.client.terminal import ReadingStopped, open_console, render, timestamped
 from chat.core.commands import parse_command
-from chat.core.password import PASSWORD_NEEDED
 from chat.core.framing import LineFramer, decode_line, encode_line
+from chat.core.password import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
 from chat.core.text import sanitize
 
 CONNECT_TIMEOUT_S = 10.0
@@ -29,6 +36,12 @@ QUIT_WAIT_S = 2.0
 # A hostile server must not make us buffer without bound either.
 MAX_INCOMING_LINE_BYTES = 64 * 1024
 RECV_BYTES = 64 * 1024
+# Between reconnects: about RETRY_FIRST_S after the connection is lost, doubling up to RETRY_MAX_S.
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 30.0
+# A reconnect refused for one of these would be refused again: the client stops trying.
+PASSWORD_REFUSALS = (PASSWORD_NEEDED, PASSWORD_WRONG, PASSWORD_TOO_MANY_TRIES)
+NOT_SENT_OFFLINE = "📝 Not sent (not connected): "
 PASSWORD_HINT = "🔒 Start the client with --password to be asked for it (or set CHAT_PASSWORD)."
 KEYS_HELP = (
     "💡 Keys: Tab completes commands and names, Up and Down recall what you sent, "
@@ -126,15 +139,33 @@ def _quiet_about_interrupts(hook):
 
 
 class ChatClient:
-    def __init__(self, sock: socket.socket, console, color: bool, roster: Roster, interrupts: Interrupts) -> None:
-        self.sock = sock
+    """The chat over one connection at a time: typed lines out, the server's lines in.
+
+    ``rejoin(name)`` opens a new connection and sends its first lines, as
+    the first connect did but asking for ``name``. With it, a connection that
+    is lost after the client joined is replaced: the receiver thread waits,
+    longer after each failure (:func:`retry_delay`), and tries again until it
+    is back or the user leaves. Without it (``--no-reconnect``) the chat ends
+    with its connection.
+    """
+
+    def __init__(self, link, console, color: bool, roster: Roster, interrupts: Interrupts, rejoin=None) -> None:
         self.console = console
         self.interrupts = interrupts
         self.color = color
         self.roster = roster  # who is online, for Tab; also tells whether we were let in
+        self.rejoin = rejoin
+        self.transcript = Transcript()  # what to show of each line; the receiver thread's only
+        # Guards _link. Setting `leaving` and publishing a new link both happen
+        # under it, so either _leave() finds the new link and says /quit on it,
+        # or the receiver finds `leaving` set and closes the link unused.
+        self._lock = threading.Lock()
+        self._link = link  # the open connection; None while there is none
         self.leaving = threading.Event()  # set once the user chose to leave
-        self.server_gone = threading.Event()  # set once the connection has ended
-        self.connection_lost = False  # the connection ended with an error, not a close
+        self.server_gone = threading.Event()  # set once the receiver has ended: no connection, none to come
+        self.connection_lost = False  # the chat ended with an error, not a close
+        self.refused = False  # the server refused our password: trying again cannot help
+        self._retries = 0  # reconnects tried since the last welcome (receiver thread only)
         self.receiver = threading.Thread(target=self._receive, name="receiver", daemon=True)
 
     def run(self) -> int:
@@ -164,57 +195,202 @@ class ChatClient:
                 return
             if is_help(text) and self.console.interactive:
                 self.console.show(timestamped(KEYS_HELP))
-            if text.strip():
-                try:
-                    with self.interrupts.raised_at_once():  # a server that stopped reading can block us
-                        self.sock.sendall(encode_line(text))
-                except OSError:
+            if text.strip() and not self._send(text):
+                if self.rejoin is None:
                     # The receiver sees the broken connection too, and says so.
                     self.server_gone.wait(QUIT_WAIT_S)
                     return
+                # Not kept for later: sent after a reconnect, it could answer
+                # a conversation that has moved on.
+                self.console.show(timestamped(NOT_SENT_OFFLINE + text))
+
+    def _send(self, text: str) -> bool:
+        """Send a typed line; False if there is no connection, or it broke."""
+        with self._lock:
+            link = self._link
+        if link is None:
+            return False
+        try:
+            with self.interrupts.raised_at_once():  # a server that stopped reading can block us
+                link.sendall(encode_line(text))
+        except OSError:
+            return False
+        return True
 
     def _leave(self) -> None:
-        """Say goodbye to the server, wait briefly for its reply, then close."""
-        if not self.server_gone.is_set():
-            self.leaving.set()
-            self.sock.settimeout(QUIT_WAIT_S)  # a server that stopped reading cannot hold us
+        """Say goodbye to the server, wait briefly for its reply, then close; or stop reconnecting."""
+        with self._lock:
+            self.leaving.set()  # wakes the receiver if it is waiting to reconnect
+            link = self._link
+        if link is not None and not self.server_gone.is_set():
+            link.settimeout(QUIT_WAIT_S)  # a server that stopped reading cannot hold us
             try:
-                self.sock.sendall(encode_line("/quit"))
+                link.sendall(encode_line("/quit"))
             except OSError:
                 pass
             self.server_gone.wait(QUIT_WAIT_S)
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the receiver if still waiting
-        except OSError:
-            pass
+        link = self._take_link(link)
+        if link is not None:
+            try:
+                link.shutdown(socket.SHUT_RDWR)  # wakes the receiver if still waiting
+            except OSError:
+                pass
+        # A receiver in the middle of connecting cannot be woken: it is not
+        # waited for longer than this, and finds `leaving` set when it is done.
         self.receiver.join(QUIT_WAIT_S)
-        self.sock.close()
+        if link is not None:
+            link.close()
+
+    def _take_link(self, link) -> "socket.socket | WebSocketLink | None":
+        """Make ``link`` no longer the connection in use; return it if it was (whoever takes it closes it)."""
+        with self._lock:
+            if link is None or self._link is not link:
+                return None
+            self._link = None
+            return link
 
     def _receive(self) -> None:
-        """The receiver thread: show each line from the server until the connection ends."""
-        framer = LineFramer(MAX_INCOMING_LINE_BYTES)
-        farewell = "Server closed the connection."
+        """The receiver thread: show each line from the server; reconnect when the connection is lost."""
+        ending = None  # how the last connection ended, to say so if the chat ends with it
         try:
-            while data := self.sock.recv(RECV_BYTES):
-                for event in framer.feed(data):
-                    if isinstance(event, bytes):
-                        line = sanitize(decode_line(event))
-                        self.roster.update(line)
-                        self.console.show(render(line, self.color))
-                        if line == PASSWORD_NEEDED:
-                            self.console.show(timestamped(PASSWORD_HINT))
-        except OSError as error:
-            self.connection_lost = not self.leaving.is_set()
-            farewell = f"Lost the connection to the server ({error.strerror or error})."
+            link = self._link
+            while link is not None:
+                ending, broken = self._show_lines_from(link)
+                if self._take_link(link) is not None:
+                    _close(link)
+                if self.transcript.welcomed:
+                    self._retries = 0
+                if self.leaving.is_set():
+                    return
+                if self.rejoin is None or not self.transcript.joined:
+                    self.connection_lost = broken
+                    return
+                if self.refused:
+                    self.connection_lost = True
+                    return
+                link = self._reconnect(ending)
+                ending = None
         finally:  # whatever ended the loop, the main thread must not wait for us
             self.server_gone.set()
             if not self.leaving.is_set():
-                self.console.show(timestamped("🔌 " + farewell))
+                if ending:
+                    self.console.show(timestamped("🔌 " + ending))
                 self.console.stop_reading()
+
+    def _show_lines_from(self, link) -> "tuple[str, bool]":
+        """Show the lines from ``link`` until the connection ends; say how it ended, and whether it broke."""
+        framer = LineFramer(MAX_INCOMING_LINE_BYTES)
+        self.transcript.new_connection()
+        try:
+            while data := link.recv(RECV_BYTES):
+                for event in framer.feed(data):
+                    if isinstance(event, bytes):
+                        self._show(sanitize(decode_line(event)))
+        except OSError as error:
+            return f"Lost the connection to the server ({error.strerror or error}).", not self.leaving.is_set()
+        return "Server closed the connection.", False
+
+    def _show(self, line: str) -> None:
+        for shown in self.transcript.feed(line):
+            if isinstance(shown, AwayNote):
+                if shown.gap:
+                    self.roster.forget_others()
+                self.console.show(timestamped(away_note(shown)))
+                continue
+            # A replayed line also tells who came, went or spoke, in order.
+            self.roster.update(shown.line)
+            stamp = shown.stamp if isinstance(shown, Replayed) else None
+            self.console.show(render(shown.line, self.color, stamp))
+        if line == PASSWORD_NEEDED:
+            self.console.show(timestamped(PASSWORD_HINT))
+        if line in PASSWORD_REFUSALS:
+            self.refused = True
+
+    def _reconnect(self, reason: str) -> "socket.socket | WebSocketLink | None":
+        """Connect again, waiting longer after each failure; the new link, or None once the user leaves."""
+        while True:
+            delay = retry_delay(self._retries)
+            self._retries += 1
+            self.console.show(timestamped(f"🔌 {reason} Reconnecting in {math.ceil(delay)} s…"))
+            if self.leaving.wait(delay):
+                return None
+            try:
+                link = self.rejoin(self.transcript.name)
+            except OSError as error:
+                reason = describe_retry_error(error)
+                continue
+            with self._lock:
+                leaving = self.leaving.is_set()
+                if not leaving:
+                    self._link = link
+            if leaving:
+                _close(link)
+                return None
+            self.console.show(timestamped("✅ Reconnected."))
+            return link
+
+
+def _close(link) -> None:
+    """Shut down (which wakes a send blocked in the other thread), then close."""
+    try:
+        link.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    link.close()
+
+
+def retry_delay(retries: int, random_fraction=random.random) -> float:
+    """Seconds to wait before a reconnect, after ``retries`` failed ones.
+
+    Doubling from RETRY_FIRST_S up to RETRY_MAX_S, less a random part of up
+    to half, so that a room full of clients does not come back all at once
+    after a server restart. (The chat page waits the same way.)
+    """
+    ceiling = min(RETRY_MAX_S, RETRY_FIRST_S * 2**retries)
+    return ceiling * (1 - random_fraction() / 2)
+
+
+def describe_retry_error(error: OSError) -> str:
+    """One short sentence for a reconnect that failed."""
+    if isinstance(error, LinkError):  # already a sentence
+        return str(error)
+    if isinstance(error, ConnectionRefusedError):
+        reason = "connection refused"
+    elif isinstance(error, socket.gaierror):
+        reason = "the host was not found"
+    elif isinstance(error, TimeoutError):
+        reason = "timed out"
+    else:
+        reason = error.strerror or str(error)
+    return f"Could not reconnect ({reason})."
+
+
+def away_note(note: AwayNote) -> str:
+    text = f"📜 {note.count} message{'' if note.count == 1 else 's'} while you were away"
+    return text + (" (earlier ones may be missing):" if note.gap else ":")
+
+
+def open_and_join(address: Address, token: "str | None", password: "str | None", name: "str | None"):
+    """Connect, and send the lines a client starts with: the password, and the name it asks for."""
+    link = open_link(address, token, CONNECT_TIMEOUT_S)
+    try:
+        if password is not None:
+            link.sendall(encode_line(f"/pass {password}"))
+        if name:
+            link.sendall(encode_line(f"/nick {name}"))
+    except BaseException:  # a failed send, or Ctrl+C
+        link.close()
+        raise
+    return link
 
 
 def run(
-    address: Address, name: "str | None", color: bool, password: "str | None" = None, token: "str | None" = None
+    address: Address,
+    name: "str | None",
+    color: bool,
+    password: "str | None" = None,
+    token: "str | None" = None,
+    reconnect: bool = True,
 ) -> int:
     """Connect, chat, and return the process exit status.
 
@@ -228,15 +404,15 @@ def run(
         console.show(timestamped(f"🔄 Connecting to {address}..."))
         try:
             with interrupts.raised_at_once():
-                sock = open_link(address, token, CONNECT_TIMEOUT_S)
-                if password is not None:
-                    sock.sendall(encode_line(f"/pass {password}"))
-                if name:
-                    sock.sendall(encode_line(f"/nick {name}"))
+                link = open_and_join(address, token, password, name)
         except OSError as error:
             print(timestamped("❌ " + describe_connect_error(error, address)), file=sys.stderr)
             return 1
         console.show(timestamped("✅ Connected! Type messages and press Enter. Type 'quit' to exit."))
-        return ChatClient(sock, console, color, roster, interrupts).run()
+
+        def rejoin(current_name: "str | None"):
+            return open_and_join(address, token, password, current_name)
+
+        return ChatClient(link, console, color, roster, interrupts, rejoin if reconnect else None).run()
     finally:
         console.close()

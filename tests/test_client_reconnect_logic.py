@@ -1,0 +1,314 @@
+"""The client's pure parts for history and reconnecting: which replayed lines are new, whose lines
+are our own, what the transcript shows, and how long to wait between tries."""
+
+import socket
+
+import pytest
+
+from chat.client.client import away_note, describe_retry_error, retry_delay
+from chat.client.completion import Roster
+from chat.client.link import KEEPALIVE_IDLE_S, LinkError, enable_keepalive
+from chat.client.replay import (
+    AwayNote,
+    Live,
+    OwnNames,
+    Replayed,
+    Transcript,
+    is_public,
+    unseen,
+)
+from chat.client.terminal import render
+from chat.core import messages
+from chat.core.history import HISTORY_END, history_start
+
+# unseen(): the algorithm of the shared spec.
+
+
+def test_with_no_overlap_every_replayed_line_is_new():
+    assert unseen(["a", "b"], ["c", "d"]) == (["c", "d"], 0)
+
+
+def test_with_nothing_seen_every_replayed_line_is_new():
+    assert unseen([], ["c", "d"]) == (["c", "d"], 0)
+
+
+def test_an_empty_replay_has_nothing_new():
+    assert unseen(["a"], []) == ([], 0)
+
+
+def test_the_lines_after_the_overlap_are_new():
+    assert unseen(["x", "a", "b"], ["a", "b", "c", "d"]) == (["c", "d"], 2)
+
+
+def test_a_replay_entirely_seen_has_nothing_new():
+    assert unseen(["x", "a", "b", "c"], ["a", "b", "c"]) == ([], 3)
+
+
+def test_a_replay_that_reaches_further_back_than_what_was_seen_overlaps_all_of_it():
+    assert unseen(["b", "c"], ["a", "b", "c", "d"]) == (["d"], 2)
+
+
+def test_a_line_said_again_while_away_is_new_though_identical_to_one_seen():
+    assert unseen(["x", "a"], ["x", "a", "a"]) == (["a"], 2)
+    assert unseen(["a", "b", "a"], ["a", "b", "a", "c"]) == (["c"], 3)
+
+
+def test_the_longest_overlap_wins_over_a_later_shorter_one():
+    # "b" ends the replay too, but "a", "b" overlaps further.
+    assert unseen(["a", "b"], ["a", "b", "c", "b"]) == (["c", "b"], 2)
+
+
+def test_of_equally_long_overlaps_the_latest_wins():
+    assert unseen(["a"], ["a", "b", "a", "c"]) == (["c"], 1)
+
+
+def test_public_lines_are_chat_actions_and_the_three_notices():
+    public = ["Ann: hi", "* Ann waves", messages.joined("Ann"), messages.left("Ann"), messages.renamed("Ann", "Bo")]
+    private = [
+        "[PM from Ann] psst",
+        "[PM to Ann] psst",
+        messages.error("No user named Zed is online."),
+        messages.welcome("Bob", 1),
+        messages.SHUTTING_DOWN,
+        messages.system("Online (2): Ann, Bob"),
+    ]
+    assert all(is_public(line) for line in public)
+    assert not any(is_public(line) for line in private)
+
+
+def test_own_names_come_from_the_welcome_and_renames_of_the_current_name():
+    names = OwnNames()
+    assert names.current is None and not names.is_own("Bob: hi")
+    names.update(messages.welcome("Bob", 0))
+    names.update(messages.renamed("Ann", "Cid"))  # someone else: not us
+    names.update(messages.renamed("bob", "Robert"))  # our name, in another case
+    assert names.current == "Robert"
+    for line in [
+        "Bob: hi",
+        "ROBERT: hi",
+        "* Bob waves",
+        messages.joined("Bob"),
+        messages.left("Robert"),
+        messages.renamed("Bob", "Robert"),
+    ]:
+        assert names.is_own(line), line
+    for line in ["Ann: Bob: hi", "Cid: hi", messages.joined("Cid"), "[PM from Bob] hi", messages.renamed("Ann", "Cid")]:
+        assert not names.is_own(line), line
+
+
+# Transcript: what is shown of each line, across connections.
+
+
+def stamped(line: str, time: str = "14:02:01") -> str:
+    return f"[{time}] {line}"
+
+
+def fed(transcript: Transcript, *lines: str) -> list:
+    shown = []
+    for line in lines:
+        shown += transcript.feed(line)
+    return shown
+
+
+def join(transcript: Transcript, name: str = "Bob", history=()) -> list:
+    """What a (re)connection shows, with ``history`` replayed before the welcome."""
+    transcript.new_connection()
+    block = [history_start(len(history)), *(stamped(line) for line in history), HISTORY_END] if history else []
+    return fed(transcript, *block, messages.welcome(name, 1))
+
+
+def test_the_first_time_the_history_is_shown_whole_with_its_markers_and_times():
+    transcript = Transcript()
+    shown = join(transcript, "Bob", ["Ann: hello", "* Ann waves"])
+    assert shown == [
+        Live(history_start(2)),
+        Replayed("Ann: hello", "14:02:01"),
+        Replayed("* Ann waves", "14:02:01"),
+        Live(HISTORY_END),
+        Live(messages.welcome("Bob", 1)),
+    ]
+    assert transcript.joined and transcript.name == "Bob"
+
+
+def test_after_a_reconnect_only_the_lines_said_while_away_are_shown_under_a_note():
+    transcript = Transcript()
+    join(transcript, "Bob", ["Ann: hello"])
+    fed(transcript, "Ann: seen live", "Cid: me too")
+    shown = join(transcript, "Bob", ["Ann: hello", "Ann: seen live", "Cid: me too", "Ann: missed", "* Cid waves"])
+    assert shown == [
+        AwayNote(2, gap=False),
+        Replayed("Ann: missed", "14:02:01"),
+        Replayed("* Cid waves", "14:02:01"),
+        Live(messages.welcome("Bob", 1)),
+    ]
+
+
+def test_a_replay_that_was_all_seen_shows_nothing_but_the_welcome():
+    transcript = Transcript()
+    join(transcript, "Bob", ["Ann: hello"])
+    fed(transcript, "Ann: seen live")
+    assert join(transcript, "Bob", ["Ann: hello", "Ann: seen live"]) == [Live(messages.welcome("Bob", 1))]
+
+
+def test_without_an_overlap_every_line_is_shown_with_a_note_that_some_may_be_missing():
+    transcript = Transcript()
+    join(transcript, "Bob")
+    fed(transcript, "Ann: seen live")
+    shown = join(transcript, "Bob", ["Ann: new 1", "Ann: new 2"])
+    assert shown[0] == AwayNote(2, gap=True)
+    assert [item.line for item in shown[1:3]] == ["Ann: new 1", "Ann: new 2"]
+
+
+def test_own_lines_are_never_shown_again_and_do_not_spoil_the_match():
+    transcript = Transcript()
+    join(transcript, "Bob")
+    # What Bob said is not sent back to him; the others' lines are.
+    fed(transcript, "Ann: hi Bob")
+    replay = [messages.joined("Bob"), "Bob: hi Ann", "Ann: hi Bob", "* Bob waves", messages.left("Bob"), "Ann: bye?"]
+    shown = join(transcript, "Bob", replay)
+    assert shown == [AwayNote(1, gap=False), Replayed("Ann: bye?", "14:02:01"), Live(messages.welcome("Bob", 1))]
+
+
+def test_after_a_rename_the_new_name_is_asked_for_and_lines_under_both_names_are_own():
+    transcript = Transcript()
+    join(transcript, "Bob")
+    fed(transcript, "Ann: hi", messages.renamed("Bob", "Robert"), "Ann: nice name")
+    assert transcript.name == "Robert"
+    replay = [
+        "Bob: hello",
+        "Ann: hi",
+        messages.renamed("Bob", "Robert"),
+        "Ann: nice name",
+        "Robert: thanks",
+        messages.left("Robert"),
+        "Ann: gone?",
+    ]
+    shown = join(transcript, "Robert", replay)
+    assert [item.line for item in shown if isinstance(item, Replayed)] == ["Ann: gone?"]
+    assert shown[0] == AwayNote(1, gap=False)
+
+
+def test_a_name_given_on_rejoining_is_our_own_too():
+    transcript = Transcript()
+    join(transcript, "Bob")
+    fed(transcript, "Ann: hi")
+    join(transcript, "Bob-2", ["Ann: hi"])  # the server had not yet noticed that Bob was gone
+    assert transcript.name == "Bob-2"
+    shown = join(transcript, "Bob-2", ["Ann: hi", messages.joined("Bob-2"), "Bob-2: back", "Ann: wb"])
+    assert [item.line for item in shown if isinstance(item, Replayed)] == ["Ann: wb"]
+
+
+def test_lines_shown_after_a_reconnect_are_remembered_for_the_next_one():
+    transcript = Transcript()
+    join(transcript, "Bob", ["Ann: one"])
+    join(transcript, "Bob", ["Ann: one", "Ann: two"])
+    fed(transcript, "Ann: three")
+    shown = join(transcript, "Bob", ["Ann: one", "Ann: two", "Ann: three", "Ann: four"])
+    assert [item.line for item in shown if isinstance(item, Replayed)] == ["Ann: four"]
+
+
+def test_only_the_last_lines_seen_are_remembered():
+    transcript = Transcript(max_seen=2)
+    join(transcript, "Bob")
+    fed(transcript, "Ann: 1", "Ann: 2", "Ann: 3")
+    # "Ann: 1" is forgotten, so the overlap is "Ann: 2", "Ann: 3".
+    shown = join(transcript, "Bob", ["Ann: 1", "Ann: 2", "Ann: 3", "Ann: 4"])
+    assert [item.line for item in shown if isinstance(item, Replayed)] == ["Ann: 4"]
+
+
+def test_private_lines_and_replies_are_not_remembered_and_do_not_break_the_overlap():
+    transcript = Transcript()
+    join(transcript, "Bob")
+    fed(transcript, "Ann: 1", "[PM from Ann] psst", messages.system("Online (2): Ann, Bob"), "Ann: 2")
+    shown = join(transcript, "Bob", ["Ann: 1", "Ann: 2", "Ann: 3"])
+    assert [item.line for item in shown if isinstance(item, Replayed)] == ["Ann: 3"]
+
+
+def test_a_block_that_is_never_ended_ends_at_the_first_line_without_a_time():
+    transcript = Transcript()
+    join(transcript, "Bob")
+    fed(transcript, "Ann: 1")
+    transcript.new_connection()
+    shown = fed(transcript, history_start(2), stamped("Ann: 1"), stamped("Ann: 2"), messages.welcome("Bob", 1))
+    assert shown == [AwayNote(1, gap=False), Replayed("Ann: 2", "14:02:01"), Live(messages.welcome("Bob", 1))]
+
+
+def test_a_marker_after_the_welcome_is_an_ordinary_line():
+    transcript = Transcript()
+    join(transcript, "Bob")
+    assert fed(transcript, history_start(1), "Ann: hi") == [Live(history_start(1)), Live("Ann: hi")]
+
+
+def test_before_joining_a_second_connection_shows_its_history_whole():
+    transcript = Transcript()
+    transcript.new_connection()
+    fed(transcript, messages.system("Server is full (1 users). Try again later."))
+    assert not transcript.joined
+    shown = join(transcript, "Bob", ["Ann: hi"])
+    assert shown[0] == Live(history_start(1))
+
+
+def test_a_replay_longer_than_the_bound_keeps_only_its_end():
+    transcript = Transcript(max_replay=3)
+    join(transcript, "Bob")
+    shown = join(transcript, "Bob", [f"Ann: {number}" for number in range(10)])
+    assert [item.line for item in shown if isinstance(item, Replayed)] == ["Ann: 7", "Ann: 8", "Ann: 9"]
+
+
+# What the client prints, and how long it waits.
+
+
+def test_a_replayed_line_shows_its_time_after_the_mark_and_keeps_its_colors():
+    assert render("Ann: hi", False, "14:02:01") == [("", "📨 [14:02:01] Ann: hi")]
+    assert render("Ann: hi", True, "14:02:01")[1:] == render("Ann: hi", True)[1:]
+    assert render("Ann: hi", True, "14:02:01")[0] == ("", "📨 [14:02:01] ")
+    assert render("* Ann waves", True, "14:02:01")[0] == ("", "📨 [14:02:01] * ")
+    notice = messages.joined("Ann")
+    assert render(notice, True, "14:02:01") == [("", "📨 [14:02:01] "), ("ansiyellow", notice)]
+
+
+def test_the_away_note_counts_the_messages_and_says_when_some_may_be_missing():
+    assert away_note(AwayNote(1, gap=False)) == "📜 1 message while you were away:"
+    assert away_note(AwayNote(3, gap=True)) == "📜 3 messages while you were away (earlier ones may be missing):"
+
+
+@pytest.mark.parametrize(
+    "retries, low, high",
+    [(0, 0.5, 1.0), (1, 1.0, 2.0), (2, 2.0, 4.0), (4, 8.0, 16.0), (5, 15.0, 30.0), (40, 15.0, 30.0)],
+)
+def test_the_wait_between_tries_doubles_up_to_30_seconds_less_up_to_half_at_random(retries, low, high):
+    assert retry_delay(retries, lambda: 0.0) == high
+    assert retry_delay(retries, lambda: 1.0) == low
+    assert low <= retry_delay(retries) <= high
+
+
+@pytest.mark.parametrize(
+    "error, sentence",
+    [
+        (ConnectionRefusedError(111, "Connection refused"), "Could not reconnect (connection refused)."),
+        (socket.gaierror(-2, "Name or service not known"), "Could not reconnect (the host was not found)."),
+        (TimeoutError("timed out"), "Could not reconnect (timed out)."),
+        (OSError(101, "Network is unreachable"), "Could not reconnect (Network is unreachable)."),
+        (LinkError("wss://x/ws refused the connection (HTTP 502)."), "wss://x/ws refused the connection (HTTP 502)."),
+    ],
+)
+def test_a_failed_try_is_one_short_sentence(error, sentence):
+    assert describe_retry_error(error) == sentence
+
+
+def test_after_a_gap_the_roster_forgets_everyone_but_us():
+    roster = Roster()
+    for line in [messages.welcome("Bob", 2), messages.joined("Ann"), messages.joined("Cid")]:
+        roster.update(line)
+    roster.forget_others()
+    assert roster.me == "Bob" and roster.others() == []
+    roster.update(messages.joined("Dee"))
+    assert roster.others() == ["Dee"]
+
+
+def test_a_raw_connection_notices_a_silent_network_with_keepalive():
+    with socket.socket() as sock:
+        enable_keepalive(sock)
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE_IDLE_S

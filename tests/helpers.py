@@ -354,3 +354,133 @@ def join_all(address, *names: str) -> "list[Peer]":
             earlier.expect(f"[SYSTEM] {peer.name} joined the chat!")
         peers.append(peer)
     return peers
+
+
+class Relay:
+    """A TCP relay in front of a server, which a test can cut, as a network that fails does.
+
+    Each connection made to ``address`` is joined to a new connection to
+    ``target``, and two threads copy the bytes across. :meth:`cut` ends every
+    connection relayed so far on both sides, so that the client and the
+    server each see theirs end. While :meth:`hold` is in force, new
+    connections are accepted but not joined to the server until
+    :meth:`release`: the client's reconnect waits there while the test does
+    what should happen in its absence.
+    """
+
+    def __init__(self, target) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = ("127.0.0.1", self.listener.getsockname()[1])
+        self.port = self.address[1]
+        # Guards the six fields below; notified when a connection is accepted.
+        self._changed = threading.Condition()
+        self._pairs: "list[tuple[socket.socket, socket.socket]]" = []  # (client side, server side), relayed
+        self._cut: "set[socket.socket]" = set()  # the sockets cut() ended, whose ends are not passed on
+        self._stale: "list[socket.socket]" = []  # server sides left open by cut(server_side=False)
+        self._held: "list[socket.socket]" = []  # accepted while held, not yet joined to the server
+        self._holding = False
+        self.accepted = 0  # connections accepted so far
+        self._threads = [threading.Thread(target=self._accept, name="relay-accept", daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed by close()
+                return
+            with self._changed:
+                self.accepted += 1
+                self._changed.notify_all()
+                if self._holding:
+                    self._held.append(client)
+                    continue
+            self._join(client)
+
+    def _join(self, client: socket.socket) -> None:
+        try:
+            server = socket.create_connection(self.target, timeout=TIMEOUT_S)
+        except OSError:
+            client.close()
+            return
+        server.settimeout(None)
+        with self._changed:
+            self._pairs.append((client, server))
+            for source, destination in ((client, server), (server, client)):
+                thread = threading.Thread(target=self._copy, args=(source, destination), daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def _copy(self, source: socket.socket, destination: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                destination.sendall(data)
+            with self._changed:
+                if source in self._cut:  # a reset must not be preceded by a close passed on
+                    return
+            destination.shutdown(socket.SHUT_WR)
+        except OSError:  # cut, or the other side went away
+            pass
+
+    def wait_until_accepted(self, count: int, timeout: float = TIMEOUT_S) -> None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.accepted >= count, timeout):
+                raise AssertionError(f"only {self.accepted} connection(s) reached the relay, not {count}")
+
+    def hold(self) -> None:
+        with self._changed:
+            self._holding = True
+
+    def release(self) -> None:
+        with self._changed:
+            self._holding = False
+            held, self._held = self._held, []
+        for client in held:
+            self._join(client)
+
+    def cut(self, reset: bool = False, server_side: bool = True) -> None:
+        """End every relayed connection: closed, or with ``reset`` reset (RST).
+
+        Without ``server_side``, only the client's side ends: the server's
+        stays open, as when the server has not yet noticed a network failure.
+        """
+        with self._changed:
+            pairs, self._pairs = self._pairs, []
+            sockets = [sock for pair in pairs for sock in (pair if server_side else pair[:1])]
+            if not server_side:
+                self._stale += [server for _, server in pairs]
+            self._cut.update(sockets)
+        for sock in sockets:
+            if reset:  # closed with nothing left to send: a reset
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            try:
+                # Wakes the copying thread's recv (a close alone would not, and
+                # the connection would stay open while that recv holds it).
+                sock.shutdown(socket.SHUT_RD if reset else socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for sock in sockets:
+            sock.close()
+
+    def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        except OSError:
+            pass
+        self.listener.close()
+        self.cut()
+        with self._changed:
+            stale, self._stale = self._stale, []
+        for sock in stale:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes its copying thread
+            except OSError:
+                pass
+            sock.close()
+        with self._changed:
+            held, self._held = self._held, []
+        for client in held:
+            client.close()
+        for thread in self._threads:
+            thread.join(TIMEOUT_S)

@@ -1,0 +1,263 @@
+"""client.py when its connection is lost: it reconnects, rejoins under its name, and shows only what it missed.
+
+The client runs in a pseudo-terminal, against real server.py processes. A
+connection is lost either through a :class:`Relay` in between, cut as a
+failing network would cut it, or by stopping the server and starting
+another on the same port. The first reconnect comes about a second after the
+loss; nothing here waits for a longer backoff except the one test about it.
+"""
+
+import re
+import signal
+import termios
+import time
+
+import pytest
+
+from chat.core import messages
+from tests.helpers import TIMEOUT_S, Peer, Relay, ServerProgram, Terminal
+from tests.test_client_terminal import opening, screen_shows
+
+# Long enough for a reconnect after a loss: a backoff of at most one second,
+# and a server started meanwhile, on a busy machine.
+RECONNECT_TIMEOUT_S = TIMEOUT_S * 2
+# Without colors, what the client prints can be waited for as plain text.
+PLAIN = {"NO_COLOR": "1"}
+
+
+@pytest.fixture
+def terminals():
+    """Start client.py in pseudo-terminals of 80×24; each is closed afterwards, and must not have shown a traceback."""
+    started = []
+
+    def start(*args, env=None) -> Terminal:
+        terminal = Terminal(list(args), env=env)
+        started.append(terminal)
+        return terminal
+
+    yield start
+    for terminal in started:
+        terminal.close()
+    for terminal in started:
+        assert "Traceback" not in terminal.transcript, terminal.transcript
+
+
+@pytest.fixture
+def servers():
+    """Start server.py processes with history; all are killed afterwards, with every Peer closed."""
+    started = []
+
+    def start(port: int = 0, *options: str) -> ServerProgram:
+        program = ServerProgram(port, "--history", "50", *options)
+        started.append(program)
+        return program
+
+    yield start
+    Peer.close_all()
+    for program in started:
+        program.kill()
+
+
+@pytest.fixture
+def relay(servers):
+    """A server with history, and a Relay in front of it (``relay.server``)."""
+    server = servers()
+    relay = Relay(server.address)
+    relay.server = server
+    yield relay
+    relay.close()
+
+
+def stamped(line: str) -> str:
+    """``line`` as the client shows it from a replay, its time as screen_shows() writes every time."""
+    return f"📨 [HH:MM:SS] {line}"
+
+
+def test_after_a_dropped_connection_the_client_rejoins_under_its_name_and_shows_only_what_it_missed(relay, terminals):
+    ann = Peer.joined(relay.server.address, "Ann")
+    ann.send("before Bob came")
+    client = terminals("127.0.0.1", str(relay.port), "--name", "Bob")
+    ann.expect(messages.joined("Bob"))
+    history = [
+        "📨 [SYSTEM] Last 2 messages:",
+        stamped(messages.joined("Ann")),
+        stamped("Ann: before Bob came"),
+        "📨 [SYSTEM] End of history.",
+    ]
+    start = [*opening(relay.port, "Bob", 1)[:2], *history, "📨 " + messages.welcome("Bob", 1)]
+    client.wait_for_display(screen_shows(client, start))
+    ann.send("seen live")
+    client.wait_for_display(screen_shows(client, [*start, "📨 Ann: seen live"]))
+    client.type("my own line\r")
+    assert ann.read_line() == "Bob: my own line"
+    client.type("/nick Robert\r")
+    ann.expect(messages.renamed("Bob", "Robert"))
+    ann.send("seen live")  # the same words again: only the overlap tells them apart
+    seen = [
+        "📨 Ann: seen live",
+        "You: my own line",
+        "You: /nick Robert",
+        "📨 " + messages.renamed("Bob", "Robert"),
+        "📨 Ann: seen live",
+    ]
+    client.wait_for_display(screen_shows(client, [*start, *seen]))
+
+    relay.hold()  # the reconnect waits at the relay until Ann has said what Robert misses
+    relay.cut(reset=True)
+    ann.expect(messages.left("Robert"))
+    ann.send("said while you were away")
+    ann.send("/me waves")
+    ann.send("seen live")
+    client.type("half typed")
+    relay.wait_until_accepted(2, RECONNECT_TIMEOUT_S)
+    relay.release()
+    ann.expect(messages.joined("Robert"))  # the same name as when the connection was lost
+    back = [
+        "[HH:MM:SS] 🔌 Lost the connection to the server (Connection reset by peer). Reconnecting in 1 s…",
+        "[HH:MM:SS] ✅ Reconnected.",
+        "[HH:MM:SS] 📜 3 messages while you were away:",
+        stamped("Ann: said while you were away"),
+        stamped("* Ann waves"),
+        stamped("Ann: seen live"),
+        "📨 " + messages.welcome("Robert", 1),
+    ]
+    # Nothing seen before is shown again, nor Robert's own lines; the draft is still there.
+    client.wait_for_display(screen_shows(client, [*start, *seen, *back], "half typed"))
+    client.type("\r")
+    assert ann.read_line() == "Robert: half typed"
+    client.type("quit\r")
+    assert client.wait() == 0
+    assert ann.read_line() == messages.left("Robert")
+
+
+def test_after_a_server_restart_the_client_comes_back_and_lines_typed_meanwhile_are_not_sent(servers, terminals):
+    first = servers()
+    ann = Peer.joined(first.address, "Ann")
+    client = terminals("127.0.0.1", str(first.port), "--name", "Bob", env=PLAIN)
+    ann.expect(messages.joined("Bob"))
+    client.wait_for("Welcome, Bob!")
+    ann.send("before the restart")
+    client.wait_for("📨 Ann: before the restart")
+    first.terminate()  # SIGTERM: every client is told, then the connection closes
+    client.wait_for("📨 " + messages.SHUTTING_DOWN)
+    client.wait_for("🔌 Server closed the connection. Reconnecting in 1 s…")
+    assert first.wait() == 0
+    client.type("anyone there?\r")
+    client.wait_for("📝 Not sent (not connected): anyone there?")
+
+    second = servers(first.port)
+    ann = Peer.joined(second.address, "Ann")
+    ann.send("fresh start")
+    client.wait_for("✅ Reconnected.", RECONNECT_TIMEOUT_S)
+    ann.expect(messages.joined("Bob"))
+    # The new server's history has no line Bob saw: all of it, with a warning.
+    client.wait_for("📜 2 messages while you were away (earlier ones may be missing):")
+    client.wait_for("Ann: fresh start")
+    client.wait_for(messages.welcome("Bob", 1))
+    ann.send("hello again")
+    client.wait_for("📨 Ann: hello again")
+    client.type("/quit\r")
+    assert client.wait() == 0
+    assert ann.read_line() == messages.left("Bob")  # the line typed while away never came
+
+
+def test_a_killed_server_replaced_on_its_port_gets_the_client_back_over_websocket(servers, terminals):
+    first = servers()
+    client = terminals(f"ws://127.0.0.1:{first.port}", "--name", "Wes", env=PLAIN)
+    client.wait_for(messages.welcome("Wes", 0))
+    first.kill()  # SIGKILL: no notice, no closing frame
+    client.wait_for("🔌 Lost the connection to the server (")
+    client.wait_for("Reconnecting in 1 s…")
+
+    second = servers(first.port)
+    ann = Peer.joined(second.address, "Ann")
+    client.wait_for("✅ Reconnected.", RECONNECT_TIMEOUT_S)
+    ann.expect(messages.joined("Wes"))
+    client.wait_for(messages.welcome("Wes", 1))
+    client.type("back over websocket\r")
+    assert ann.read_line() == "Wes: back over websocket"
+    client.type("/quit\r")
+    assert client.wait() == 0
+
+
+@pytest.mark.parametrize("keys", ["\x03", "\x04", "SIGTERM"], ids=["ctrl-c", "ctrl-d", "sigterm"])
+def test_while_waiting_to_reconnect_every_way_out_leaves_cleanly_with_status_0(servers, terminals, keys):
+    server = servers()
+    client = terminals("127.0.0.1", str(server.port), "--name", "Bob", env=PLAIN)
+    client.wait_for(messages.welcome("Bob", 0))
+    server.kill()
+    client.wait_for("Reconnecting in 1 s…")
+    if keys == "SIGTERM":
+        client.process.send_signal(signal.SIGTERM)
+    else:
+        client.type(keys)
+    assert client.wait() == 0
+    # The terminal echoes and edits lines again, as before the client started.
+    assert termios.tcgetattr(client.master)[3] & (termios.ECHO | termios.ICANON) == termios.ECHO | termios.ICANON
+
+
+def test_ctrl_c_ends_a_long_wait_between_tries_at_once(servers, terminals):
+    server = servers()
+    client = terminals("127.0.0.1", str(server.port), "--name", "Bob", env=PLAIN)
+    client.wait_for(messages.welcome("Bob", 0))
+    server.kill()
+    # Nothing listens any more: the first tries are refused, and the waits grow.
+    client.wait_for("Reconnecting in 1 s…")
+    for _ in range(2):
+        client.wait_for("🔌 Could not reconnect (connection refused). Reconnecting in", RECONNECT_TIMEOUT_S)
+    # This wait is at least two seconds long.
+    pressed = time.monotonic()
+    client.type("\x03")
+    assert client.wait() == 0
+    assert time.monotonic() - pressed < 1.5, "the client waited for the backoff to end"
+
+
+def test_without_reconnect_a_broken_connection_ends_the_client_with_status_1(relay, terminals):
+    ann = Peer.joined(relay.server.address, "Ann")
+    client = terminals("127.0.0.1", str(relay.port), "--name", "Bob", "--no-reconnect", env=PLAIN)
+    ann.expect(messages.joined("Bob"))
+    client.wait_for(messages.welcome("Bob", 1))
+    client.type("half typed")
+    client.wait_for("half typed")
+    relay.cut(reset=True)
+    assert client.wait() == 1
+    ending = [
+        "[HH:MM:SS] 🔌 Lost the connection to the server (Connection reset by peer).",
+        "[HH:MM:SS] 📝 Not sent: half typed",
+    ]
+    client.wait_for_display(screen_shows(client, ending, typed=None, tail=True))
+    assert relay.accepted == 1  # it never tried again
+    assert "Reconnecting" not in client.transcript
+
+
+def test_a_name_still_taken_on_rejoining_gets_the_servers_answer_and_a_name_of_its_own(relay, terminals):
+    ann = Peer.joined(relay.server.address, "Ann")
+    client = terminals("127.0.0.1", str(relay.port), "--name", "Bob", env=PLAIN)
+    ann.expect(messages.joined("Bob"))
+    client.wait_for(messages.welcome("Bob", 1))
+    relay.cut(reset=True, server_side=False)  # the server has not noticed: Bob is still online
+    client.wait_for("Reconnecting in 1 s…")
+    # As for any client whose wanted name is refused: the default name, and why.
+    joined = ann.expect(lambda line: line.endswith(" joined the chat!"), RECONNECT_TIMEOUT_S)
+    name = re.fullmatch(r"\[SYSTEM\] (User_\d+) joined the chat!", joined).group(1)
+    client.wait_for("📨 [ERROR] The name Bob is taken.")
+    client.wait_for(messages.welcome(name, 2))
+    client.type("/nick Bob\r")  # refused again while the old connection lasts
+    client.wait_for("📨 [ERROR] The name Bob is taken.")
+    client.type("/quit\r")
+    assert client.wait() == 0
+    assert ann.read_line() == messages.left(name)
+
+
+def test_a_reconnect_refused_for_its_password_stops_trying_with_status_1(servers, terminals):
+    first = servers(0, "--password", "old secret")
+    client = terminals("127.0.0.1", str(first.port), "--name", "Pat", "--password", "old secret", env=PLAIN)
+    client.wait_for(messages.welcome("Pat", 0))
+    first.kill()
+    client.wait_for("Reconnecting in 1 s…")
+    servers(first.port, "--password", "new secret")
+    client.wait_for("✅ Reconnected.", RECONNECT_TIMEOUT_S)
+    client.wait_for("📨 [ERROR] Wrong password.")
+    assert client.wait() == 1
+    client.wait_for("🔌 Server closed the connection.")
+    assert "Reconnecting" not in client.screen  # the rest of the output: it never tried again

@@ -302,7 +302,7 @@ def test_a_server_cut_off_from_redis_gets_what_the_others_said_meanwhile_once_an
     try:
         one = shared_servers(url=f"redis://127.0.0.1:{proxy.port}/0")
         two = shared_servers()
-        ann = Peer.joined(one.address, "Ann")
+        ann, amy = Peer.joined(one.address, "Ann"), Peer.joined(one.address, "Amy")
         bob = Peer.joined(two.address, "Bob")
         ann.expect(messages.joined("Bob"))
         proxy.cut()
@@ -310,11 +310,16 @@ def test_a_server_cut_off_from_redis_gets_what_the_others_said_meanwhile_once_an
         for n in range(5):
             bob.send(f"meanwhile {n}")
         bob.send("/users")
-        bob.expect(lambda line: line.startswith("[SYSTEM] Online ("))  # Bob's lines are in the stream by now
+        bob.expect("[SYSTEM] Online (3): Amy, Ann, Bob")  # Bob's lines are in the stream by now
+        amy.send("/quit")  # leaving while her server is apart
+        amy.read_until_closed()
+        ann.expect(messages.left("Amy"))
         proxy.restore()
         ann.expect(BACK, timeout=3 * TIMEOUT_S)
         assert [ann.read_line() for _ in range(5)] == [f"Bob: meanwhile {n}" for n in range(5)]
-        ann.assert_receives_nothing()
+        bob.expect(messages.left("Amy"))  # told when the servers are in touch again
+        ann.assert_receives_nothing()  # Ann heard nothing twice (not even Amy leaving)
+        assert Peer.joined(two.address, "Amy").name == "Amy"  # and her name is free
     finally:
         proxy.close()
 

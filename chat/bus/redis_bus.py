@@ -281,16 +281,28 @@ class RedisBus:
             log.info("🔗 Sharing the room through Redis at %s (this server: %s)", without_password(self.url), self.server_id)
 
     def _register(self) -> None:
-        """Say this server is alive, and claim its members' names (again, after Redis lost them)."""
+        """Say this server is alive, and make the names it holds in Redis those of its members now.
+
+        After Redis lost everything (a restart), the names are claimed
+        again; after this server lost Redis for a while, the names of those
+        who left meanwhile are released.
+        """
+        mine = self.server_id + "\t"
+        names = {name_key(name): name for name in self.room.names_here()}
         pipe = self._redis.pipeline(transaction=False)
         pipe.sadd(SERVERS, self.server_id)
         pipe.set(alive_key(self.server_id), "1", ex=ALIVE_TTL_S)
-        names = self.room.names_here()
-        for name in names:
-            pipe.hsetnx(NAMES, name_key(name), f"{self.server_id}\t{name}")
-        claimed = pipe.execute()[2:]
-        for name, ok in zip(names, claimed):
-            if not ok and not self._redis.hget(NAMES, name_key(name)).startswith(self.server_id + "\t"):
+        pipe.hgetall(NAMES)
+        held = pipe.execute()[2]
+        went = [holder[len(mine) :] for key, holder in held.items() if holder.startswith(mine) and key not in names]
+        for name in went:
+            self._release(keys=[NAMES], args=[name_key(name), self.server_id])
+        if went:  # the others still thought them here (our own members saw them leave)
+            self._redis.xadd(STREAM, self._notice([messages.left(name) for name in went], elsewhere_only=True))
+        for key, name in names.items():
+            if key not in held and not self._redis.hsetnx(NAMES, key, mine + name):
+                held[key] = self._redis.hget(NAMES, key) or mine
+            if not held.get(key, mine).startswith(mine):
                 log.warning("⚠️  %s is also the name of someone on another server (taken while we were apart)", name)
         self._next_heartbeat = time.monotonic() + HEARTBEAT_S
 
@@ -308,6 +320,8 @@ class RedisBus:
 
     def _deliver_entry(self, fields: dict) -> None:
         ours = fields["s"] == self.server_id
+        if ours and "e" in fields:  # meant for the other servers only
+            return
         origin = int(fields["o"]) if ours else None  # member numbers are per server
         if "to" in fields:  # a private message
             if fields["to"] == self.server_id:
@@ -338,12 +352,14 @@ class RedisBus:
             log.warning("💀 Server %s stopped answering: %d of its users left", server, len(gone))
         if gone:
             lines = [messages.left(name) for name in sorted(gone, key=name_key)]
-            self._redis.xadd(
-                STREAM,
-                {"s": self.server_id, "o": 0, "t": repr(time.time()), "g": 1, "l": "\n".join(lines)},
-                maxlen=STREAM_MAX_ENTRIES,
-                approximate=True,
-            )
+            self._redis.xadd(STREAM, self._notice(lines), maxlen=STREAM_MAX_ENTRIES, approximate=True)
+
+    def _notice(self, lines: "list[str]", elsewhere_only: bool = False) -> dict:
+        """A stream entry for notices this server gives about others (not its members' own doing)."""
+        entry = {"s": self.server_id, "o": 0, "t": repr(time.time()), "g": 1, "l": "\n".join(lines)}
+        if elsewhere_only:
+            entry["e"] = 1
+        return entry
 
     def _lost(self, error: "Exception | None") -> None:
         """Redis stopped answering: say so once, and let the bus thread reconnect."""

@@ -63,8 +63,8 @@ READ_BLOCK_MS = 1_000
 READ_COUNT = 1_000
 # A server renews its chat:alive key this often; it expires after ALIVE_TTL_S,
 # and then the others say its members left: within ALIVE_TTL_S + HEARTBEAT_S.
-HEARTBEAT_S = 2.0
-ALIVE_TTL_S = 10
+HEARTBEAT_S = 1.5
+ALIVE_TTL_S = 6
 CONNECT_TIMEOUT_S = 2.0
 COMMAND_TIMEOUT_S = 5.0
 # Waits between attempts to reach Redis again: doubling, with jitter.

@@ -44,6 +44,7 @@ class Member(Protocol):
     """What the room needs from a connected client."""
 
     name: str
+    member_id: int  # given by the room on joining: how lines from the bus name their sender
 
     def queue(self, data: bytes) -> bool:
         """Append ``data`` to the outbox; True if flush() must follow.
@@ -98,6 +99,7 @@ class Room:
         # which is how lines coming back from the bus name their sender.
         self._by_id: "dict[int, Member]" = {}
         self._ids = itertools.count(1)
+        # The other servers sharing this room, if any: set before serving, never changed after.
         self.bus = bus
         # The last public lines, replayed to each newcomer before its welcome.
         self._history = History(history_lines)

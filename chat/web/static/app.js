@@ -168,16 +168,14 @@
   }
 
   /** The list item showing one line from the server (or one of ours, with own=true).
-   * A history line has the `stamp` the server gave it ("14:02:01"), or null. */
-  function renderLine(line, { own = false, date = new Date(), stamp } = {}) {
+   * A history line comes with the `stamp` the server gave it ("14:02:01"). */
+  function renderLine(line, { own = false, date = new Date(), stamp = null } = {}) {
     const { kind, name } = classify(line);
     const item = document.createElement("li");
     item.className = `line ${kind}`;
     if (own) item.classList.add("own");
-    if (stamp !== undefined) item.classList.add("history");
-    if (stamp === undefined) item.append(timeElement(date));
-    else if (stamp !== null) item.append(stampElement(stamp));
-    else item.append(document.createElement("time"));
+    if (stamp !== null) item.classList.add("history");
+    item.append(stamp === null ? timeElement(date) : stampElement(stamp));
     const body = document.createElement("span");
     body.className = "body";
     if (kind === "system") {

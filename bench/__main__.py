@@ -10,7 +10,15 @@ bench/results/; a smoke run writes to a temporary folder (``--output``
 chooses another), so that it never replaces the published figures.
 
 The scenarios whose clients speak WebSocket run against our server only:
-ncat relays bytes and knows nothing of HTTP, so its column shows "-".
+ncat relays bytes and knows nothing of HTTP, so its column shows "-". So do
+the scenarios of a shared room (``-redis``): two of our servers share one
+room through a throwaway redis-server, half the clients on each, and their
+server CPU and peak memory add up all three processes (each process's own
+peak, summed), with rows for the chat servers and for redis-server. Without
+redis-server, those scenarios are skipped with a note.
+
+Every process the benchmark starts is stopped when its run ends, also when
+the run fails or is interrupted (Ctrl+C, SIGTERM).
 """
 
 import argparse
@@ -19,25 +27,40 @@ import math
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from bench.loadgen import QUICK, THOROUGH, LoadGenerator, Scenario, Transport
-from bench.servers import PROJECT, Ncat, OurServer, ensure_ncat
+from bench.servers import (
+    PROJECT,
+    Deployment,
+    Ncat,
+    OurServer,
+    ServerFailed,
+    ensure_ncat,
+    shared_room_missing,
+)
 from bench.wsclient import ServerError
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 WS = Transport.WEBSOCKET
+# The shared-room scenarios: the room of another scenario, split evenly between
+# two of our servers (client i on server i % 2, so the senders are on both).
+SHARED = "%s on 2 servers sharing it through Redis, half the clients on each; CPU and RSS of all 3 processes"
 FULL = [
     Scenario("small-room", "10 clients, all sending at full speed", clients=10, senders=10, window=16, payload_bytes=64, duration_s=5),
     Scenario("small-room-ws", "the same over WebSocket", clients=10, senders=10, window=16, payload_bytes=64, duration_s=5, transport=WS),
     Scenario("mixed-room", "the same, 5 raw and 5 WebSocket clients", clients=10, senders=10, window=16, payload_bytes=64, duration_s=5, transport=Transport.MIXED),
     Scenario("fan-out-200", "200 clients, 2 senders at full speed", clients=200, senders=2, window=16, payload_bytes=64, duration_s=5),
     Scenario("fan-out-200-ws", "the same over WebSocket", clients=200, senders=2, window=16, payload_bytes=64, duration_s=5, transport=WS),
+    Scenario("small-room-redis", SHARED % "small-room", clients=10, senders=10, window=16, payload_bytes=64, duration_s=5, servers=2),
+    Scenario("fan-out-200-redis", SHARED % "fan-out-200", clients=200, senders=2, window=16, payload_bytes=64, duration_s=5, servers=2),
     Scenario("steady-100", "100 clients, each sending 2 lines/s", clients=100, senders=100, window=8, payload_bytes=4000, duration_s=8, rate_hz=2),
     Scenario("steady-100-deaf", "the same, plus 1 client that never reads", clients=101, senders=100, window=8, payload_bytes=4000, duration_s=8, rate_hz=2, non_readers=1),
     Scenario("connect-1000", "1000 clients connect at once, 1 sender at 20 lines/s", clients=1000, senders=1, window=8, payload_bytes=64, duration_s=3, rate_hz=20, connect_storm=True),
@@ -49,14 +72,17 @@ SMOKE = [
     Scenario("mixed-room", "6 clients, 3 raw and 3 WebSocket", clients=6, senders=6, window=8, payload_bytes=64, duration_s=0.2, transport=Transport.MIXED),
     Scenario("fan-out-200", "20 clients, 2 senders", clients=20, senders=2, window=8, payload_bytes=64, duration_s=0.2),
     Scenario("fan-out-200-ws", "the same over WebSocket", clients=20, senders=2, window=8, payload_bytes=64, duration_s=0.2, transport=WS),
+    Scenario("small-room-redis", SHARED % "small-room", clients=6, senders=6, window=8, payload_bytes=64, duration_s=0.2, servers=2),
+    Scenario("fan-out-200-redis", SHARED % "fan-out-200", clients=20, senders=2, window=8, payload_bytes=64, duration_s=0.2, servers=2),
     Scenario("steady-100", "10 clients at 5 lines/s", clients=10, senders=10, window=4, payload_bytes=1000, duration_s=0.2, rate_hz=5),
     Scenario("steady-100-deaf", "the same plus 1 non-reader", clients=11, senders=10, window=4, payload_bytes=1000, duration_s=0.2, rate_hz=5, non_readers=1),
     Scenario("connect-1000", "50 clients connect at once", clients=50, senders=1, window=4, payload_bytes=64, duration_s=0.2, rate_hz=20, connect_storm=True),
 ]
 
 # (key, heading, format) for each figure in the table. Figures measured in
-# some scenarios only (the latency at each kind of client, in a mixed room)
-# have rows only where they were measured.
+# some scenarios only (the latency at each kind of client, in a mixed room;
+# each kind of process's share, in a shared room) have rows only where they
+# were measured.
 FIGURES = [
     ("deliveries_per_s", "deliveries/s", "{:,.0f}"),
     ("p50_ms", "latency p50 ms", "{:.2f}"),
@@ -66,7 +92,11 @@ FIGURES = [
     ("p99_raw_ms", "  p99 at raw clients", "{:.2f}"),
     ("p99_websocket_ms", "  p99 at WebSocket clients", "{:.2f}"),
     ("cpu_ms_per_1000", "server CPU ms / 1000 deliveries", "{:.1f}"),
+    ("cpu_chat_ms_per_1000", "  chat servers together", "{:.1f}"),
+    ("cpu_redis_ms_per_1000", "  redis-server", "{:.1f}"),
     ("rss_mb", "server peak RSS MB", "{:.1f}"),
+    ("rss_chat_mb", "  chat servers together", "{:.1f}"),
+    ("rss_redis_mb", "  redis-server", "{:.1f}"),
     ("accepted_s", "all accepted (first line), s", "{:.3f}"),
     ("connect_s", "all in the chat, s", "{:.3f}"),
     ("not_joined", "clients never in the chat", "{:.0f}"),
@@ -77,31 +107,65 @@ FIGURES = [
     ("non_readers_dropped", "non-readers disconnected", "{:.0f}"),
     ("loadgen_cpu_pct", "load generator CPU, % of a core", "{:.0f}"),
 ]
-ALWAYS = {key for key, *_ in FIGURES} - {"p99_raw_ms", "p99_websocket_ms"}  # figures of every scenario
+OPTIONAL = {"p99_raw_ms", "p99_websocket_ms", "cpu_chat_ms_per_1000", "cpu_redis_ms_per_1000", "rss_chat_mb", "rss_redis_mb"}
+ALWAYS = {key for key, *_ in FIGURES} - OPTIONAL  # figures of every scenario
+
+SERVERS = {"ours": OurServer, "ncat": Ncat}
 
 
-def measure(server_class, scenario: Scenario, log_path: Path, patience) -> dict:
-    server = server_class(log_path)
+def why_not(server_class, scenario: Scenario) -> "str | None":
+    """Why ``server_class`` cannot run ``scenario`` (a few words), or None if it can."""
+    if scenario.needs_websocket and not server_class.speaks_websocket:
+        return "no WebSocket"
+    if scenario.shares_room and not server_class.shares_rooms:
+        return "no shared room"
+    return None
+
+
+def deployment_for(label: str, scenario: Scenario, output: Path):
+    """A function that starts the processes for one run of ``scenario`` on the server ``label``."""
+    if scenario.shares_room:
+        return partial(Deployment.shared_room, scenario.servers, output, label)
+    return partial(Deployment.single, SERVERS[label], output / f"{label}-server.log")
+
+
+def failed_figures(error: Exception) -> dict:
+    """The figures of a run that failed: NaN, but for how many clients never joined, if known."""
+    print(f"    failed: {error}", file=sys.stderr)
+    failed = {key: float("nan") for key in ALWAYS}
+    failed["not_joined"] = getattr(error, "missing", float("nan"))
+    return failed
+
+
+def measure(start_deployment, scenario: Scenario, patience) -> dict:
+    """One run of ``scenario`` against a fresh deployment, which is stopped whatever happens."""
     try:
-        generator = LoadGenerator(server.address, scenario, server.join_line, server.cpu_seconds, patience)
+        deployment = start_deployment()
+    except ServerFailed as error:
+        return failed_figures(error)
+    try:
+        generator = LoadGenerator(
+            deployment.addresses, scenario, deployment.join_line, deployment.cpu_seconds_each, patience
+        )
         outcome = generator.run()
-        rss = server.peak_rss_mb()
+        rss_each = deployment.peak_rss_mb_each()
     except (OSError, TimeoutError, ServerError) as error:
-        print(f"    failed: {error}", file=sys.stderr)
-        failed = {key: float("nan") for key in ALWAYS}
-        failed["not_joined"] = getattr(error, "missing", float("nan"))
-        return failed
+        return failed_figures(error)
     finally:
-        server.stop()
+        deployment.stop()
     deliveries_total = len(outcome.latencies_ns)
+
+    def per_1000(cpu_s: float) -> float:
+        return 1e6 * cpu_s / deliveries_total if deliveries_total else float("nan")
+
     figures = {
         "deliveries_per_s": outcome.deliveries_per_s,
         "p50_ms": outcome.latency_ms(50),
         "p90_ms": outcome.latency_ms(90),
         "p99_ms": outcome.latency_ms(99),
         "max_ms": outcome.latency_ms(100),
-        "cpu_ms_per_1000": 1e6 * outcome.cpu_s / deliveries_total if deliveries_total else float("nan"),
-        "rss_mb": rss,
+        "cpu_ms_per_1000": per_1000(outcome.cpu_s),
+        "rss_mb": sum(rss_each),  # each process's own peak, summed
         "accepted_s": outcome.accepted_s,
         "connect_s": outcome.connect_s,
         "not_joined": 0,
@@ -115,6 +179,13 @@ def measure(server_class, scenario: Scenario, log_path: Path, patience) -> dict:
     if scenario.transport is Transport.MIXED:
         figures["p99_raw_ms"] = outcome.latency_ms(99, "raw")
         figures["p99_websocket_ms"] = outcome.latency_ms(99, "websocket")
+    roles = deployment.roles
+    if len(set(roles)) > 1:  # chat servers and redis-server: what each kind cost
+        for role in dict.fromkeys(roles):
+            figures[f"cpu_{role}_ms_per_1000"] = per_1000(
+                sum(cpu for cpu, its_role in zip(outcome.cpu_s_each, roles) if its_role == role)
+            )
+            figures[f"rss_{role}_mb"] = sum(rss for rss, its_role in zip(rss_each, roles) if its_role == role)
     return figures
 
 
@@ -176,7 +247,7 @@ def plot(scenarios, results: dict, labels, path: Path) -> None:
         for offset, label in enumerate(labels):
             figures = results[label].get(scenario.name)
             if figures is None:
-                notes.append(f"{label}: no WebSocket")
+                notes.append(f"{label}: {why_not(SERVERS[label], scenario) or 'not run'}")
                 continue
             if math.isnan(figures["p50_ms"]):
                 notes.append(f"{label}: did not finish")
@@ -235,6 +306,10 @@ def describe_machine() -> str:
     )
 
 
+def stop_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark the chat server beside ncat --chat.")
     parser.add_argument(
@@ -257,6 +332,13 @@ def main(argv=None) -> int:
         if unknown:
             parser.error(f"no scenario {', '.join(sorted(unknown))}; there are {', '.join(s.name for s in scenarios)}")
         scenarios = [s for s in scenarios if s.name in args.scenario]
+    shared = [s.name for s in scenarios if s.shares_room]
+    missing = shared_room_missing() if shared else None
+    if missing:
+        print(f"Skipping {', '.join(shared)}: {missing}.", file=sys.stderr)
+        scenarios = [s for s in scenarios if not s.shares_room]
+        if not scenarios:
+            return 0
     output = args.output
     if output is None:
         output = Path(tempfile.mkdtemp(prefix="chat-bench-smoke-")) if args.smoke else RESULTS
@@ -267,7 +349,7 @@ def main(argv=None) -> int:
 
     repeat = args.repeat or (1 if args.smoke else 3)
     patience = QUICK if args.smoke else THOROUGH
-    servers = {"ours": OurServer, "ncat": Ncat}
+    servers = dict(SERVERS)
     if args.only:
         servers = {args.only: servers[args.only]}
     if "ncat" in servers and not ensure_ncat():
@@ -277,15 +359,24 @@ def main(argv=None) -> int:
     commit, machine = describe_commit(), describe_machine()
 
     results = {label: {} for label in servers}
-    for scenario in scenarios:
-        for label, server_class in servers.items():
-            if scenario.needs_websocket and not server_class.speaks_websocket:
-                continue
-            runs = []
-            for attempt in range(repeat):
-                print(f"  {scenario.name} / {label} / run {attempt + 1} of {repeat}...", file=sys.stderr, flush=True)
-                runs.append(measure(server_class, scenario, output / f"{label}-server.log", patience))
-            results[label][scenario.name] = median_of(runs)
+    # SIGTERM ends the benchmark as Ctrl+C does, through every finally that stops a server.
+    previous_sigterm = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        for scenario in scenarios:
+            for label, server_class in servers.items():
+                if why_not(server_class, scenario):
+                    continue
+                start_deployment = deployment_for(label, scenario, output)
+                runs = []
+                for attempt in range(repeat):
+                    print(f"  {scenario.name} / {label} / run {attempt + 1} of {repeat}...", file=sys.stderr, flush=True)
+                    runs.append(measure(start_deployment, scenario, patience))
+                results[label][scenario.name] = median_of(runs)
+    except KeyboardInterrupt:
+        print("Interrupted: every server the benchmark started has been stopped.", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
 
     labels = list(servers)
     heading = f"Median of {repeat} run(s) per figure. Commit: {commit}.\nMachine: {machine}."

@@ -16,6 +16,11 @@ receipts it measures deliveries per second, end-to-end latency (send to
 receipt at each other client), lost, duplicated and reordered lines, and
 whether all clients saw the lines in one order.
 
+The clients may be spread over several servers that share one room (through
+Redis): given several addresses, client ``i`` connects to
+``addresses[i % len(addresses)]``, so the clients, and the senders among them
+(the first clients), are dealt out evenly.
+
 Senders keep at most ``window`` lines in flight (sent, but not yet received
 by every reading client), so the figures describe steady throughput rather
 than how fast socket buffers fill.
@@ -93,6 +98,7 @@ class Scenario:
     non_readers: int = 0  # the last clients connect but never read
     connect_storm: bool = False  # all clients connect at the same moment
     transport: Transport = Transport.RAW
+    servers: int = 1  # servers sharing the room (through Redis); the clients are dealt out among them in turn
 
     def uses_websocket(self, index: int) -> bool:
         """Whether client number ``index`` speaks WebSocket."""
@@ -104,6 +110,11 @@ class Scenario:
     def needs_websocket(self) -> bool:
         return self.transport is not Transport.RAW
 
+    @property
+    def shares_room(self) -> bool:
+        """Whether the room is shared by several servers."""
+        return self.servers > 1
+
 
 @dataclass
 class Outcome:
@@ -111,7 +122,8 @@ class Outcome:
 
     connect_s: float  # until a line reached every client
     accepted_s: float  # until every client had its first line from the server
-    cpu_s: float  # the server's, from the start of measuring to the end of the drain
+    # Each server process's CPU seconds, from the start of measuring to the end of the drain.
+    cpu_s_each: "list[float]"
     deliveries: int
     duration_s: float
     latencies_ns: array  # every receipt's, at clients of both kinds
@@ -124,6 +136,11 @@ class Outcome:
     # Receipts' latencies by the receiving client's kind: "raw", "websocket".
     latencies_by_kind: "dict[str, array] | None" = None
     generator_cpu_s: float = 0.0  # this process's, while sending
+
+    @property
+    def cpu_s(self) -> float:
+        """The CPU seconds of all server processes together."""
+        return sum(self.cpu_s_each)
 
     @property
     def deliveries_per_s(self) -> float:
@@ -169,15 +186,21 @@ class Client:
 class LoadGenerator:
     def __init__(
         self,
-        address,
+        addresses: "list[tuple[str, int]]",
         scenario: Scenario,
         join_line: "bytes | None" = None,
-        cpu_clock=lambda: 0.0,
+        cpu_clock=lambda: [],
         patience: Patience = THOROUGH,
     ) -> None:
-        """``join_line`` (with ``%d`` for the client number, no newline) is sent first by every client;
-        ``cpu_clock`` returns the server's CPU seconds so far."""
-        self.address = address
+        """Client ``i`` connects to ``addresses[i % len(addresses)]``.
+
+        ``join_line`` (with ``%d`` for the client number, no newline) is sent
+        first by every client; ``cpu_clock`` returns the CPU seconds so far of
+        each server process, as a list.
+        """
+        if not addresses:
+            raise ValueError("no server address to connect to")
+        self.addresses = list(addresses)
         self.cpu_clock = cpu_clock
         self.scenario = scenario
         self.join_line = join_line
@@ -219,12 +242,12 @@ class LoadGenerator:
             measured = self.deliveries
             self._drive(until=time.perf_counter() + self.patience.drain_s, done=lambda: not self.pending)
             lost = sum(self.pending.values())
-            cpu_s = self.cpu_clock() - cpu_before
+            cpu_s_each = [after - before for after, before in zip(self.cpu_clock(), cpu_before)]
             dropped = self._count_dropped_non_readers()
             by_kind = self.latencies_by_kind
             return Outcome(
                 accepted_s=self.accepted_s if self.accepted_s is not None else connect_s,
-                cpu_s=cpu_s,
+                cpu_s_each=cpu_s_each,
                 connect_s=connect_s,
                 deliveries=measured,
                 duration_s=duration,
@@ -257,17 +280,22 @@ class LoadGenerator:
             if not self.scenario.connect_storm:
                 time.sleep(WAVE_PAUSE_S)
 
+    def address_of(self, index: int) -> "tuple[str, int]":
+        """The server client number ``index`` connects to."""
+        return self.addresses[index % len(self.addresses)]
+
     def _connect_wave(self, indexes: range) -> None:
         n = self.scenario.clients
-        host, port = self.address[:2]
         wave = []
         for index in indexes:
+            address = self.address_of(index)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            error = sock.connect_ex(self.address)
+            error = sock.connect_ex(address)
             if error not in (0, errno.EINPROGRESS):
                 raise OSError(error, f"connect failed: {errno.errorcode.get(error)}")
+            host, port = address[:2]
             ws = WebSocketClient(f"{host}:{port}") if self.scenario.uses_websocket(index) else None
             client = Client(index, sock, index < n - self.scenario.non_readers, n, ws)
             client.latencies = self.latencies_by_kind["raw" if ws is None else "websocket"]
@@ -515,15 +543,26 @@ class LoadGenerator:
     def _one_order(self) -> bool:
         """Did every client see the lines in one total order?
 
-        Ranks come from two reference clients (each lacks only its own lines,
-        which the other has): every client's lines must appear in increasing
-        rank order in both. In a mixed room the references are one raw client
-        and one WebSocket client, so the order is checked across both kinds.
+        Each reference client's order ranks the lines it received, and every
+        other client's lines must appear in increasing rank in each reference.
+        A reader that sends nothing received every line, so it is the one
+        reference needed. When everyone sends, each reader lacks its own
+        lines, and four references are taken: whatever two lines a client
+        saw, one of the four sent neither and is not that client. (Two would
+        leave every line of the first unchecked against every line of the
+        second, and three, two senders' lines as the third saw them.)
+
+        Every client is compared, whichever server it is on and whatever it
+        speaks. With four references, consecutive clients alternate between
+        the servers of a shared room and between raw and WebSocket in a mixed
+        room, so the references themselves are of every server and kind.
         """
         readers = [c for c in self.clients if c.reading]
         if len(readers) < 3:
             return True
-        for reference in readers[:2]:
+        complete = [c for c in readers if c.index >= self.scenario.senders]
+        references = complete[:1] or readers[:4]
+        for reference in references:
             rank = {key: i for i, key in enumerate(reference.order)}
             for client in readers:
                 if client is reference:

@@ -1,18 +1,32 @@
-"""The benchmark's pure parts: its WebSocket client (checked by websockets' ServerProtocol), the one-order check, the table.
+"""The benchmark: its WebSocket client (checked by websockets' ServerProtocol), the one-order check, the table,
+and the shared-room scenarios in their smoke form.
 
 The load generator's WebSocket client (bench/wsclient.py) is its own, for
 speed; the library's server side, an independent implementation of
 RFC 6455, checks every byte it writes and writes every byte it reads.
+
+The shared-room scenarios start a throwaway redis-server and two of our
+servers; without redis-server those tests skip, saying how to install it.
 """
 
+import json
+import os
+import shutil
+import sys
 from array import array
 
 import pytest
 from websockets import CloseCode, Frame, Opcode, ServerProtocol
 from websockets.frames import Close
 
-from bench.__main__ import print_table
+from bench.__main__ import FULL, SMOKE, main, print_table
 from bench.loadgen import Client, LoadGenerator, Scenario, Transport
+from bench.servers import (
+    Deployment,
+    ServerFailed,
+    ServerUnderTest,
+    shared_room_missing,
+)
 from bench.wsclient import (
     MAX_HEAD_BYTES,
     MAX_MESSAGE_BYTES,
@@ -233,12 +247,16 @@ def test_a_scenario_a_server_did_not_run_shows_dashes(capsys):
     assert "latency p99 ms" not in rows  # a figure nobody measured has no row
 
 
-def orders_agree(*orders) -> bool:
-    """LoadGenerator's one-order check over readers that received ``orders`` (raw, WebSocket, raw...)."""
+def orders_agree(senders: int, *orders) -> bool:
+    """LoadGenerator's one-order check over readers that received ``orders`` (raw, WebSocket, raw...).
+
+    Clients 0 .. senders-1 are the senders.
+    """
     room = Scenario(
-        "mixed", "", clients=len(orders), senders=0, window=1, payload_bytes=64, duration_s=1, transport=Transport.MIXED
+        "mixed", "", clients=len(orders), senders=senders, window=1, payload_bytes=64, duration_s=1,
+        transport=Transport.MIXED,
     )
-    generator = LoadGenerator(("127.0.0.1", 0), room)
+    generator = LoadGenerator([("127.0.0.1", 0)], room)
     for index, order in enumerate(orders):
         client = Client(index, None, True, len(orders), None)
         client.order = array("q", order)
@@ -248,10 +266,143 @@ def orders_agree(*orders) -> bool:
 
 
 def test_one_order_holds_when_every_client_sees_the_lines_in_the_same_order():
-    # Each client lacks its own lines (client 0 sent 1 and 4, client 1 sent 2).
-    assert orders_agree([2, 3, 5], [1, 3, 4, 5], [1, 2, 3, 4, 5], [1, 2, 4, 5])
+    # Each client lacks its own lines (client 0 sent 1 and 4, client 1 sent 2, client 3 sent 3).
+    assert orders_agree(4, [2, 3, 5], [1, 3, 4, 5], [1, 2, 3, 4, 5], [1, 2, 4, 5])
 
 
 def test_one_order_fails_when_a_websocket_client_sees_two_lines_the_other_way_round():
-    assert not orders_agree([2, 3, 5], [1, 4, 3, 5], [1, 2, 3, 4, 5], [1, 2, 4, 5])
+    assert not orders_agree(4, [2, 3, 5], [1, 4, 3, 5], [1, 2, 3, 4, 5], [1, 2, 4, 5])
+
+
+def test_one_order_fails_when_two_listeners_see_the_two_senders_lines_the_other_way_round():
+    # As in fan-out-200-redis: client 0 (one server) sent 1, client 1 (the other) sent 2.
+    # Neither sender sees both lines; only the listeners can tell.
+    assert orders_agree(2, [2], [1], [1, 2], [1, 2])
+    assert not orders_agree(2, [2], [1], [1, 2], [2, 1])
+
+
+def test_one_order_fails_when_everyone_sends_and_only_a_third_client_sees_two_lines_the_other_way_round():
+    # Client k sent line k + 1; clients 0 and 1 never see each other's line.
+    everyone = [[2, 3, 4, 5], [1, 3, 4, 5], [1, 2, 4, 5], [1, 2, 3, 5], [1, 2, 3, 4]]
+    assert orders_agree(5, *everyone)
+    assert not orders_agree(5, *everyone[:4], [2, 1, 3, 4])
+
+
+# -- a room shared by two servers through Redis -------------------------------------
+
+SHARED_SMOKE = [scenario.name for scenario in SMOKE if scenario.shares_room]
+
+
+def test_each_client_connects_to_the_server_its_number_picks_in_turn():
+    room = Scenario("shared", "", clients=5, senders=2, window=1, payload_bytes=64, duration_s=1, servers=2)
+    first, second = ("127.0.0.1", 1001), ("127.0.0.1", 1002)
+    generator = LoadGenerator([first, second], room)
+    generator.selector.close()
+    assert [generator.address_of(i) for i in range(5)] == [first, second, first, second, first]
+
+
+@pytest.mark.parametrize("scenario", [s for s in FULL + SMOKE if s.shares_room], ids=lambda s: s.name)
+def test_a_shared_room_has_as_many_clients_and_senders_on_each_server(scenario):
+    per_server = [[i for i in range(scenario.clients) if i % scenario.servers == n] for n in range(scenario.servers)]
+    assert len({len(clients) for clients in per_server}) == 1
+    assert len({sum(i < scenario.senders for i in clients) for clients in per_server}) == 1
+    assert scenario.senders >= scenario.servers
+
+
+def test_there_is_a_shared_room_beside_the_small_room_and_the_fan_out_at_both_sizes():
+    for scenarios in (FULL, SMOKE):
+        names = {scenario.name for scenario in scenarios}
+        assert {"small-room-redis", "fan-out-200-redis"} <= names
+
+
+def children() -> "set[int]":
+    """The processes this one started that have not been waited for."""
+    mine = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent = int(stat.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # it ended meanwhile
+        if parent == os.getpid():
+            mine.add(int(entry))
+    return mine
+
+
+@pytest.fixture
+def redis_available():
+    missing = shared_room_missing()
+    if missing:
+        pytest.skip(f"{missing}: the shared-room scenarios cannot run")
+
+
+def test_the_smoke_run_shares_a_room_between_two_servers_losing_nothing_in_one_order(redis_available, tmp_path):
+    before = children()
+    assert main(["--smoke", "--only", "ours", *(f"--scenario={name}" for name in SHARED_SMOKE), "--output", str(tmp_path)]) == 0
+    assert children() <= before  # both servers and redis-server stopped
+    results = json.loads((tmp_path / "results.json").read_text())["results"]["ours"]
+    assert sorted(results) == sorted(SHARED_SMOKE)
+    for name, figures in results.items():
+        assert figures["deliveries_per_s"] > 0, name
+        assert figures["not_joined"] == figures["lost"] == figures["duplicated"] == figures["reordered"] == 0, name
+        assert figures["one_order"] == 1, name
+        # The cost is the three processes': the chat servers' and redis-server's add up to it.
+        assert figures["cpu_ms_per_1000"] == pytest.approx(
+            figures["cpu_chat_ms_per_1000"] + figures["cpu_redis_ms_per_1000"]
+        ), name
+        assert figures["rss_mb"] == pytest.approx(figures["rss_chat_mb"] + figures["rss_redis_mb"]), name
+        assert figures["rss_chat_mb"] > 0 and figures["rss_redis_mb"] > 0, name
+    table = (tmp_path / "table.txt").read_text()
+    assert table.count("    redis-server ") == 2 * len(SHARED_SMOKE)  # a CPU row and a memory row each
+
+
+def test_ctrl_c_during_a_shared_room_run_stops_every_process_the_benchmark_started(
+    redis_available, tmp_path, monkeypatch, capsys
+):
+    started = []
+
+    def interrupted(generator):
+        started.append(children())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LoadGenerator, "run", interrupted)
+    before = children()
+    assert main(["--smoke", "--only", "ours", "--scenario", SHARED_SMOKE[0], "--output", str(tmp_path)]) == 130
+    assert len(started[0] - before) == 3  # redis-server and two chat servers were running
+    assert children() <= before
+    assert "Interrupted" in capsys.readouterr().err
+
+
+class Exits(ServerUnderTest):
+    label = "a server that exits at once"
+
+    def command(self):
+        return [sys.executable, "-c", "raise SystemExit(3)"]
+
+
+class Listens(ServerUnderTest):
+    label = "a server that listens"
+
+    def command(self):
+        serve = f"import socket, time; listener = socket.create_server(('127.0.0.1', {self.port})); time.sleep(60)"
+        return [sys.executable, "-c", serve]
+
+
+def test_a_deployment_whose_start_fails_stops_what_it_had_started(tmp_path):
+    listens, exits = Listens(tmp_path / "listens.log"), Exits(tmp_path / "exits.log")
+    with pytest.raises(ServerFailed, match="exited at start with status 3") as failure:
+        Deployment([[listens], [exits, Listens(tmp_path / "other.log")]])
+    assert failure.value.log_path == tmp_path / "exits.log"
+    assert listens.process.poll() is not None  # the first stage was running, and was stopped
+
+
+def test_without_redis_server_the_shared_room_scenarios_are_skipped_with_a_note(tmp_path, monkeypatch, capsys):
+    which = shutil.which
+    monkeypatch.setattr(shutil, "which", lambda name, *args: None if name == "redis-server" else which(name, *args))
+    assert main(["--smoke", "--only", "ours", "--scenario", SHARED_SMOKE[0], "--output", str(tmp_path / "out")]) == 0
+    notes = capsys.readouterr().err.splitlines()
+    assert notes == [f"Skipping {SHARED_SMOKE[0]}: redis-server is not installed (apt-get install redis-server)."]
+    assert not (tmp_path / "out").exists()  # nothing else ran
 

@@ -210,6 +210,8 @@ def test_a_server_stopped_on_purpose_tells_the_others_at_once(shared_servers):
     assert bob.read_until_closed()[-1] == messages.SHUTTING_DOWN
     ann.expect(messages.left("Bob"))  # well before a heartbeat could expire
     assert two.wait() == 0
+    output = two.all_output()
+    assert "Traceback" not in output and "Lost contact" not in output and "👋 Server stopped." in output
     assert Peer.joined(one.address, "Bob").name == "Bob"
 
 

@@ -70,7 +70,7 @@ COMMAND_TIMEOUT_S = 5.0
 # Waits between attempts to reach Redis again: doubling, with jitter.
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
-# How long close() waits for the bus thread.
+# How long close() waits for the bus thread (which it wakes at once).
 CLOSE_WAIT_S = READ_BLOCK_MS / 1000 + 1.0
 
 LOST = messages.system("Lost contact with the other servers; messages stay on this server until it is back.")
@@ -172,6 +172,8 @@ class RedisBus:
     def close(self) -> None:
         """Stop the bus thread; release this server's names and tell the others its members left."""
         self._stopping.set()
+        # Wake the bus thread from its XREAD: shutting its connection down ends the wait at once.
+        self._reader.connection_pool.disconnect()
         self._thread.join(CLOSE_WAIT_S)
         if self._in_reach.is_set():
             try:
@@ -249,11 +251,14 @@ class RedisBus:
                     delay = RETRY_FIRST_S
                 self._deliver(self._read())
                 self._keep_alive()
-            except RedisError as error:
-                self._lost(error)
-            except Exception:  # a bug of ours: say so, and carry on
-                log.exception("Unexpected error in the Redis bus")
-                self._lost(None)
+            except Exception as error:
+                if self._stopping.is_set():
+                    return  # close() cut the connection to wake us
+                if isinstance(error, RedisError):
+                    self._lost(error)
+                else:  # a bug of ours: say so, and carry on
+                    log.exception("Unexpected error in the Redis bus")
+                    self._lost(None)
             else:
                 continue
             self._stopping.wait(delay * random.uniform(0.5, 1.0))

@@ -155,7 +155,8 @@ class Program:
         )
         self.lines: "queue.Queue[str]" = queue.Queue()
         self.output: "list[str]" = []
-        threading.Thread(target=self._collect, daemon=True).start()
+        self._collector = threading.Thread(target=self._collect, daemon=True)
+        self._collector.start()
 
     def _collect(self) -> None:
         for line in self.process.stdout:
@@ -178,6 +179,9 @@ class Program:
         return self.process.wait(timeout)
 
     def all_output(self) -> str:
+        """Everything the program printed so far; all of it, once the program has exited."""
+        if self.process.poll() is not None:
+            self._collector.join(TIMEOUT_S)  # it may not have read the last lines yet
         while not self.lines.empty():
             self.output.append(self.lines.get())
         return "\n".join(self.output)

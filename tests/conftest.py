@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from chat.limits import Limits  # noqa: E402
 from chat.server import ChatServer  # noqa: E402
-from tests.helpers import Peer, ServerProgram  # noqa: E402
+from tests.helpers import Peer, ServerProgram, Terminal  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +68,23 @@ def server_program():
     yield program
     Peer.close_all()
     program.kill()
+
+
+@pytest.fixture
+def terminals():
+    """Start client.py in pseudo-terminals (80×24 unless ``size`` says otherwise).
+
+    Each is closed afterwards, and must not have shown a traceback.
+    """
+    started = []
+
+    def start(*args, env=None, size=(80, 24)) -> Terminal:
+        terminal = Terminal(list(args), env=env, columns=size[0], rows=size[1])
+        started.append(terminal)
+        return terminal
+
+    yield start
+    for terminal in started:
+        terminal.close()
+    for terminal in started:
+        assert "Traceback" not in terminal.transcript, terminal.transcript

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from chat.core import messages
-from tests.helpers import TIMEOUT_S, Peer, Relay, ServerProgram, Terminal
+from tests.helpers import TIMEOUT_S, Peer, Relay, ServerProgram
 from tests.test_client_terminal import opening, screen_shows
 
 # Long enough for a reconnect after a loss: a backoff of at most one second,
@@ -23,23 +23,6 @@ from tests.test_client_terminal import opening, screen_shows
 RECONNECT_TIMEOUT_S = TIMEOUT_S * 2
 # Without colors, what the client prints can be waited for as plain text.
 PLAIN = {"NO_COLOR": "1"}
-
-
-@pytest.fixture
-def terminals():
-    """Start client.py in pseudo-terminals of 80×24; each is closed afterwards, and must not have shown a traceback."""
-    started = []
-
-    def start(*args, env=None) -> Terminal:
-        terminal = Terminal(list(args), env=env)
-        started.append(terminal)
-        return terminal
-
-    yield start
-    for terminal in started:
-        terminal.close()
-    for terminal in started:
-        assert "Traceback" not in terminal.transcript, terminal.transcript
 
 
 @pytest.fixture

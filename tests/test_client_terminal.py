@@ -40,22 +40,6 @@ PYTE_COLORS = {
 }
 
 
-@pytest.fixture
-def terminals():
-    started = []
-
-    def start(*args, env=None, size=(80, 24)) -> Terminal:
-        terminal = Terminal(list(args), env=env, columns=size[0], rows=size[1])
-        started.append(terminal)
-        return terminal
-
-    yield start
-    for terminal in started:
-        terminal.close()
-    for terminal in started:
-        assert "Traceback" not in terminal.transcript, terminal.transcript
-
-
 def wrapped(line: str, columns: int) -> "list[str]":
     """The rows a terminal fills with ``line``, wrapping at ``columns`` as the emulator does."""
     rows, x = [""], 0

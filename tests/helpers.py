@@ -1,10 +1,11 @@
-"""Tools shared by the tests: raw-socket chat peers and the programs as subprocesses.
+"""Tools shared by the tests: raw-socket chat peers, the programs as subprocesses, a network to cut.
 
 Every wait here has a deadline, so a broken server fails a test instead of
 hanging the suite.
 """
 
 import codecs
+import enum
 import fcntl
 import os
 import queue
@@ -360,131 +361,195 @@ def join_all(address, *names: str) -> "list[Peer]":
     return peers
 
 
+class Admission(enum.Enum):
+    """What a :class:`Relay` does with a new connection."""
+
+    RELAY = "relay"  # join it to the server at once
+    HOLD = "hold"  # keep it waiting, accepted but not joined, until release()
+    REFUSE = "refuse"  # close it at once
+
+
 class Relay:
-    """A TCP relay in front of a server, which a test can cut, as a network that fails does.
+    """A TCP relay in front of a server, which a test can cut, hold and refuse, as a failing network does.
 
     Each connection made to ``address`` is joined to a new connection to
-    ``target``, and two threads copy the bytes across. :meth:`cut` ends every
-    connection relayed so far on both sides, so that the client and the
-    server each see theirs end. While :meth:`hold` is in force, new
-    connections are accepted but not joined to the server until
-    :meth:`release`: the client's reconnect waits there while the test does
-    what should happen in its absence.
+    ``target``, and two threads copy the bytes across, each passing on the
+    end of its direction (a half-close) when it comes.
+
+    * :meth:`cut` ends every connection relayed so far: closed, or reset;
+      on both sides, or only on the client's, as when the server has not yet
+      noticed that the network failed.
+    * :meth:`hold` makes new connections wait at the relay, accepted but not
+      joined to the server, until :meth:`release`: a client's reconnect
+      waits there while the test does what should happen in its absence.
+    * :meth:`refuse` closes new connections as soon as they come, until
+      :meth:`release`: a client learns at once that reconnecting failed,
+      instead of waiting on a held connection until its own timeout.
+
+    With ``connect_on_first_bytes``, a connection is joined to the server
+    (or held, or refused) only once the client has sent something: a spare
+    connection that Chromium opens ahead of need then never reaches the chat
+    server, where a client that stays silent joins as a raw client.
+
+    :meth:`close` ends every connection and joins every thread the relay
+    started.
     """
 
-    def __init__(self, target) -> None:
+    def __init__(self, target, connect_on_first_bytes: bool = False) -> None:
         self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = ("127.0.0.1", self.listener.getsockname()[1])
+        self.connect_on_first_bytes = connect_on_first_bytes
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.address = self._listener.getsockname()
         self.port = self.address[1]
-        # Guards the six fields below; notified when a connection is accepted.
-        self._changed = threading.Condition()
+        # Guards the fields below; notified when a connection is accepted.
+        # Reentrant, so that a thread can be started under it (see _start).
+        self._changed = threading.Condition(threading.RLock())
+        self._admission = Admission.RELAY
+        self.accepted = 0  # connections accepted so far
+        self._sockets: "list[socket.socket]" = []  # every socket opened, on either side, for close()
         self._pairs: "list[tuple[socket.socket, socket.socket]]" = []  # (client side, server side), relayed
         self._cut: "set[socket.socket]" = set()  # the sockets cut() ended, whose ends are not passed on
-        self._stale: "list[socket.socket]" = []  # server sides left open by cut(server_side=False)
-        self._held: "list[socket.socket]" = []  # accepted while held, not yet joined to the server
-        self._holding = False
-        self.accepted = 0  # connections accepted so far
-        self._threads = [threading.Thread(target=self._accept, name="relay-accept", daemon=True)]
-        self._threads[0].start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:  # closed by close()
-                return
-            with self._changed:
-                self.accepted += 1
-                self._changed.notify_all()
-                if self._holding:
-                    self._held.append(client)
-                    continue
-            self._join(client)
-
-    def _join(self, client: socket.socket) -> None:
-        try:
-            server = socket.create_connection(self.target, timeout=TIMEOUT_S)
-        except OSError:
-            client.close()
-            return
-        server.settimeout(None)
-        with self._changed:
-            self._pairs.append((client, server))
-            for source, destination in ((client, server), (server, client)):
-                thread = threading.Thread(target=self._copy, args=(source, destination), daemon=True)
-                self._threads.append(thread)
-                thread.start()
-
-    def _copy(self, source: socket.socket, destination: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                destination.sendall(data)
-            with self._changed:
-                if source in self._cut:  # a reset must not be preceded by a close passed on
-                    return
-            destination.shutdown(socket.SHUT_WR)
-        except OSError:  # cut, or the other side went away
-            pass
+        self._held: "list[tuple[socket.socket, bytes]]" = []  # (client side, its first bytes), until release()
+        self._threads: "list[threading.Thread]" = []
+        self._closed = False
+        self._start(self._accept)
 
     def wait_until_accepted(self, count: int, timeout: float = TIMEOUT_S) -> None:
+        """Wait until ``count`` connections have reached the relay, held and refused ones included."""
         with self._changed:
             if not self._changed.wait_for(lambda: self.accepted >= count, timeout):
                 raise AssertionError(f"only {self.accepted} connection(s) reached the relay, not {count}")
 
     def hold(self) -> None:
+        """Keep new connections waiting, accepted but not joined, until release()."""
         with self._changed:
-            self._holding = True
+            self._admission = Admission.HOLD
+
+    def refuse(self) -> None:
+        """Close new connections at once; those already held stay held."""
+        with self._changed:
+            self._admission = Admission.REFUSE
 
     def release(self) -> None:
+        """Join the held connections to the server, and relay new ones again."""
         with self._changed:
-            self._holding = False
+            self._admission = Admission.RELAY
             held, self._held = self._held, []
-        for client in held:
-            self._join(client)
+            for client, first in held:
+                self._start(self._join, client, first)
 
     def cut(self, reset: bool = False, server_side: bool = True) -> None:
         """End every relayed connection: closed, or with ``reset`` reset (RST).
 
         Without ``server_side``, only the client's side ends: the server's
         stays open, as when the server has not yet noticed a network failure.
+        Held connections are left waiting.
         """
         with self._changed:
             pairs, self._pairs = self._pairs, []
             sockets = [sock for pair in pairs for sock in (pair if server_side else pair[:1])]
-            if not server_side:
-                self._stale += [server for _, server in pairs]
             self._cut.update(sockets)
         for sock in sockets:
             if reset:  # closed with nothing left to send: a reset
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            try:
-                # Wakes the copying thread's recv (a close alone would not, and
-                # the connection would stay open while that recv holds it).
-                sock.shutdown(socket.SHUT_RD if reset else socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for sock in sockets:
+            # Wakes the copying thread's recv (a close alone would not, and
+            # the connection would stay open while that recv holds it); only
+            # SHUT_RD for a reset, as SHUT_WR would send a close before it.
+            _shutdown(sock, socket.SHUT_RD if reset else socket.SHUT_RDWR)
             sock.close()
 
     def close(self) -> None:
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
-        except OSError:
-            pass
-        self.listener.close()
-        self.cut()
+        """Stop accepting, end every connection, and join every thread; idempotent."""
         with self._changed:
-            stale, self._stale = self._stale, []
-        for sock in stale:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes its copying thread
-            except OSError:
-                pass
+            self._closed = True  # from now on no thread starts
+            sockets = [self._listener, *self._sockets]
+        for sock in sockets:
+            _shutdown(sock, socket.SHUT_RDWR)  # wakes the accept() or recv() waiting on it
             sock.close()
-        with self._changed:
-            held, self._held = self._held, []
-        for client in held:
-            client.close()
         for thread in self._threads:
             thread.join(TIMEOUT_S)
+        assert not any(thread.is_alive() for thread in self._threads), "the relay's threads did not end"
+
+    def _start(self, target, *args) -> None:
+        """Run ``target`` in a thread of the relay's, recorded first; none once closed."""
+        with self._changed:  # started under the lock, so that close() never joins a thread not yet started
+            if not self._closed:
+                thread = threading.Thread(target=target, args=args, name="relay", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def _keep(self, sock: socket.socket) -> bool:
+        """Record ``sock`` for close() to end; False (and closed) if the relay is closed already."""
+        with self._changed:
+            if not self._closed:
+                self._sockets.append(sock)
+                return True
+        sock.close()
+        return False
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:  # closed by close()
+                return
+            with self._changed:
+                self.accepted += 1
+                self._changed.notify_all()
+                if self._keep(client):
+                    self._start(self._admit, client)
+
+    def _admit(self, client: socket.socket) -> None:
+        first = b""
+        if self.connect_on_first_bytes:
+            try:
+                first = client.recv(65536)
+            except OSError:
+                pass
+            if not first:  # the client, or close(), ended it before it said anything
+                client.close()
+                return
+        with self._changed:
+            admission = self._admission
+            if admission is Admission.HOLD:
+                self._held.append((client, first))
+        if admission is Admission.RELAY:
+            self._join(client, first)
+        elif admission is Admission.REFUSE:
+            _shutdown(client, socket.SHUT_RDWR)
+            client.close()
+
+    def _join(self, client: socket.socket, first: bytes) -> None:
+        try:
+            server = socket.create_connection(self.target, timeout=TIMEOUT_S)
+        except OSError:  # the server is not there: the client sees its connection close
+            client.close()
+            return
+        server.settimeout(None)
+        if self._keep(server):
+            with self._changed:
+                self._pairs.append((client, server))
+                self._start(self._copy, server, client)
+            self._copy(client, server, first)
+
+    def _copy(self, source: socket.socket, destination: socket.socket, first: bytes = b"") -> None:
+        """Copy ``first``, then what ``source`` sends, to ``destination``; then pass on the end."""
+        try:
+            destination.sendall(first)
+            while data := source.recv(65536):
+                destination.sendall(data)
+        except OSError:  # cut, closed, or the other side went away
+            pass
+        with self._changed:
+            # An end made by cut() is not passed on: a reset must not follow a
+            # close, and a server side left open must not learn of it.
+            if source in self._cut:
+                return
+        _shutdown(destination, socket.SHUT_WR)
+
+
+def _shutdown(sock: socket.socket, how: int) -> None:
+    try:
+        sock.shutdown(how)
+    except OSError:  # not connected, or closed already
+        pass

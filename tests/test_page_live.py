@@ -23,8 +23,7 @@ from chat.core import messages
 from chat.core.history import HISTORY_END, is_history_start, unstamped
 from chat.core.password import FIRST_DELAY_S, PASSWORD_NEEDED, PASSWORD_WRONG
 from tests.browser import DESKTOP_SIZE, PHONE_SIZE, announced, chromium, console_errors, history_blocks, set_viewport
-from tests.helpers import TIMEOUT_S, Peer, ServerProgram, free_port, join_all
-from tests.pageserver import Relay
+from tests.helpers import TIMEOUT_S, Peer, Relay, ServerProgram, free_port, join_all
 
 # How often a wait looks at the page again. WebDriverWait's own default is
 # half a second, which would make each wait that is not met at once cost that.
@@ -396,7 +395,7 @@ def test_a_newcomer_sees_the_rooms_history_apart_from_the_live_chat_and_no_priva
 
 def test_after_a_dropped_connection_the_page_shows_only_what_it_missed(page, start_server):
     server = start_server(history_lines=50)
-    relay = Relay(server.address[1]).start()
+    relay = Relay(server.address, connect_on_first_bytes=True)
     try:
         bob = Peer.joined(server.address, "Bob")
         join(page, relay.address, "Alice")
@@ -428,7 +427,7 @@ def test_after_a_dropped_connection_the_page_shows_only_what_it_missed(page, sta
         assert lines_shown(page)[-1] == "Carol: and now, live"
     finally:
         page.get("about:blank")  # the page stops reconnecting before the relay goes
-        relay.stop()
+        relay.close()
 
 
 def test_after_a_server_restart_the_page_rejoins_under_its_name_shows_what_was_said_meanwhile_and_keeps_the_typed_text(
@@ -436,7 +435,7 @@ def test_after_a_server_restart_the_page_rejoins_under_its_name_shows_what_was_s
 ):
     port = free_port()
     first = ServerProgram(port, "--history", "50")
-    relay = Relay(port).start()
+    relay = Relay(("127.0.0.1", port), connect_on_first_bytes=True)
     second = None
     try:
         bob = Peer.joined(first.address, "Bob")
@@ -474,7 +473,7 @@ def test_after_a_server_restart_the_page_rejoins_under_its_name_shows_what_was_s
         bob.expect("Alicia: typed before the restart")
     finally:
         page.get("about:blank")  # the page stops reconnecting before the server goes
-        relay.stop()
+        relay.close()
         Peer.close_all()
         for program in (first, second):
             if program is not None:

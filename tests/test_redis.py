@@ -19,7 +19,7 @@ import pytest
 
 from chat.bus.redis_bus import ALIVE_TTL_S, BACK, HEARTBEAT_S, LOST
 from chat.core import messages
-from tests.helpers import PROJECT, TIMEOUT_S, Peer, ServerProgram, free_port, wait_until
+from tests.helpers import PROJECT, TIMEOUT_S, Peer, Relay, ServerProgram, free_port, wait_until
 
 REDIS_SERVER = shutil.which("redis-server")
 # How long the others may take to notice a server killed outright.
@@ -238,76 +238,18 @@ def test_redis_restarted_mid_chat_the_servers_say_so_carry_on_alone_and_share_ag
     assert Peer.joined(two.address, "Ann").name != "Ann"
 
 
-class CuttableProxy:
-    """A TCP relay to ``target`` on a port of its own, which a test can cut and restore."""
-
-    def __init__(self, target) -> None:
-        self.target = target
-        self._lock = threading.Lock()  # guards _sockets and _open
-        self._sockets: "list[socket.socket]" = []
-        self._open = False
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-        self.restore()
-
-    def restore(self) -> None:
-        with self._lock:
-            self._open = True
-
-    def cut(self) -> None:
-        """Close every relayed connection, and close each new one at once until restore()."""
-        with self._lock:
-            self._open = False
-            sockets, self._sockets = self._sockets, []
-        for sock in sockets:
-            _shut(sock)
-
-    def close(self) -> None:
-        self.cut()
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                if not self._open:
-                    _shut(client)
-                    continue
-                upstream = socket.create_connection(self.target)
-                self._sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source, sink) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        _shut(sink)
-
-
-def _shut(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
 def test_a_server_cut_off_from_redis_gets_what_the_others_said_meanwhile_once_and_in_order(shared_servers, redis_server):
-    proxy = CuttableProxy(("127.0.0.1", redis_server.port))
+    relay = Relay(("127.0.0.1", redis_server.port))
     try:
-        one = shared_servers(url=f"redis://127.0.0.1:{proxy.port}/0")
+        one = shared_servers(url=f"redis://127.0.0.1:{relay.port}/0")
         two = shared_servers()
         ann, amy = Peer.joined(one.address, "Ann"), Peer.joined(one.address, "Amy")
         bob = Peer.joined(two.address, "Bob")
         ann.expect(messages.joined("Bob"))
-        proxy.cut()
+        # Its Redis client's reconnects fail at once (a held one would wait
+        # for its command timeout), until the relay lets them through.
+        relay.refuse()
+        relay.cut()
         ann.expect(LOST)
         for n in range(5):
             bob.send(f"meanwhile {n}")
@@ -316,14 +258,14 @@ def test_a_server_cut_off_from_redis_gets_what_the_others_said_meanwhile_once_an
         amy.send("/quit")  # leaving while her server is apart
         amy.read_until_closed()
         ann.expect(messages.left("Amy"))
-        proxy.restore()
+        relay.release()
         ann.expect(BACK, timeout=3 * TIMEOUT_S)
         assert [ann.read_line() for _ in range(5)] == [f"Bob: meanwhile {n}" for n in range(5)]
         bob.expect(messages.left("Amy"))  # told when the servers are in touch again
         ann.assert_receives_nothing()  # Ann heard nothing twice (not even Amy leaving)
         assert Peer.joined(two.address, "Amy").name == "Amy"  # and her name is free
     finally:
-        proxy.close()
+        relay.close()
 
 
 def test_servers_can_share_a_room_through_a_unix_socket(tmp_path, shared_servers):

@@ -268,6 +268,38 @@ def test_a_server_cut_off_from_redis_gets_what_the_others_said_meanwhile_once_an
         relay.close()
 
 
+def test_a_stalled_redis_delays_a_line_once_and_it_is_never_delivered_twice(shared_servers, redis_server):
+    one, two = shared_servers(), shared_servers()
+    ann, amy = Peer.joined(one.address, "Ann"), Peer.joined(one.address, "Amy")
+    bob = Peer.joined(two.address, "Bob")
+    ann.expect(messages.joined("Bob"))
+    redis_server.process.send_signal(signal.SIGSTOP)  # Redis takes the line, but answers only later
+    try:
+        ann.send("said while Redis stalls")
+        amy.expect(LOST)  # after one timeout
+        assert amy.read_line() == "Ann: said while Redis stalls"  # then delivered on this server
+    finally:
+        redis_server.process.send_signal(signal.SIGCONT)
+    amy.expect(BACK, timeout=3 * TIMEOUT_S)
+    bob.expect("Ann: said while Redis stalls")  # Redis had it after all: the others get it from the stream
+    ann.send("and after")
+    assert amy.expect(lambda line: line.startswith("Ann: ")) == "Ann: and after"  # not the stalled line again
+
+
+def test_a_malformed_entry_in_the_stream_is_skipped_and_joining_still_works(shared_servers, redis_server):
+    one = shared_servers()
+    ann = Peer.joined(one.address, "Ann")
+    with socket.create_connection(("127.0.0.1", redis_server.port), timeout=TIMEOUT_S) as sock:
+        fields = ["XADD", "chat:stream", "*", "s", "other", "o", "0", "t", "1e20", "g", "1", "l", "Mallory: hi"]
+        sock.sendall(("*%d\r\n" % len(fields) + "".join(f"${len(f)}\r\n{f}\r\n" for f in fields)).encode())
+        assert sock.recv(64).startswith(b"$")  # the entry's ID
+    one.expect("Skipped a malformed entry in the Redis stream")
+    bob = Peer.joined(one.address, "Bob")  # a newcomer's history is not broken by it
+    bob.send("/users")
+    bob.expect("[SYSTEM] Online (2): Ann, Bob")
+    assert ann.read_line() == messages.joined("Bob")  # and nobody was sent Mallory's line
+
+
 def test_servers_can_share_a_room_through_a_unix_socket(tmp_path, shared_servers):
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed")
@@ -284,7 +316,7 @@ def test_servers_can_share_a_room_through_a_unix_socket(tmp_path, shared_servers
 # -- without a redis-server --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", ["http://localhost:6379", "redis://", "localhost:6379"])
+@pytest.mark.parametrize("url", ["http://localhost:6379", "redis://", "localhost:6379", "redis://localhost:6379/abc"])
 def test_a_bad_redis_url_gets_one_sentence_and_exit_status_2(url):
     done = subprocess.run(
         [sys.executable, "server.py", "--redis", url], cwd=PROJECT, capture_output=True, text=True, timeout=TIMEOUT_S

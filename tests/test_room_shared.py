@@ -8,21 +8,21 @@ from tests.test_room_and_commands import FakeMember
 
 
 class FakeBus:
-    """Holds names and published lines as Redis would; ``in_reach`` False makes every call fail."""
+    """Holds names and published lines as Redis would; ``reachable`` False makes every call fail."""
 
     def __init__(self) -> None:
-        self.in_reach = True
+        self.reachable = True
         self.held: "dict[str, str]" = {}  # name key -> name, for the whole room
         self.published: "list[tuple[list[str], int | None]]" = []
         self.private: "list[tuple[str, str, int]]" = []
 
     def publish(self, lines, origin, when, log_it=True) -> bool:
-        if self.in_reach:
+        if self.reachable:
             self.published.append((lines, origin))
-        return self.in_reach
+        return self.reachable
 
     def claim(self, name):
-        if not self.in_reach:
+        if not self.reachable:
             return None
         if name_key(name) in self.held:
             return False
@@ -30,14 +30,17 @@ class FakeBus:
         return True
 
     def release(self, name) -> None:
-        if self.in_reach:
+        if self.reachable:
             self.held.pop(name_key(name), None)
 
     def names(self):
-        return list(self.held.values()) if self.in_reach else None
+        return list(self.held.values()) if self.reachable else None
+
+    def in_reach(self) -> bool:
+        return self.reachable
 
     def send_private(self, recipient, line, origin):
-        if not self.in_reach or name_key(recipient) not in self.held:
+        if not self.reachable or name_key(recipient) not in self.held:
             return None
         self.private.append((recipient, line, origin))
         return self.held[name_key(recipient)]
@@ -124,7 +127,7 @@ def test_a_refused_private_message_from_the_bus_is_reported_to_its_sender_here()
 
 def test_out_of_reach_the_room_carries_on_alone():
     room, bus = shared_room()
-    bus.in_reach = False
+    bus.reachable = False
     ann, bob = joined(room, "Ann"), joined(room, "Bob")
     assert ann.take() == [messages.joined("Bob")]  # delivered here, at once
     room.say(ann, "Ann: still here")
@@ -133,6 +136,31 @@ def test_out_of_reach_the_room_carries_on_alone():
     assert ann.take() == ["[SYSTEM] Online (2): Ann, Bob"]
     handle_line(room, ann, "/msg Bob psst")
     assert bob.take() == ["[PM from Ann] psst"]
+
+
+def test_a_private_message_while_the_bus_is_out_of_reach_says_why_nobody_was_found():
+    room, bus = shared_room()
+    ann = joined(room, "Ann")
+    bus.held["bob"] = "Bob"
+    bus.reachable = False
+    handle_line(room, ann, "/msg Bob psst")
+    assert ann.take() == ["[ERROR] No user named Bob is on this server, and the other servers are out of reach."]
+
+
+def test_history_from_the_bus_goes_before_what_was_said_here_since_the_server_started():
+    room, bus = shared_room()
+    bus.reachable = False
+    ann = joined(room, "Ann")
+    room.say(ann, "Ann: said here first")
+    room.remember([(0.0, "Old: said before, elsewhere")])
+    newcomer = FakeMember()
+    room.join(newcomer, "User_2", "New")
+    lines = [line for block in newcomer.take() for line in block.split("\n")]
+    assert [line.partition("] ")[2] for line in lines[1:4]] == [
+        "Old: said before, elsewhere",
+        "[SYSTEM] Ann joined the chat!",
+        "Ann: said here first",
+    ]
 
 
 def test_lines_from_the_bus_enter_the_history_with_their_time():

@@ -35,7 +35,9 @@ when the key expires, another server removes its names and announces that
 its members left (``REAP``, a Lua script, so that only one server does it).
 """
 
+import itertools
 import logging
+import math
 import random
 import threading
 import time
@@ -44,7 +46,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.retry import Retry
 
 from chat.core import messages
@@ -65,8 +67,10 @@ READ_COUNT = 1_000
 # and then the others say its members left: within ALIVE_TTL_S + HEARTBEAT_S.
 HEARTBEAT_S = 1.5
 ALIVE_TTL_S = 6
-CONNECT_TIMEOUT_S = 2.0
-COMMAND_TIMEOUT_S = 5.0
+# Redis answers in well under a millisecond: a command that takes a second
+# means Redis is stalled, and the room carries on alone after that one wait.
+CONNECT_TIMEOUT_S = 1.0
+COMMAND_TIMEOUT_S = 1.0
 # Waits between attempts to reach Redis again: doubling, with jitter.
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
@@ -85,9 +89,11 @@ end
 return 0
 """
 
-# Remove a server that is no longer alive, and return the names it held.
-# KEYS: servers, names, its alive key; ARGV: the server.
+# Remove a server that is no longer alive (or, with ARGV[2] "stopping", that
+# is stopping), and return the names it held. KEYS: servers, names, its alive
+# key; ARGV: the server, and "stopping" or "".
 REAP = """
+if ARGV[2] == 'stopping' then redis.call('DEL', KEYS[3]) end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {} end
 if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return {} end
 local prefix = ARGV[1] .. '\\t'
@@ -118,6 +124,8 @@ def check_url(url: str) -> str:
         raise ValueError(f"{url!r} is not a Redis URL: {error}") from None
     if parts.scheme != "unix" and not parts.hostname:
         raise ValueError(f"{url!r} has no host: use redis://HOST:PORT/DB")
+    if parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise ValueError(f"{url!r} names no database: the path is a number, as in redis://HOST:PORT/0")
     return url
 
 
@@ -164,6 +172,13 @@ class RedisBus:
         # Only the bus thread touches these: where it has read up to.
         self._last_id: "str | None" = None
         self._next_heartbeat = 0.0
+        # Every entry this server publishes has a number. If publishing it
+        # failed in a way that leaves open whether Redis took it (a timeout),
+        # the room delivers it here at once, and its number is kept, so that
+        # it is not delivered here a second time should it show up in the
+        # stream after all. (Only calls under way when Redis is lost: a few.)
+        self._numbers = itertools.count(1)
+        self._delivered_here: "set[str]" = set()
         self._thread = threading.Thread(target=self._run, name="redis-bus", daemon=True)
 
     def start(self) -> None:
@@ -177,8 +192,7 @@ class RedisBus:
         self._thread.join(CLOSE_WAIT_S)
         if self._in_reach.is_set():
             try:
-                self._redis.delete(alive_key(self.server_id))
-                self._reap_server(self.server_id)
+                self._reap_server(self.server_id, stopping=True)
             except RedisError as error:
                 log.warning("⚠️  Could not tell the other servers that this one stopped: %s", error)
         self._in_reach.clear()  # from now on every call is a no-op
@@ -187,13 +201,22 @@ class RedisBus:
 
     # -- the room's Bus interface (any thread) --------------------------------
 
+    def in_reach(self) -> bool:
+        return self._in_reach.is_set()
+
     def publish(self, lines: "list[str]", origin: "int | None", when: float, log_it: bool = True) -> bool:
+        entry = {"s": self.server_id, "o": origin or 0, "t": repr(when), "g": int(log_it), "l": "\n".join(lines)}
+        return self._append(entry)
+
+    def _append(self, entry: dict) -> bool:
+        """Append one of our entries to the stream; False if Redis is out of reach (the room delivers it here)."""
         if not self._in_reach.is_set():
             return False
-        entry = {"s": self.server_id, "o": origin or 0, "t": repr(when), "g": int(log_it), "l": "\n".join(lines)}
+        entry["i"] = number = str(next(self._numbers))
         try:
             self._redis.xadd(STREAM, entry, maxlen=STREAM_MAX_ENTRIES, approximate=True)
         except RedisError as error:
+            self._delivered_here.add(number)
             self._lost(error)
             return False
         return True
@@ -230,14 +253,14 @@ class RedisBus:
             return None
         try:
             held = self._redis.hget(NAMES, name_key(recipient))
-            if held is None:
-                return None
-            server, _, name = held.partition("\t")
-            entry = {"s": self.server_id, "o": origin, "to": server, "n": name, "l": line}
-            self._redis.xadd(STREAM, entry, maxlen=STREAM_MAX_ENTRIES, approximate=True)
         except RedisError as error:
             self._lost(error)
             return None
+        if held is None:
+            return None
+        server, _, name = held.partition("\t")
+        if not self._append({"s": self.server_id, "o": origin, "to": server, "n": name, "l": line}):
+            return None  # the room tries its own members
         return name
 
     # -- the bus thread ----------------------------------------------------------
@@ -273,7 +296,7 @@ class RedisBus:
             for _, fields in reversed(entries):
                 with _skipping_malformed():
                     if "to" not in fields:  # private messages are no history
-                        said += [(float(fields["t"]), line) for line in fields["l"].split("\n")]
+                        said += [(_time(fields), line) for line in fields["l"].split("\n")]
             self.room.remember(said[-self.history_lines :] if self.history_lines else [])
         self._register()
         with self._reach_lock:
@@ -327,13 +350,18 @@ class RedisBus:
         ours = fields["s"] == self.server_id
         if ours and "e" in fields:  # meant for the other servers only
             return
+        if ours and fields.get("i") in self._delivered_here:  # delivered here already, when Redis seemed lost
+            self._delivered_here.discard(fields["i"])
+            return
+        if fields.get("r") == self.server_id:  # we were taken for dead, but our members are here
+            return
         origin = int(fields["o"]) if ours else None  # member numbers are per server
         if "to" in fields:  # a private message
             if fields["to"] == self.server_id:
                 self.room.deliver_private(fields["n"], fields["l"], origin)
             return
         log_it = not ours or fields.get("g") == "1"  # our own notices were logged when they happened
-        self.room.deliver(fields["l"].split("\n"), origin, float(fields["t"]), log_it)
+        self.room.deliver(fields["l"].split("\n"), origin, _time(fields), log_it)
 
     def _keep_alive(self) -> None:
         if time.monotonic() < self._next_heartbeat:
@@ -345,19 +373,24 @@ class RedisBus:
         if readded:  # our heartbeat came too late, and another server removed us
             log.warning("⚠️  The other servers took this one for dead: registering again")
             self._register()
+            here = self.room.names_here()
+            if here:  # they were told our members left: tell them they are back
+                self._append(self._notice([messages.joined(name) for name in here], elsewhere_only=True))
         for server in self._redis.smembers(SERVERS):
             if server != self.server_id and not self._redis.exists(alive_key(server)):
                 self._reap_server(server)
         self._next_heartbeat = time.monotonic() + HEARTBEAT_S
 
-    def _reap_server(self, server: str) -> None:
-        """Remove a server that stopped, and tell everyone its members left."""
-        gone = self._reap(keys=[SERVERS, NAMES, alive_key(server)], args=[server])
+    def _reap_server(self, server: str, stopping: bool = False) -> None:
+        """Remove a server that stopped (or this one, stopping), and tell everyone its members left."""
+        gone = self._reap(keys=[SERVERS, NAMES, alive_key(server)], args=[server, "stopping" if stopping else ""])
         if server != self.server_id:
             log.warning("💀 Server %s stopped answering: %d of its users left", server, len(gone))
         if gone:
             lines = [messages.left(name) for name in sorted(gone, key=name_key)]
-            self._redis.xadd(STREAM, self._notice(lines), maxlen=STREAM_MAX_ENTRIES, approximate=True)
+            entry = self._notice(lines)
+            entry["r"] = server  # should that server still be alive, it knows its members are not gone
+            self._redis.xadd(STREAM, entry, maxlen=STREAM_MAX_ENTRIES, approximate=True)
 
     def _notice(self, lines: "list[str]", elsewhere_only: bool = False) -> dict:
         """A stream entry for notices this server gives about others (not its members' own doing)."""
@@ -373,13 +406,28 @@ class RedisBus:
                 if not self._ever_in_reach and not self._said_unreachable:
                     self._said_unreachable = True
                     log.warning(
-                        "⚠️  Cannot reach Redis at %s (%s): serving this server's clients alone, and trying again",
-                        without_password(self.url), error,
+                        "⚠️  Cannot reach Redis at %s (%s)%s: serving this server's clients alone, and trying again",
+                        without_password(self.url), error, _hint(error),
                     )
                 return
             self._in_reach.clear()
         log.warning("⚠️  Lost contact with Redis (%s): serving this server's clients alone until it is back", error)
         self.room.announce(LOST)
+
+
+def _time(fields: dict) -> float:
+    """An entry's time, which must be a plausible one (it is shown to newcomers)."""
+    when = float(fields["t"])
+    if not (math.isfinite(when) and 0 <= when < 1e11):
+        raise ValueError(f"time {fields['t']!r}")
+    return when
+
+
+def _hint(error: "Exception | None") -> str:
+    """What to check when Redis answers, but refuses us."""
+    if isinstance(error, (AuthenticationError, ResponseError)):
+        return "; check the password and the database number in the URL"
+    return ""
 
 
 class _skipping_malformed:

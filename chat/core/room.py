@@ -84,6 +84,9 @@ class Bus(Protocol):
     def names(self) -> "list[str] | None":
         """Everyone online on every server, or None if out of reach."""
 
+    def in_reach(self) -> bool:
+        """Whether the other servers can be reached now (without waiting to find out)."""
+
     def send_private(self, recipient: str, line: str, origin: int) -> "str | None":
         """Send ``line`` to ``recipient`` on whichever server has it (it comes back to
         Room.deliver_private there); its name, or None if nobody has it or the bus is out of reach."""
@@ -149,16 +152,20 @@ class Room:
             if claimed is False:  # someone on another server has it
                 problem = problem or (f"The name {name} is taken." if name == wanted else None)
                 continue
-            everyone = self.bus.names() if self.bus is not None else None
-            with self._lock:
-                if self._closed or name_key(name) in self._members:
+            admitted = False
+            try:
+                everyone = self.bus.names() if self.bus is not None else None
+                with self._lock:
                     closed = self._closed
-                else:
-                    self._admit_locked(member, name, problem, everyone)
-                    online = self._names_to_log_locked()
-                    break
-            if claimed:
-                self.bus.release(name)
+                    if not closed and name_key(name) not in self._members:
+                        self._admit_locked(member, name, problem, everyone)
+                        online = self._names_to_log_locked()
+                        admitted = True
+            finally:
+                if claimed and not admitted:  # taken here, the room closed, or an error
+                    self.bus.release(name)
+            if admitted:
+                break
             if closed:
                 return None, None
             problem = problem or (f"The name {name} is taken." if name == wanted else None)
@@ -295,8 +302,7 @@ class Room:
     def remember(self, said: "list[tuple[float, str]]") -> None:
         """Add lines said before this server started (from the bus) to the history."""
         with self._lock:
-            for when, line in said:
-                self._history.add(line, when)
+            self._history.add_earlier(said)
 
     def announce(self, line: str) -> None:
         """Send a notice to every member here, outside the history (the bus's comings and goings)."""
@@ -319,6 +325,8 @@ class Room:
         found = self.bus.send_private(recipient_name, line, sender.member_id) if self.bus is not None else None
         if found is None:  # not shared, out of reach, or a name claimed here while the bus was
             found = self.deliver_private(recipient_name, line)
+            if found is None and self.bus is not None and not self.bus.in_reach():
+                return f"No user named {recipient_name} is on this server, and the other servers are out of reach."
             if found is None:
                 return f"No user named {recipient_name} is online."
             if found is False:
@@ -387,13 +395,13 @@ class Room:
         names = (m.name for m in self._members.values())
         return len(self._members), heapq.nsmallest(LOGGED_NAMES_MAX, names, key=name_key)
 
-    @staticmethod
-    def _log_online(online: "tuple[int, list[str]]") -> None:
+    def _log_online(self, online: "tuple[int, list[str]]") -> None:
         count, names = online
         shown = ", ".join(names)
         hidden = count - len(names)
         more = f" and {hidden} more" if hidden > 0 else ""
-        log.info("📊 Active users: %s%s", shown or "none", more)
+        where = " on this server" if self.bus is not None else ""  # the others log their own
+        log.info("📊 Active users%s: %s%s", where, shown or "none", more)
 
 
 def _names_to_try(wanted: "str | None", default: str):

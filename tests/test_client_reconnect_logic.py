@@ -21,7 +21,7 @@ from chat.client.terminal import render
 from chat.core import messages
 from chat.core.history import HISTORY_END, history_start
 
-# unseen(): the algorithm of the shared spec.
+# unseen(): the longest overlap with the end of what was seen.
 
 
 def test_with_no_overlap_every_replayed_line_is_new():
@@ -60,6 +60,58 @@ def test_the_longest_overlap_wins_over_a_later_shorter_one():
 
 def test_of_equally_long_overlaps_the_latest_wins():
     assert unseen(["a"], ["a", "b", "a", "c"]) == (["c"], 1)
+
+
+# unseen(): an overlap counts only if it holds something a person said.
+
+CID_JOINED, CID_LEFT = messages.joined("Cid"), messages.left("Cid")
+
+
+def test_after_a_server_restart_a_repeated_leave_is_not_taken_for_where_the_client_left_off():
+    # Bob saw Cid come and go; the server restarted with an empty history; Dan spoke; Cid came
+    # and went again. The same words end both, but what Dan said must not be hidden.
+    seen = ["Ann: hi", CID_JOINED, CID_LEFT]
+    replayed = [messages.joined("Dan"), "Dan: the meeting moved to 3pm", CID_JOINED, CID_LEFT]
+    assert unseen(seen, replayed) == (replayed, 0)
+
+
+def test_an_overlap_of_notices_only_is_no_overlap():
+    assert unseen([CID_LEFT], [CID_LEFT, "Ann: new"]) == ([CID_LEFT, "Ann: new"], 0)
+    renamed = messages.renamed("Cid", "Cy")
+    assert unseen(["Ann: hi", CID_JOINED, renamed], ["x: y", CID_JOINED, renamed, "* Cy waves"]) == (
+        ["x: y", CID_JOINED, renamed, "* Cy waves"],
+        0,
+    )
+
+
+def test_an_overlap_holding_a_chat_line_counts_though_notices_follow_it():
+    seen = ["Ann: hi", CID_JOINED, CID_LEFT]
+    assert unseen(seen, ["Ann: hi", CID_JOINED, CID_LEFT, "Dan: new"]) == (["Dan: new"], 3)
+
+
+def test_an_overlap_holding_an_action_counts():
+    assert unseen(["* Ann waves", CID_LEFT], ["* Ann waves", CID_LEFT, CID_JOINED]) == ([CID_JOINED], 2)
+
+
+def test_a_longer_overlap_holding_a_chat_line_wins_over_a_later_one_of_notices():
+    seen = ["Ann: hi", CID_JOINED, CID_LEFT]
+    replayed = ["Ann: hi", CID_JOINED, CID_LEFT, "Dan: new", CID_JOINED, CID_LEFT]
+    assert unseen(seen, replayed) == (["Dan: new", CID_JOINED, CID_LEFT], 3)
+
+
+def test_identical_chat_lines_said_again_among_notices_are_still_matched_at_their_last_saying():
+    seen = ["Ann: ok", CID_JOINED, "Ann: ok"]
+    replayed = ["Ann: ok", CID_JOINED, "Ann: ok", "Ann: ok", CID_LEFT]
+    assert unseen(seen, replayed) == (["Ann: ok", CID_LEFT], 3)
+
+
+def test_a_replay_of_seen_lines_holding_a_chat_line_has_nothing_new():
+    seen = ["Ann: hi", CID_JOINED, CID_LEFT]
+    assert unseen(seen, list(seen)) == ([], 3)
+
+
+def test_a_replay_of_seen_notices_only_is_shown_again_as_notices_alone_cannot_tell():
+    assert unseen([CID_JOINED, CID_LEFT], [CID_JOINED, CID_LEFT]) == ([CID_JOINED, CID_LEFT], 0)
 
 
 def test_public_lines_are_chat_actions_and_the_three_notices():
@@ -157,6 +209,39 @@ def test_without_an_overlap_every_line_is_shown_with_a_note_that_some_may_be_mis
     shown = join(transcript, "Bob", ["Ann: new 1", "Ann: new 2"])
     assert shown[0] == AwayNote(2, gap=True)
     assert [item.line for item in shown[1:3]] == ["Ann: new 1", "Ann: new 2"]
+
+
+def test_after_a_server_restart_the_lines_behind_a_repeated_leave_are_all_shown_with_the_gap_note():
+    transcript = Transcript()
+    join(transcript, "Bob")
+    fed(transcript, messages.joined("Cid"), messages.left("Cid"))
+    # The server restarts: its history starts empty.
+    replay = [messages.joined("Dan"), "Dan: the meeting moved to 3pm", messages.joined("Cid"), messages.left("Cid")]
+    shown = join(transcript, "Bob", replay)
+    assert shown == [
+        AwayNote(4, gap=True),
+        *(Replayed(line, "14:02:01") for line in replay),
+        Live(messages.welcome("Bob", 1)),
+    ]
+
+
+def test_an_overlap_that_is_notices_once_our_own_lines_are_left_out_is_no_overlap():
+    transcript = Transcript()
+    join(transcript, "Bob")
+    fed(transcript, messages.left("Cid"))
+    # Bob's own line is left out on both sides, which leaves a notice alone to match.
+    replay = ["Bob: brb", messages.left("Cid"), "Ann: new"]
+    shown = join(transcript, "Bob", replay)
+    assert shown[0] == AwayNote(2, gap=True)
+    assert [item.line for item in shown if isinstance(item, Replayed)] == [messages.left("Cid"), "Ann: new"]
+
+
+def test_an_overlap_with_a_chat_line_before_the_notices_still_hides_what_was_seen():
+    transcript = Transcript()
+    join(transcript, "Bob")
+    fed(transcript, "Ann: hi", messages.joined("Cid"), messages.left("Cid"))
+    shown = join(transcript, "Bob", ["Ann: hi", messages.joined("Cid"), messages.left("Cid"), "Ann: new"])
+    assert shown == [AwayNote(1, gap=False), Replayed("Ann: new", "14:02:01"), Live(messages.welcome("Bob", 1))]
 
 
 def test_own_lines_are_never_shown_again_and_do_not_spoil_the_match():

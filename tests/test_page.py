@@ -16,6 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+from chat.client import replay
 from chat.core import messages
 from chat.core.history import HISTORY_END, history_start
 from chat.core.password import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
@@ -553,6 +554,38 @@ def test_after_a_reconnect_only_the_lines_not_shown_yet_appear_and_the_users_own
     assert announced(driver) == "2 messages while you were away"
 
 
+def test_after_a_server_restart_a_repeated_leave_does_not_hide_what_was_said_before_it(driver, server):
+    join(driver, server, "Bob", others=["Ann"])
+    server.send(messages.joined("Cid"), messages.left("Cid"))
+    wait_for_line(driver, "Cid left the chat.")
+    server.send(messages.SHUTTING_DOWN)
+    server.close_connections()
+    server.expect(CLOSED)
+    wait_for_line(driver, "Disconnected from the chat.")
+    driver.execute_script("window.dispatchEvent(new Event('online'))")
+    server.expect("/nick Bob")
+    # The restarted server's history: it ends as what Bob saw did, but is not the same moment.
+    away = [
+        ("10:00:01", messages.joined("Dan")),
+        ("10:00:02", messages.chat("Dan", "the meeting moved to 3pm")),
+        ("10:00:03", messages.joined("Cid")),
+        ("10:00:04", messages.left("Cid")),
+    ]
+    server.send(*history_block(*away), messages.welcome("Bob", 2))
+    server.expect("/users")
+    server.send(online_reply("Ann", "Bob", "Dan"))
+    wait(driver, lambda d: element(d, "status").text == "Connected as Bob")
+    assert history_blocks(driver) == [
+        {
+            "heading": "4 messages while you were away (earlier ones may be missing)",
+            "lines": [line.removeprefix("[SYSTEM] ") for _, line in away],
+            "times": [time for time, _ in away],
+            "end": "Live",
+            "live": "off",
+        }
+    ]
+
+
 def test_after_a_rename_and_a_server_shutdown_the_page_returns_under_the_new_name_repeating_nothing(driver, server):
     join(driver, server, "Alice", others=["Bob"], history=[("09:00:00", messages.chat("Bob", "before you came"))])
     send_message(driver, "/nick Alicia")
@@ -601,18 +634,6 @@ def test_a_history_block_that_is_not_ended_ends_at_the_first_line_without_a_time
     assert lines_shown(driver)[-2:] == ["Last 1 message:", "[10:00:01] Bob: not a history now"]
 
 
-def reference_unseen(seen, replayed):
-    """The shared spec's algorithm, as written there, to check the page's port of it."""
-    best_end, best_len = 0, 0
-    for end in range(len(replayed), 0, -1):  # latest end wins a tie
-        k = 0
-        while k < end and k < len(seen) and replayed[end - 1 - k] == seen[-1 - k]:
-            k += 1
-        if k > best_len:
-            best_end, best_len = end, k
-    return replayed[best_end:] if best_len else replayed
-
-
 UNSEEN_CASES = {
     # what the case shows: (seen, replayed, own names, the lines to show)
     "nothing seen: all": ([], ["Bob: a", "Bob: b"], [], ["Bob: a", "Bob: b"]),
@@ -653,6 +674,24 @@ UNSEEN_CASES = {
         ["Al"],
         ["[PM from Al] psst", "Albert: hi"],
     ),
+    "an overlap of notices only is no overlap: all": (
+        ["Bob: a", "[SYSTEM] Cid joined the chat!", "[SYSTEM] Cid left the chat."],
+        ["[SYSTEM] Dan joined the chat!", "Dan: b", "[SYSTEM] Cid joined the chat!", "[SYSTEM] Cid left the chat."],
+        [],
+        ["[SYSTEM] Dan joined the chat!", "Dan: b", "[SYSTEM] Cid joined the chat!", "[SYSTEM] Cid left the chat."],
+    ),
+    "an overlap holding a chat line counts though notices follow it": (
+        ["Bob: a", "[SYSTEM] Cid left the chat."],
+        ["Bob: a", "[SYSTEM] Cid left the chat.", "* Dan waves"],
+        [],
+        ["* Dan waves"],
+    ),
+    "notices only once own lines are left out: all": (
+        ["[SYSTEM] Cid left the chat."],
+        ["Al: brb", "[SYSTEM] Cid left the chat.", "Bob: b"],
+        ["Al"],
+        ["[SYSTEM] Cid left the chat.", "Bob: b"],
+    ),
 }
 
 
@@ -665,17 +704,18 @@ def test_after_a_reconnect_the_page_shows_only_the_replayed_lines_it_has_not_sho
     assert dict(zip(UNSEEN_CASES, results)) == {name: case[3] for name, case in UNSEEN_CASES.items()}
 
 
-def test_the_pages_unseen_is_the_specs_algorithm_on_random_cases(driver, server):
+def test_the_pages_unseen_is_the_terminal_clients_on_random_cases(driver, server):
     driver.get(server.url)
     rng = random.Random(11)
+    words = ["Bob: a", "Bob: b", "* Bob c", messages.joined("Cid"), messages.left("Cid"), messages.renamed("Cid", "Cy")]
     cases = []
     for _ in range(400):
-        alphabet = [f"Bob: {word}" for word in "abc"[: rng.randint(1, 3)]]
+        alphabet = rng.sample(words, rng.randint(1, len(words)))  # few words, so that overlaps are common
         cases.append(
             [[rng.choice(alphabet) for _ in range(rng.randint(0, 8))], [rng.choice(alphabet) for _ in range(rng.randint(0, 8))]]
         )
     results = driver.execute_script("return arguments[0].map(([seen, replayed]) => chatPage.unseen(seen, replayed))", cases)
-    assert results == [reference_unseen(seen, replayed) for seen, replayed in cases]
+    assert results == [replay.unseen(seen, replayed)[0] for seen, replayed in cases]
 
 
 # -- the password -----------------------------------------------------------------------------

@@ -11,6 +11,13 @@ overlap, and only what comes after the overlap is shown, under one note::
     📨 [14:02:01] Ann: are you there?
     📨 [14:02:09] [SYSTEM] Cid joined the chat!
 
+Lines are matched by their text alone, so an overlap must hold at least one
+thing a person said (a chat line or an action): join, leave and rename
+notices repeat word for word, across a server restart too, while people's
+words seldom do. An overlap of notices only is no overlap, and the whole
+replay is shown under a note that earlier lines may be missing: showing a
+notice twice is better than hiding what someone said.
+
 "Own lines" (what this user said, and the notices about its joins, leaves
 and renames) are left out of the matching and never shown again: the user
 typed or saw them already, and the replay after a reconnect holds the notice
@@ -73,8 +80,12 @@ def unseen(seen: "list[str]", replayed: "list[str]") -> "tuple[list[str], int]":
     Returns those lines and the overlap's length. The overlap is a run of
     ``replayed`` that ends some lines of ``seen``; of equally long ones the
     latest wins, so that a line said twice is matched at its second saying.
-    With no overlap at all (the client was away for longer than the history
-    holds), every replayed line is new, and the overlap is 0.
+    An overlap counts only if it holds a line that is not a ``[SYSTEM]``
+    notice: a client that saw "Cid left the chat." before a server restart
+    must not take the same words in the new history for the point where it
+    left off, and hide what was said before them. With no overlap that
+    counts (nothing matches, or the client was away for longer than the
+    history holds), every replayed line is new, and the overlap is 0.
     """
     best_end, best_length = 0, 0
     for end in range(len(replayed), 0, -1):
@@ -83,7 +94,16 @@ def unseen(seen: "list[str]", replayed: "list[str]") -> "tuple[list[str], int]":
             length += 1
         if length > best_length:
             best_end, best_length = end, length
-    return (replayed[best_end:] if best_length else list(replayed)), best_length
+    # Every overlap is the end of ``seen``, so each shorter one lies within the
+    # longest: if the longest holds only notices, no overlap holds a person's line.
+    if not any(_is_said(line) for line in seen[len(seen) - best_length :]):
+        return list(replayed), 0
+    return replayed[best_end:], best_length
+
+
+def _is_said(line: str) -> bool:
+    """Whether a public line is something a person said (a chat line or an action), not a server notice."""
+    return not line.startswith(messages.SYSTEM_PREFIX)
 
 
 class OwnNames:
@@ -136,7 +156,8 @@ class AwayNote:
     """Shown before the lines said while the client was away.
 
     ``gap`` is True when the replay did not reach back to what the client had
-    seen: earlier lines may be missing.
+    seen, or met it only in notices (see :func:`unseen`): earlier lines may be
+    missing.
     """
 
     count: int

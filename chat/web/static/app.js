@@ -11,7 +11,9 @@
 // On a reconnect it shows only the lines it has not shown yet: it keeps the
 // last public lines it showed (`seen`), finds where the replay overlaps their
 // end, and shows what comes after (`unseen`, the same rule as the terminal
-// client's).
+// client's). Lines are matched by text alone, so an overlap counts only if it
+// holds something a person said: join, leave and rename notices repeat word
+// for word, across a server restart too, and must not hide what was said.
 "use strict";
 
 (() => {
@@ -84,7 +86,10 @@
    * the longest run of replayed lines ending at some point that equals the
    * last lines of `seen`, the latest such end winning a tie. Returns
    * { end, length }: the replayed lines from `end` on are new; length 0
-   * means no overlap at all (more was missed than the history holds). */
+   * means no overlap (more was missed than the history holds, or the
+   * replay met `seen` only in notices). A run of notices only does not
+   * count: "Cid left the chat." before a server restart and the same words
+   * in the new history are not the same moment. */
   function overlap(seen, replayed) {
     let bestEnd = 0;
     let bestLength = 0;
@@ -96,7 +101,15 @@
         bestLength = k;
       }
     }
+    // Every run is the end of `seen`, so each shorter one lies within the
+    // longest: if the longest holds only notices, none holds a person's line.
+    if (!seen.slice(seen.length - bestLength).some(isSaid)) return { end: 0, length: 0 };
     return { end: bestEnd, length: bestLength };
+  }
+
+  /** Whether a public line is something a person said (a chat line or an action), not a notice. */
+  function isSaid(line) {
+    return !line.startsWith(SYSTEM_PREFIX);
   }
 
   /** The replayed lines (as said, oldest first) that are not shown yet: those after the overlap

@@ -342,6 +342,16 @@ class Terminal:
             self._changed.wait_for(lambda: self._ended, timeout)
         return status
 
+    def leave_with(self, keys: str) -> None:
+        """Leave by typing ``keys`` (or by SIGTERM, for "SIGTERM"): exit status 0, and the terminal as it was."""
+        if keys == "SIGTERM":
+            self.process.send_signal(signal.SIGTERM)
+        else:
+            self.type(keys)
+        assert self.wait() == 0
+        # The terminal echoes and edits lines again, as before the client started.
+        assert termios.tcgetattr(self.master)[3] & (termios.ECHO | termios.ICANON) == termios.ECHO | termios.ICANON
+
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()

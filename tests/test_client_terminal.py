@@ -8,11 +8,9 @@ where the user left it. They run at 80×24 and at 40×20.
 
 import queue
 import re
-import signal
 import socket
 import subprocess
 import sys
-import termios
 import threading
 
 import pytest
@@ -147,13 +145,7 @@ def test_the_client_leaves_cleanly_on_every_way_out(server_program, terminals, k
     ann = Peer.joined(server_program.address, "Ann")
     client = joined_terminal(terminals, server_program, ann)
     client.wait_for_display(screen_shows(client, opening(server_program.port, "Bob", 1)))
-    if keys == "SIGTERM":
-        client.process.send_signal(signal.SIGTERM)
-    else:
-        client.type(keys)
-    assert client.wait() == 0
-    # The terminal echoes and edits lines again, as before the client started.
-    assert termios.tcgetattr(client.master)[3] & (termios.ECHO | termios.ICANON) == termios.ECHO | termios.ICANON
+    client.leave_with(keys)
     # Exactly as /quit: nothing of the line reaches the others, and the client
     # leaves on its own, rather than seeing the server close the connection.
     assert ann.read_line() == messages.left("Bob")

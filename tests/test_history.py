@@ -61,7 +61,8 @@ def test_only_the_last_n_lines_are_kept():
 
 def test_private_messages_and_command_replies_are_never_kept():
     room = Room(history_lines=50)
-    ann, bob = joined(room, "Ann"), joined(room, "Bob")
+    ann = joined(room, "Ann")
+    joined(room, "Bob")
     handle_line(room, ann, "/msg Bob a secret")
     handle_line(room, ann, "/users")
     handle_line(room, ann, "/help")

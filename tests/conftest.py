@@ -62,12 +62,25 @@ def server(start_server) -> ChatServer:
 
 
 @pytest.fixture
-def server_program():
-    """server.py as a subprocess on a free port (without history), killed afterwards with every Peer closed."""
-    program = ServerProgram(0, "--history", "0")
-    yield program
+def server_programs():
+    """Start server.py subprocesses: ``start(port, *options)``; all are killed afterwards, with every Peer closed."""
+    started = []
+
+    def start(port: int = 0, *options: str) -> ServerProgram:
+        program = ServerProgram(port, *options)
+        started.append(program)
+        return program
+
+    yield start
     Peer.close_all()
-    program.kill()
+    for program in started:
+        program.kill()
+
+
+@pytest.fixture
+def server_program(server_programs) -> ServerProgram:
+    """server.py as a subprocess on a free port, without history."""
+    return server_programs(0, "--history", "0")
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from chat.core import messages
-from tests.helpers import TIMEOUT_S, Peer, Relay, ServerProgram
+from tests.helpers import TIMEOUT_S, Peer, Relay
 from tests.test_client_terminal import opening, screen_shows
 
 # Long enough for a reconnect after a loss: a backoff of at most one second,
@@ -24,19 +24,9 @@ PLAIN = {"NO_COLOR": "1"}
 
 
 @pytest.fixture
-def servers():
-    """Start server.py processes with history; all are killed afterwards, with every Peer closed."""
-    started = []
-
-    def start(port: int = 0, *options: str) -> ServerProgram:
-        program = ServerProgram(port, "--history", "50", *options)
-        started.append(program)
-        return program
-
-    yield start
-    Peer.close_all()
-    for program in started:
-        program.kill()
+def servers(server_programs):
+    """Start server.py processes with history (``start(port, *options)``), killed afterwards."""
+    return lambda port=0, *options: server_programs(port, "--history", "50", *options)
 
 
 @pytest.fixture

@@ -269,16 +269,8 @@ def test_names_are_colored_on_a_terminal_unless_no_color_is_set(server_program, 
         assert not re.search(r"\x1b\[[0-9;]*[1-9][0-9;]*m", plain.transcript), "a color or bold code was sent"
 
 
-@pytest.fixture
-def server_with_history():
-    program = ServerProgram(0, "--history", "50")
-    yield program
-    Peer.close_all()
-    program.kill()
-
-
-def test_the_rooms_history_comes_before_the_welcome_each_line_with_its_time_and_colors(server_with_history, terminals):
-    server = server_with_history
+def test_the_rooms_history_comes_before_the_welcome_each_line_with_its_time_and_colors(server_programs, terminals):
+    server = server_programs(0, "--history", "50")
     ann = Peer.joined(server.address, "Ann")
     ann.send("hello")
     ann.send("/me waves")
@@ -609,11 +601,8 @@ def test_a_web_address_that_is_not_a_chat_server_gets_one_sentence_and_status_1(
 
 
 @pytest.fixture
-def locked_server():
-    program = ServerProgram(0, "--password", "open sesame")
-    yield program
-    Peer.close_all()
-    program.kill()
+def locked_server(server_programs) -> ServerProgram:
+    return server_programs(0, "--password", "open sesame")
 
 
 def test_the_password_is_asked_for_unseen_and_lets_the_client_in(locked_server, terminals):

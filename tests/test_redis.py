@@ -70,20 +70,15 @@ def redis_server(tmp_path):
 
 
 @pytest.fixture
-def shared_servers(redis_server):
-    """Start server.py processes sharing ``redis_server``'s room; kill them all afterwards."""
-    started = []
+def shared_servers(redis_server, server_programs):
+    """Start server.py processes sharing ``redis_server``'s room (killed afterwards, before it)."""
 
     def start(*options: str, url: "str | None" = None) -> ServerProgram:
-        program = ServerProgram(0, "--redis", url or redis_server.url, "--max-rate", "0", *options)
-        started.append(program)
+        program = server_programs(0, "--redis", url or redis_server.url, "--max-rate", "0", *options)
         program.expect("🔗 Sharing the room through Redis")
         return program
 
-    yield start
-    Peer.close_all()
-    for program in started:
-        program.kill()
+    return start
 
 
 def said(line: str) -> bool:

@@ -6,13 +6,8 @@ would otherwise look for drivers on the internet) is never asked. Without
 Chromium the tests that need it are skipped with a message saying how to
 install it.
 
-Use it from a test module through a module-scoped fixture, so that one
-browser serves all the tests of the module::
-
-    @pytest.fixture(scope="module")
-    def driver():
-        with chromium() as driver:
-            yield driver
+Tests use it through the ``driver`` fixture (tests/conftest.py), which is
+module-scoped: one browser serves all the tests of a module.
 """
 
 import contextlib

@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from chat.limits import Limits  # noqa: E402
 from chat.server import ChatServer  # noqa: E402
+from tests.browser import chromium  # noqa: E402
 from tests.helpers import Peer, ServerProgram, Terminal  # noqa: E402
 
 
@@ -101,3 +102,10 @@ def terminals():
         terminal.close()
     for terminal in started:
         assert "Traceback" not in terminal.transcript, terminal.transcript
+
+
+@pytest.fixture(scope="module")
+def driver():
+    """A headless Chromium for the page tests, one per test module (skips without Chromium)."""
+    with chromium() as driver:
+        yield driver

@@ -24,7 +24,6 @@ from tests.browser import (
     DESKTOP_SIZE,
     PHONE_SIZE,
     announced,
-    chromium,
     console_errors,
     history_blocks,
     set_color_scheme,
@@ -34,12 +33,6 @@ from tests.pageserver import CLOSED, AdapterPageServer, LibraryPageServer
 
 # The terminal client's palette has seven name colors (chat/client/terminal.py).
 NAME_COLOR_COUNT = 7
-
-
-@pytest.fixture(scope="module")
-def driver():
-    with chromium() as driver:
-        yield driver
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from websockets.sync.client import connect
 from chat.core import messages
 from chat.core.history import HISTORY_END, is_history_start, unstamped
 from chat.core.password import FIRST_DELAY_S, PASSWORD_NEEDED, PASSWORD_WRONG
-from tests.browser import DESKTOP_SIZE, PHONE_SIZE, announced, chromium, console_errors, history_blocks, set_viewport
+from tests.browser import DESKTOP_SIZE, PHONE_SIZE, announced, console_errors, history_blocks, set_viewport
 from tests.helpers import TIMEOUT_S, Peer, Relay, ServerProgram, free_port, join_all
 
 # How often a wait looks at the page again. WebDriverWait's own default is
@@ -33,12 +33,6 @@ POLL_S = 0.02
 REJOIN_TIMEOUT_S = 3 * TIMEOUT_S
 # Touch targets on a phone: the size that platform guidelines ask for (CSS pixels).
 MIN_TAP_PX = 44
-
-
-@pytest.fixture(scope="module")
-def driver():
-    with chromium() as driver:
-        yield driver
 
 
 @pytest.fixture

@@ -68,9 +68,7 @@ class History:
     def add_earlier(self, said: "list[tuple[float, str]]") -> None:
         """Put lines said before all those kept in front of them (``(when, line)``, oldest first)."""
         if self.max_lines:
-            self._lines = deque([*said, *self._lines], maxlen=self.max_lines)
-            while len(self._lines) > self.max_lines:  # pragma: no cover - deque keeps the newest
-                self._lines.popleft()
+            self._lines = deque([*said, *self._lines], maxlen=self.max_lines)  # keeps the newest
 
     def replay(self) -> "list[str]":
         """The lines a newcomer gets: nothing if there is no history, else the block with its markers."""

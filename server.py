@@ -5,7 +5,7 @@ import os
 import sys
 
 from chat.core.history import DEFAULT_HISTORY_LINES
-from chat.limits import Limits
+from chat.config import Limits, ServerConfig
 from chat.server import run
 
 
@@ -72,11 +72,22 @@ def limits_from(args: argparse.Namespace) -> Limits:
     )
 
 
+def config_from(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        limits=limits_from(args),
+        password=args.password,
+        history_lines=args.history,
+        redis_url=args.redis,
+    )
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     # Never fail on an emoji when the console cannot show it.
     sys.stdout.reconfigure(errors="replace")
-    return run(args.host, args.port, limits_from(args), args.password, args.history, args.redis)
+    return run(config_from(args))
 
 
 if __name__ == "__main__":

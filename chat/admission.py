@@ -16,9 +16,9 @@ so that a client that reconnects at once is not refused by its own ghost.
 import ipaddress
 import threading
 
-from chat.core.password import FailureTracker
+from chat.core.password import FIRST_DELAY_S, FailureTracker
 from chat.core.ratelimit import SharedTokenBucket
-from chat.limits import Limits
+from chat.config import Limits
 
 
 def address_key(host: str) -> str:
@@ -57,10 +57,10 @@ class Seat:
 class Admission:
     """Seats for new connections, and the room's password, if it has one."""
 
-    def __init__(self, limits: Limits, password: "str | None" = None) -> None:
+    def __init__(self, limits: Limits, password: "str | None" = None, password_delay_s: float = FIRST_DELAY_S) -> None:
         self.limits = limits
         self.password = password or None  # an empty password means none
-        self.password_failures = FailureTracker()
+        self.password_failures = FailureTracker(first_delay_s=password_delay_s)
         # Guards every attribute below.
         self._lock = threading.Lock()
         self._seated = 0
@@ -90,10 +90,6 @@ class Admission:
                 rate = self.limits.max_address_rate
                 budget = self._budgets[key] = SharedTokenBucket(rate, max(1, 2 * rate))
         return Seat(self, key, budget)
-
-    def seated(self) -> int:
-        with self._lock:
-            return self._seated
 
     def _release(self, key: "str | None") -> None:
         with self._lock:

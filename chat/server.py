@@ -31,12 +31,12 @@ import time
 from chat.admission import Admission, Seat
 from chat.codespaces import forwarded_address
 from chat.core import messages
-from chat.core.history import DEFAULT_HISTORY_LINES
 from chat.core.room import Room
-from chat.limits import Limits
+from chat.config import ServerConfig
 from chat.logs import configure_logging
 from chat.transports.refusals import Refusals
-from chat.transports.connection import THREAD_JOIN_S, ClientConnection, enable_keepalive
+from chat.sockets import enable_keepalive
+from chat.transports.connection import THREAD_JOIN_S, ClientConnection
 
 log = logging.getLogger(__name__)
 
@@ -60,24 +60,15 @@ class ChatServer:
     ``shutdown()`` (or ``request_stop()`` from a signal handler).
     """
 
-    def __init__(
-        self,
-        host: str = "0.0.0.0",
-        port: int = 8080,
-        limits: Limits = Limits(),
-        password: "str | None" = None,
-        history_lines: int = DEFAULT_HISTORY_LINES,
-        redis_url: "str | None" = None,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.limits = limits
-        self.room = Room(history_lines)
-        if redis_url is not None:  # only then is anything of Redis imported
+    def __init__(self, config: ServerConfig = ServerConfig()) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.room = Room(config.history_lines)
+        if config.redis_url is not None:  # only then is anything of Redis imported
             from chat.bus.redis_bus import RedisBus
 
-            self.room.bus = RedisBus(redis_url, self.room, history_lines)
-        self.admission = Admission(limits, password)
+            self.room.bus = RedisBus(config.redis_url, self.room, config.history_lines, config.timings)
+        self.admission = Admission(config.limits, config.password, config.timings.password_delay_s)
         self.address: "tuple[str, int] | None" = None
         self._listener: "socket.socket | None" = None
         # Guards _connections: every client socket that is open, joined or not.
@@ -95,13 +86,14 @@ class ChatServer:
 
     def bind(self) -> None:
         """Open the listening socket. Raises OSError (e.g. port in use)."""
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        host, port = self.config.host, self.config.port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         try:
             # Lets a restarted server bind at once although the old
             # connections linger in TIME_WAIT.
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((self.host, self.port))
+            listener.bind((host, port))
             # Room for every client we would accept to be waiting at once
             # (the kernel caps it at net.core.somaxconn).
             listener.listen(self.limits.max_clients)
@@ -169,10 +161,6 @@ class ChatServer:
         self.request_stop()
         return self._stopped.wait(timeout)
 
-    def connection_count(self) -> int:
-        with self._connections_lock:
-            return len(self._connections)
-
     # -- inside the accept loop ----------------------------------------------
 
     def _accept_waiting_clients(self) -> None:
@@ -204,7 +192,7 @@ class ChatServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
             enable_keepalive(sock, self.limits.keepalive_idle_s)
-            connection = ClientConnection(sock, address, self.room, self.limits, seat, self._forget)
+            connection = ClientConnection(sock, address, self.room, self.limits, self.config.timings, seat, self._forget)
             with self._connections_lock:
                 self._connections.add(connection)
             log.info("✅ %s connected from %s", connection.name, format_peer(address))
@@ -281,14 +269,7 @@ class ChatServer:
         log.info("👋 Server stopped.")
 
 
-def run(
-    host: str,
-    port: int,
-    limits: Limits = Limits(),
-    password: "str | None" = None,
-    history_lines: int = DEFAULT_HISTORY_LINES,
-    redis_url: "str | None" = None,
-) -> int:
+def run(config: ServerConfig) -> int:
     """Run a server until Ctrl+C or SIGTERM; return the process exit status."""
     # Two threads per client: with the default 8 MiB stacks, 1000 clients
     # would reserve 16 GiB of address space. Our threads run shallow code.
@@ -296,11 +277,11 @@ def run(
     log_writer = configure_logging()
     status = 1
     try:
-        server = ChatServer(host, port, limits, password, history_lines, redis_url)
+        server = ChatServer(config)
         try:
             server.bind()
         except OSError as error:
-            log.error("❌ %s", describe_bind_error(error, host, port))
+            log.error("❌ %s", describe_bind_error(error, config.host, config.port))
             return status
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: server.request_stop())

@@ -7,10 +7,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from chat.limits import Limits  # noqa: E402
+from chat.config import Limits, ServerConfig  # noqa: E402
 from chat.server import ChatServer  # noqa: E402
 from tests.browser import chromium  # noqa: E402
-from tests.helpers import Peer, ServerProgram, Terminal  # noqa: E402
+from tests.helpers import FAST, Peer, ServerProgram, Terminal  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -41,8 +41,9 @@ def start_server():
     started = []
 
     # No history unless a test asks for it: most tests check exactly what a newcomer is sent.
-    def start(password=None, history_lines=0, **limits) -> ChatServer:
-        server = ChatServer("127.0.0.1", 0, Limits(**limits), password, history_lines)
+    def start(password=None, history_lines=0, timings=FAST, **limits) -> ChatServer:
+        config = ServerConfig("127.0.0.1", 0, Limits(**limits), timings, password, history_lines)
+        server = ChatServer(config)
         server.bind()
         thread = threading.Thread(target=server.serve_forever, name="accept-loop")
         thread.start()

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pyte
 
+from chat.config import Timings
 from chat.core.framing import LineFramer, decode_line, encode_line
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,10 @@ TIMEOUT_S = 5.0
 # Proving that something does NOT arrive needs a wait: this is the one place
 # the tests sleep, and it is long enough for a loopback delivery many times over.
 QUIET_PERIOD_S = 0.3
+# The servers the tests start wait this long for a first "/nick" line, not
+# the default second: many tests connect clients that never name themselves.
+# The tests of that wait itself ask for Timings() by name.
+FAST = Timings(first_line_wait_s=0.1)
 
 
 class Peer:
@@ -129,6 +134,11 @@ def wait_until(condition, timeout: float = TIMEOUT_S, interval: float = 0.01) ->
     while not (result := condition()) and time.monotonic() < deadline:
         time.sleep(interval)
     return bool(result)
+
+
+def serving_threads() -> "list[str]":
+    """The names of the threads serving clients in this process (each connection's reader and writer)."""
+    return [t.name for t in threading.enumerate() if t.name.startswith(("reader-", "writer-"))]
 
 
 def free_port() -> int:

@@ -7,7 +7,8 @@ import pytest
 
 from chat.client.client import away_note, describe_retry_error, retry_delay
 from chat.client.completion import Roster
-from chat.client.link import KEEPALIVE_IDLE_S, LinkError, enable_keepalive
+from chat.client.link import KEEPALIVE_IDLE_S, LinkError
+from chat.sockets import enable_keepalive
 from chat.client.replay import (
     AwayNote,
     Live,
@@ -393,7 +394,7 @@ def test_after_a_gap_the_roster_forgets_everyone_but_us():
 
 def test_a_raw_connection_notices_a_silent_network_with_keepalive():
     with socket.socket() as sock:
-        enable_keepalive(sock)
+        enable_keepalive(sock, KEEPALIVE_IDLE_S)
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         if hasattr(socket, "TCP_KEEPIDLE"):
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE_IDLE_S

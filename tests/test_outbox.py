@@ -35,7 +35,7 @@ def receive_exactly(sock: socket.socket, size: int) -> bytes:
 
 def test_queued_lines_arrive_in_order(pair):
     ours, theirs = pair
-    outbox = Outbox(ours)
+    outbox = Outbox(ours, max_bytes=1024 * 1024)
     writer = start_writer(outbox)
     expected = b"".join(b"line %d\n" % i for i in range(1000))
     for i in range(1000):
@@ -64,7 +64,7 @@ def test_the_writer_sends_what_the_fast_path_could_not(pair):
 
 def test_closing_sends_what_is_queued_then_ends_the_stream(pair):
     ours, theirs = pair
-    outbox = Outbox(ours)
+    outbox = Outbox(ours, max_bytes=1024 * 1024)
     outbox.put(b"last words\n")
     outbox.close()
     outbox.put(b"too late\n")
@@ -99,7 +99,7 @@ def reads_end_of_stream(sock: socket.socket) -> bool:
 
 def test_a_send_to_a_vanished_peer_fails_quietly(pair):
     ours, theirs = pair
-    outbox = Outbox(ours)
+    outbox = Outbox(ours, max_bytes=1024 * 1024)
     writer = start_writer(outbox)
     theirs.close()
     for _ in range(100):
@@ -136,7 +136,7 @@ class SlowSocket:
 
 def test_closing_during_a_fast_path_send_loses_and_reorders_nothing():
     sock = SlowSocket()
-    outbox = Outbox(sock)
+    outbox = Outbox(sock, max_bytes=1024 * 1024)
     assert outbox.put(b"line1\n")
     fast_path = threading.Thread(target=outbox.flush)
     fast_path.start()

@@ -19,7 +19,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from chat.client import replay
 from chat.core import messages
 from chat.core.history import HISTORY_END, history_start
-from chat.core.password import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
+from chat.core.messages import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
 from tests.browser import (
     DESKTOP_SIZE,
     PHONE_SIZE,

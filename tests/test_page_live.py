@@ -21,7 +21,8 @@ from websockets.sync.client import connect
 
 from chat.core import messages
 from chat.core.history import HISTORY_END, is_history_start, unstamped
-from chat.core.password import FIRST_DELAY_S, PASSWORD_NEEDED, PASSWORD_WRONG
+from chat.core.messages import PASSWORD_NEEDED, PASSWORD_WRONG
+from chat.core.password import FIRST_DELAY_S
 from tests.browser import DESKTOP_SIZE, PHONE_SIZE, announced, console_errors, history_blocks, set_viewport
 from tests.helpers import TIMEOUT_S, Peer, Relay, ServerProgram, free_port, join_all
 

@@ -2,12 +2,8 @@ import threading
 
 import pytest
 
-from chat.core.password import (
-    PASSWORD_NEEDED,
-    PASSWORD_WRONG,
-    FailureTracker,
-    password_matches,
-)
+from chat.core.messages import PASSWORD_NEEDED, PASSWORD_WRONG
+from chat.core.password import FailureTracker, password_matches
 
 
 class FakeClock:

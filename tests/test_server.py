@@ -4,7 +4,7 @@ import socket
 import struct
 import threading
 
-from tests.helpers import TIMEOUT_S, Peer, wait_until
+from tests.helpers import TIMEOUT_S, Peer, serving_threads, wait_until
 
 
 def test_a_message_reaches_every_other_client_and_not_the_sender(server):
@@ -85,7 +85,7 @@ def test_an_abrupt_disconnect_leaves_no_trace(server):
     assert ann.read_line() == "[SYSTEM] Ghost left the chat."
     ann.send("/users")
     assert ann.read_line() == "[SYSTEM] Online (1): Ann"
-    assert wait_until(lambda: server.connection_count() == 1)
+    assert wait_until(lambda: len(serving_threads()) == 2)  # Ann's reader and writer
 
 
 def test_fifty_clients_get_every_line_once_in_one_order(server):
@@ -136,4 +136,4 @@ def test_shutdown_tells_every_client_and_closes_them(start_server):
     threading.Thread(target=server.shutdown).start()
     for peer in (ann, bob):
         assert peer.read_until_closed()[-1] == "[SYSTEM] Server is shutting down."
-    assert wait_until(lambda: server.connection_count() == 0, timeout=TIMEOUT_S)
+    assert wait_until(lambda: not serving_threads(), timeout=TIMEOUT_S)

@@ -2,7 +2,7 @@
 
 import re
 
-from chat.core.password import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
+from chat.core.messages import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
 from chat.web import URL_PATHS, page_files
 
 

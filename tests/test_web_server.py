@@ -13,6 +13,7 @@ import os
 import socket
 import struct
 import time
+from dataclasses import replace
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -20,7 +21,7 @@ from websockets.sync.client import connect
 
 from chat.transports import connection
 from chat.transports.websocket import text_frames
-from tests.helpers import TIMEOUT_S, Peer, wait_until
+from tests.helpers import FAST, TIMEOUT_S, Peer, wait_until
 
 
 def ws_url(server) -> str:
@@ -232,8 +233,8 @@ class SilentWebSocket:
         return data
 
 
-def test_the_server_pings_and_drops_a_websocket_peer_that_never_answers(server, monkeypatch):
-    monkeypatch.setattr(connection, "PING_INTERVAL_S", 0.3)
+def test_the_server_pings_and_drops_a_websocket_peer_that_never_answers(start_server):
+    server = start_server(timings=replace(FAST, ping_interval_s=0.3))
     ann = Peer.joined(server.address, "Ann")
     silent = SilentWebSocket(server.address, "Silent")
     ann.expect("[SYSTEM] Silent joined the chat!")
@@ -243,8 +244,8 @@ def test_the_server_pings_and_drops_a_websocket_peer_that_never_answers(server, 
     assert b"\x89" in silent.read_until_closed()  # a ping frame was sent (opcode 0x9, unmasked)
 
 
-def test_a_websocket_peer_that_answers_pings_stays(server, monkeypatch):
-    monkeypatch.setattr(connection, "PING_INTERVAL_S", 0.1)
+def test_a_websocket_peer_that_answers_pings_stays(start_server):
+    server = start_server(timings=replace(FAST, ping_interval_s=0.1))
     web = web_client(server, "Web")  # the websockets client answers pings by itself
     ann = Peer.joined(server.address, "Ann")
     assert web.recv(timeout=TIMEOUT_S) == "[SYSTEM] Ann joined the chat!"

@@ -49,6 +49,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.retry import Retry
 
+from chat.config import Timings
 from chat.core import messages
 from chat.core.text import name_key
 
@@ -150,7 +151,8 @@ class RedisBus:
     on alone.
     """
 
-    def __init__(self, url: str, room, history_lines: int) -> None:
+    def __init__(self, url: str, room, history_lines: int, timings: Timings = Timings()) -> None:
+        self.timings = timings
         self.url = url
         self.room = room
         self.history_lines = history_lines
@@ -319,7 +321,7 @@ class RedisBus:
         names = {name_key(name): name for name in self.room.names_here()}
         pipe = self._redis.pipeline(transaction=False)
         pipe.sadd(SERVERS, self.server_id)
-        pipe.set(alive_key(self.server_id), "1", ex=ALIVE_TTL_S)
+        pipe.set(alive_key(self.server_id), "1", px=round(self.timings.alive_ttl_s * 1000))
         pipe.hgetall(NAMES)
         held = pipe.execute()[2]
         went = [holder[len(mine) :] for key, holder in held.items() if holder.startswith(mine) and key not in names]
@@ -332,7 +334,7 @@ class RedisBus:
                 held[key] = self._redis.hget(NAMES, key) or mine
             if not held.get(key, mine).startswith(mine):
                 log.warning("⚠️  %s is also the name of someone on another server (taken while we were apart)", name)
-        self._next_heartbeat = time.monotonic() + HEARTBEAT_S
+        self._next_heartbeat = time.monotonic() + self.timings.heartbeat_s
 
     def _read(self):
         return self._reader.xread({STREAM: self._last_id}, count=READ_COUNT, block=READ_BLOCK_MS) or []
@@ -368,7 +370,7 @@ class RedisBus:
             return
         pipe = self._redis.pipeline(transaction=False)
         pipe.sadd(SERVERS, self.server_id)
-        pipe.set(alive_key(self.server_id), "1", ex=ALIVE_TTL_S)
+        pipe.set(alive_key(self.server_id), "1", px=round(self.timings.alive_ttl_s * 1000))
         readded, _ = pipe.execute()
         if readded:  # our heartbeat came too late, and another server removed us
             log.warning("⚠️  The other servers took this one for dead: registering again")
@@ -379,7 +381,7 @@ class RedisBus:
         for server in self._redis.smembers(SERVERS):
             if server != self.server_id and not self._redis.exists(alive_key(server)):
                 self._reap_server(server)
-        self._next_heartbeat = time.monotonic() + HEARTBEAT_S
+        self._next_heartbeat = time.monotonic() + self.timings.heartbeat_s
 
     def _reap_server(self, server: str, stopping: bool = False) -> None:
         """Remove a server that stopped (or this one, stopping), and tell everyone its members left."""

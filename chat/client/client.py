@@ -27,15 +27,15 @@ from chat.client.replay import AwayNote, Replayed, Transcript
 from chat.client.terminal import ReadingStopped, open_console, render, timestamped
 from chat.core.commands import parse_command
 from chat.core.framing import LineFramer, decode_line, encode_line
-from chat.core.password import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
+from chat.core.messages import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
 from chat.core.text import sanitize
+from chat.sockets import RECV_BYTES
 
 CONNECT_TIMEOUT_S = 10.0
 # After /quit, how long to wait for the server's goodbye before closing anyway.
 QUIT_WAIT_S = 2.0
 # A hostile server must not make us buffer without bound either.
 MAX_INCOMING_LINE_BYTES = 64 * 1024
-RECV_BYTES = 64 * 1024
 # Between reconnects: about RETRY_FIRST_S after the connection is lost, doubling up to RETRY_MAX_S.
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0

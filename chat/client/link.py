@@ -20,17 +20,16 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidH
 from websockets.sync.client import connect
 
 from chat.client.address import Address
+from chat.sockets import enable_keepalive
 
 # What a message from a misbehaving server may hold, at most.
 MAX_MESSAGE_BYTES = 64 * 1024
 # TCP keepalive on a raw connection, so that a network that has gone (a
 # laptop that changed networks) is noticed even while nobody speaks, and the
 # client can reconnect: after KEEPALIVE_IDLE_S of silence the kernel probes
-# every KEEPALIVE_INTERVAL_S and gives up after KEEPALIVE_PROBES unanswered
-# probes, about a minute in all. (Over WebSocket the library's pings do this.)
+# every 5 s and gives up after six unanswered probes, about a minute in all
+# (see chat.sockets). Over WebSocket the library's pings do this.
 KEEPALIVE_IDLE_S = 30
-KEEPALIVE_INTERVAL_S = 5
-KEEPALIVE_PROBES = 6
 
 
 class LinkError(OSError):
@@ -76,9 +75,6 @@ class WebSocketLink:
         """Bound how long a send may block, as for a socket (a server that stopped reading)."""
         self._websocket.socket.settimeout(timeout)
 
-    def setsockopt(self, *_args) -> None:
-        """(No TCP options to set: the library set up its socket.)"""
-
     def shutdown(self, _how) -> None:
         """Close, which wakes a thread waiting in recv()."""
         self._closing.close()
@@ -117,7 +113,7 @@ def open_link(address: Address, token: "str | None", timeout: float) -> "socket.
         sock = socket.create_connection((address.host, address.port), timeout=timeout)
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        enable_keepalive(sock)
+        enable_keepalive(sock, KEEPALIVE_IDLE_S)
         return sock
     headers = {"X-GitHub-Token": token} if token else {}
     try:
@@ -125,18 +121,3 @@ def open_link(address: Address, token: "str | None", timeout: float) -> "socket.
     except ssl.SSLError as error:
         raise LinkError(describe_tls_error(address.url, error)) from None
 
-
-def enable_keepalive(sock: socket.socket) -> None:
-    """Turn on TCP keepalive, with our timings where the platform lets us set them."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    idle_option = getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None))  # Linux, macOS
-    for option, value in (
-        (idle_option, KEEPALIVE_IDLE_S),
-        (getattr(socket, "TCP_KEEPINTVL", None), KEEPALIVE_INTERVAL_S),
-        (getattr(socket, "TCP_KEEPCNT", None), KEEPALIVE_PROBES),
-    ):
-        if option is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, option, value)
-            except OSError:  # an older system without this one: its default stays
-                pass

@@ -70,6 +70,12 @@ def renamed(old: str, new: str) -> str:
 
 SHUTTING_DOWN = system("Server is shutting down.")
 
+# About the room's password (chat.core.password). The page and the terminal
+# client match these lines exactly.
+PASSWORD_NEEDED = system("This chat needs a password: send /pass PASSWORD first.")
+PASSWORD_WRONG = error("Wrong password.")
+PASSWORD_TOO_MANY_TRIES = error("Too many wrong passwords from your address. Try again in a minute.")
+
 _CHAT = re.compile(r"([A-Za-z0-9_-]+): ")
 _ACTION = re.compile(r"\* ([A-Za-z0-9_-]+) ")
 _PRIVATE = re.compile(r"\[PM (?:from|to) ([A-Za-z0-9_-]+)\] ")

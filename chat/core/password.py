@@ -24,14 +24,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-from chat.core import messages
-
-# The lines the server sends about the password. (Kept here until they join
-# the other lines in chat.core.messages; the page matches them exactly.)
-PASSWORD_NEEDED = messages.system("This chat needs a password: send /pass PASSWORD first.")
-PASSWORD_WRONG = messages.error("Wrong password.")
-PASSWORD_TOO_MANY_TRIES = messages.error("Too many wrong passwords from your address. Try again in a minute.")
-
 # After the first failure from an address, checks from it are at least this
 # far apart; the gap doubles with each further failure, up to MAX_DELAY_S.
 FIRST_DELAY_S = 1.0
@@ -139,12 +131,6 @@ class FailureTracker:
         """The right password came from ``address``: forget its failures."""
         with self._lock:
             self._records.pop(address, None)
-
-    def failures(self, address: str) -> int:
-        """How many recent failures ``address`` has."""
-        with self._lock:
-            record = self._current_locked(address, self._clock())
-            return record.failures if record else 0
 
     def __len__(self) -> int:
         """How many addresses are remembered (expired ones included until next touched)."""

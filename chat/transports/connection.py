@@ -18,23 +18,18 @@ from chat.core import messages
 from chat.core.commands import chat_text, handle_line, parse_command, requested_name
 from chat.core.flood import FloodControl, Verdict
 from chat.core.framing import LineFramer, LineTooLong, decode_line
-from chat.core.password import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG, password_matches
+from chat.core.messages import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
+from chat.core.password import password_matches
 from chat.core.room import Room
 from chat.core.text import sanitize
-from chat.limits import Limits
+from chat.config import Limits, Timings
 from chat.transports.handshake import Opening, sniff
 from chat.transports.outbox import Outbox, State
+from chat.sockets import RECV_BYTES, LINGER_S, wait_readable
 from chat.transports.websocket import PING_INTERVAL_S, Received, WebSocketAdapter
 
 log = logging.getLogger(__name__)
 
-RECV_BYTES = 64 * 1024
-# A client may name itself with "/nick NAME" as its first line; one that sends
-# nothing joins under its default name after this long.
-FIRST_LINE_WAIT_S = 1.0
-# After /quit, how long to wait for the client to close its end, so that it
-# reads our last lines before the connection goes away.
-LINGER_S = 1.0
 THREAD_JOIN_S = 0.5
 # Private messages may fill at most this fraction (1/N) of a client's queue bound.
 PRIVATE_SHARE = 4
@@ -42,30 +37,6 @@ PRIVATE_SHARE = 4
 BEHIND_WAIT_S = 1.0
 # An HTTP client must send its whole request head within this long.
 HTTP_HEAD_WAIT_S = 10.0
-
-# TCP keepalive: after Limits.keepalive_idle_s of silence the kernel probes the
-# peer every keepalive_interval_s(idle) and gives up after KEEPALIVE_PROBES
-# unanswered probes, so at the default 60 s a device that vanished from the
-# network (no FIN, no RST) is removed in about two minutes: 60 + 6 × 10 s.
-KEEPALIVE_PROBES = 6
-
-
-def keepalive_interval_s(idle_s: int) -> int:
-    """Probe every sixth of the idle time: the probes take as long as the silence before them."""
-    return max(1, idle_s // KEEPALIVE_PROBES)
-
-
-def enable_keepalive(sock: socket.socket, idle_s: int) -> None:
-    """Turn on TCP keepalive, with our timings where the platform lets us set them."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    idle_option = getattr(socket, "TCP_KEEPIDLE", getattr(socket, "TCP_KEEPALIVE", None))  # Linux, macOS
-    for option, value in (
-        (idle_option, idle_s),
-        (getattr(socket, "TCP_KEEPINTVL", None), keepalive_interval_s(idle_s)),
-        (getattr(socket, "TCP_KEEPCNT", None), KEEPALIVE_PROBES),
-    ):
-        if option is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 class ClientConnection:
@@ -84,7 +55,8 @@ class ClientConnection:
     :mod:`chat.admission`) and a function to call once its socket is closed.
     """
 
-    def __init__(self, sock: socket.socket, address, room: Room, limits: Limits, seat: Seat, on_close) -> None:
+    def __init__(self, sock: socket.socket, address, room: Room, limits: Limits, timings: Timings, seat: Seat, on_close) -> None:
+        self.timings = timings
         self.room = room
         self.limits = limits
         self.seat = seat
@@ -155,8 +127,10 @@ class ClientConnection:
                     self.name,
                     self.outbox.max_bytes,
                 )
+            # The seat is free before the others hear that this client left,
+            # and while it lingers below.
+            self.seat.release()
             self.room.leave(self)  # harmless if it never joined
-            self.seat.release()  # the seat is free while we linger below
             self._close()
 
     def _wait_for_opening(self) -> "tuple[Opening, object] | None":
@@ -169,7 +143,7 @@ class ClientConnection:
         """
         undecided = b""  # what came while the kind was still open (one request line at most)
         events: list = []
-        deadline = time.monotonic() + FIRST_LINE_WAIT_S
+        deadline = time.monotonic() + self.timings.first_line_wait_s
         try:
             while not events and not self._quitting.is_set():
                 if not wait_readable(self.sock, deadline - time.monotonic()):
@@ -255,7 +229,7 @@ class ClientConnection:
 
     def _wait_for_lines(self) -> "list | None":
         """Events from the next read that has any, or [] after FIRST_LINE_WAIT_S; None if the client left."""
-        deadline = time.monotonic() + FIRST_LINE_WAIT_S
+        deadline = time.monotonic() + self.timings.first_line_wait_s
         try:
             while not self._quitting.is_set():
                 if not wait_readable(self.sock, deadline - time.monotonic()):
@@ -348,7 +322,7 @@ class ClientConnection:
         if self.flood.dropped:
             waits.append(self.flood.seconds_until_calm())
         if self.web is not None:
-            waits.append(heard + PING_INTERVAL_S - time.monotonic())
+            waits.append(heard + self.timings.ping_interval_s - time.monotonic())
         return max(0.0, min(waits)) if waits else None  # a raw client with nothing due: just read
 
     def _on_timer(self) -> bool:
@@ -499,13 +473,3 @@ def forwarded_client(entry: str) -> "str | None":
     except ValueError:
         return None
 
-
-def wait_readable(sock: socket.socket, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for ``sock`` to have input (or an end); True if it has."""
-    if timeout <= 0:
-        return False
-    if hasattr(select, "poll"):  # no limit on descriptor numbers, unlike select()
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(timeout * 1000))
-    return bool(select.select([sock], [], [], timeout)[0])

@@ -25,8 +25,6 @@ import socket
 import threading
 from collections import deque
 
-DEFAULT_MAX_QUEUE_BYTES = 1024 * 1024
-
 # Windows has no per-call non-blocking flag; there every send goes through the writer.
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", None)
 # How many times flush() sends again when more lines arrived during its send,
@@ -43,7 +41,7 @@ class State(enum.Enum):
 
 
 class Outbox:
-    def __init__(self, sock: socket.socket, max_bytes: int = DEFAULT_MAX_QUEUE_BYTES) -> None:
+    def __init__(self, sock: socket.socket, max_bytes: int) -> None:
         self._sock = sock
         self.max_bytes = max_bytes
         # Guards every attribute below. The writer waits on _cond for work;

@@ -21,13 +21,11 @@ from dataclasses import dataclass
 
 from chat.core import messages
 from chat.core.framing import encode_line
+from chat.sockets import LINGER_S, RECV_BYTES
 from chat.transports.handshake import Opening, sniff, unavailable_response
 
-RECV_BYTES = 64 * 1024
 # How long to wait for a refused client's first bytes before answering it as a raw client.
 ANSWER_WAIT_S = 0.25
-# After answering, how long to wait for the client to close its end.
-LINGER_S = 1.0
 
 
 @dataclass

@@ -1,0 +1,71 @@
+"""What a server is started with: its address, its limits, its timings and its options.
+
+Three plain values, made once (by ``server.py`` from its command line, or
+by a test) and handed to whatever needs them:
+
+* :class:`Limits`: the protections against misbehaving clients;
+* :class:`Timings`: how long the server waits for things, which tests
+  shorten so that they check behaviour instead of waiting on the defaults;
+* :class:`ServerConfig`: everything :class:`chat.server.ChatServer` needs.
+"""
+
+from dataclasses import dataclass, field
+
+from chat.core.framing import DEFAULT_MAX_LINE_BYTES
+from chat.core.history import DEFAULT_HISTORY_LINES
+
+# Unsent bytes one client may fall behind by before it is dropped ("SendQ exceeded").
+DEFAULT_MAX_QUEUE_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The server's protections against misbehaving clients (see docs, "Limits and safety")."""
+
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    max_rate: float = 10.0  # lines per second per client, bursts of twice that; 0: no limit
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+    max_total_queue_bytes: int = 64 * 1024 * 1024  # all clients' unsent bytes together
+    max_clients: int = 1000
+    # Connections from one address at once: a class of 30 to 50 behind one
+    # router (NAT), each with a laptop and a phone, still fits.
+    max_per_address: int = 100
+    # Lines per second from one address, all its connections together, bursts of twice that; 0: no limit.
+    max_address_rate: float = 40.0
+    keepalive_idle_s: int = 60
+    # Loopback peers are not counted per address; tests switch this off to
+    # check the per-address limits with clients on this machine.
+    exempt_loopback: bool = True
+
+
+@dataclass(frozen=True)
+class Timings:
+    """How long the server waits for things, in seconds."""
+
+    # A client may name itself with "/nick NAME" as its first line (after
+    # "/pass" if the room has a password); one that sends nothing joins
+    # under its default name after this long.
+    first_line_wait_s: float = 1.0
+    # A WebSocket client that has said nothing for this long gets a ping;
+    # one that answers none of two in a row has vanished.
+    ping_interval_s: float = 20.0
+    # After a wrong password, checks from the same address are at least this
+    # far apart, doubling with each further failure (chat.core.password).
+    password_delay_s: float = 1.0
+    # In a shared room (--redis): a server says it is alive this often, and is
+    # taken for dead after alive_ttl_s without a word.
+    heartbeat_s: float = 1.5
+    alive_ttl_s: float = 6.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything a server is started with."""
+
+    host: str = "0.0.0.0"
+    port: int = 8080
+    limits: Limits = field(default_factory=Limits)
+    timings: Timings = field(default_factory=Timings)
+    password: "str | None" = None  # None or "": anyone may join
+    history_lines: int = DEFAULT_HISTORY_LINES
+    redis_url: "str | None" = None  # share the room with other servers through Redis

@@ -38,6 +38,32 @@ def is_loopback(key: str) -> bool:
         return False
 
 
+def forwarded_client(peer_host: str, forwarded_for: "list[str]") -> "str | None":
+    """The client's own address, when a proxy on this machine names it; else None.
+
+    ``forwarded_for`` holds the request's ``X-Forwarded-For`` headers. They
+    are believed only from a loopback peer, a proxy on this machine: anyone
+    else could write whatever they like there. The proxy adds its own peer
+    last; entries before it came from the client, and could be forged.
+    """
+    if not forwarded_for or not is_loopback(address_key(peer_host)):
+        return None
+    return address_in(",".join(forwarded_for).split(",")[-1])
+
+
+def address_in(entry: str) -> "str | None":
+    """The IP address in one X-Forwarded-For entry (``1.2.3.4``, ``1.2.3.4:5678``, ``[::1]:80``), or None."""
+    entry = entry.strip()
+    if entry.startswith("["):
+        entry = entry[1:].partition("]")[0]
+    elif entry.count(":") == 1:
+        entry = entry.partition(":")[0]
+    try:
+        return str(ipaddress.ip_address(entry))
+    except ValueError:
+        return None
+
+
 class Seat:
     """One admitted connection's place: its address's shared flood budget, and release()."""
 
@@ -90,6 +116,14 @@ class Admission:
                 rate = self.limits.max_address_rate
                 budget = self._budgets[key] = SharedTokenBucket(rate, max(1, 2 * rate))
         return Seat(self, key, budget)
+
+    def readmit(self, seat: Seat, host: str) -> "Seat | str":
+        """Count a connection admitted as ``seat`` as coming from ``host`` instead (see forwarded_client).
+
+        ``seat`` is given back either way; returns the new seat, or the reason it is refused.
+        """
+        seat.release()
+        return self.admit(host)
 
     def _release(self, key: "str | None") -> None:
         with self._lock:

@@ -46,6 +46,8 @@ class Timings:
     # "/pass" if the room has a password); one that sends nothing joins
     # under its default name after this long.
     first_line_wait_s: float = 1.0
+    # A browser must send the whole head of its HTTP request within this long.
+    http_head_wait_s: float = 10.0
     # A WebSocket client that has said nothing for this long gets a ping;
     # one that answers none of two in a row has vanished.
     ping_interval_s: float = 20.0

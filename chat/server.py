@@ -3,20 +3,17 @@
 How it fits together::
 
     main thread            accept loop (ChatServer.serve_forever)
-      │  accept() ──────►  ClientConnection
-      │                      ├─ reader thread: recv → LineFramer → handle_line → Room
+      │  accept() ──────►  ClientConnection (chat.transports.connection)
+      │                      ├─ reader thread: recv → transport → Session → Room
       │                      └─ writer thread: Outbox → sendall (only when a client falls behind)
       ▼
     Ctrl+C / SIGTERM ────► request_stop(): wakes the accept loop, which closes everything
 
-The room (``chat.core.room``) holds the lock-guarded table of members; this module
-owns the sockets and threads and nothing else.
-
-Every connection is served by its own *reader* thread, which reads lines and
-acts on them, and owns the connection: it starts the writer and, when the
-client leaves, removes it from the room, stops the writer and closes the
-socket, whatever went wrong. Each blocking call can be woken: ``select`` by
-the waker socket, ``recv`` and ``sendall`` by shutting their socket down.
+The room (``chat.core.room``) holds the lock-guarded table of members; each
+connection's reader thread owns its socket and its writer thread (see
+``chat.transports.connection``). This module accepts clients, turns away
+those it has no seat for, watches the total of unsent bytes, and stops it
+all. Its one blocking call, ``select``, is woken by a socket pair.
 """
 
 import errno
@@ -251,9 +248,8 @@ class ChatServer:
         if connections:
             log.info("🛑 Closing %d connection(s)...", len(connections))
         for connection in connections:
-            if connection not in members:  # still connecting: not in the room yet
-                self.room.send_to(connection, messages.SHUTTING_DOWN)
-                connection.quit()
+            if connection.session not in members:  # still connecting: not in the room yet
+                connection.stop(messages.SHUTTING_DOWN)
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
         for connection in connections:
             connection.reader.join(max(0.0, deadline - time.monotonic()))

@@ -40,7 +40,7 @@ def test_a_client_that_never_sends_a_newline_cannot_fill_the_servers_memory(star
     assert ann.read_line() == "[SYSTEM] Line too long: the limit is 1000 bytes. It was not sent."
     with server._connections_lock:
         connection = next(c for c in server._connections if c.name == "Ann")
-    assert len(connection.framer._partial) <= 1000
+    assert len(connection.transport._framer._partial) <= 1000  # what the server holds of the line
     ann.send_raw(b"\nback to normal\n")
     assert bob.read_line() == "Ann: back to normal"
 
@@ -127,7 +127,8 @@ def test_the_flood_warning_comes_again_for_a_second_flood(start_server):
 def flood_bucket_is_full(server, name) -> bool:
     with server._connections_lock:
         connection = next(c for c in server._connections if c.name == name)
-    return connection.flood.own.available() == connection.flood.own.burst
+    flood = connection.session.flood
+    return flood.own.available() == flood.own.burst
 
 
 def test_blank_lines_cost_no_flood_allowance(server):

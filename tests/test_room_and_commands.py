@@ -259,7 +259,7 @@ def test_lines_said_together_reach_each_member_in_one_piece(room):
     ann, bob, cat = join(room, "Ann"), join(room, "Bob"), join(room, "Cat")
     for member in (ann, bob, cat):
         member.take()
-    room.say_all(ann, ["Ann: one", "Ann: two", "Ann: three"])
+    room.say(ann, "Ann: one", "Ann: two", "Ann: three")
     assert bob.queued == [] and bob.take() == ["Ann: one\nAnn: two\nAnn: three"]
     assert cat.take() == ["Ann: one\nAnn: two\nAnn: three"]
     assert ann.take() == []

@@ -19,7 +19,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from chat.transports import connection
+from chat.admission import address_in, forwarded_client
+from chat.transports.handshake import Opening
 from chat.transports.websocket import text_frames
 from tests.helpers import FAST, TIMEOUT_S, Peer, wait_until
 
@@ -105,8 +106,8 @@ def test_a_malformed_or_over_long_head_gets_400_or_431(server):
     assert raw_exchange(server, huge).startswith(b"HTTP/1.1 431 ")
 
 
-def test_a_client_that_starts_an_http_head_and_stalls_is_closed(server, monkeypatch):
-    monkeypatch.setattr(connection, "HTTP_HEAD_WAIT_S", 0.5)
+def test_a_client_that_starts_an_http_head_and_stalls_is_closed(start_server):
+    server = start_server(timings=replace(FAST, http_head_wait_s=0.5))
     started = time.monotonic()
     assert raw_exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n") == b""
     assert time.monotonic() - started < TIMEOUT_S
@@ -359,7 +360,23 @@ def test_a_websocket_client_that_stops_reading_is_dropped_and_the_others_lose_no
      ("2001:db8::1", "2001:db8::1"), ("unknown", None), ("_hidden", None), ("", None)],
 )
 def test_a_forwarded_entry_counts_only_if_it_is_an_address(entry, address):
-    assert connection.forwarded_client(entry) == address
+    assert address_in(entry) == address
+
+
+def test_x_forwarded_for_is_believed_only_from_a_proxy_on_this_machine():
+    # Anyone else could write any address there, and so get around every per-address limit.
+    assert forwarded_client("203.0.113.9", ["198.51.100.1"]) is None
+    assert forwarded_client("::ffff:203.0.113.9", ["198.51.100.1"]) is None
+    assert forwarded_client("127.0.0.1", ["198.51.100.1"]) == "198.51.100.1"
+    assert forwarded_client("::1", ["198.51.100.1"]) == "198.51.100.1"
+    assert forwarded_client("127.0.0.1", []) is None
+
+
+def test_only_the_entry_the_proxy_added_counts_not_those_the_client_forged():
+    # The proxy appends its own peer last: what comes before it came from the client.
+    assert forwarded_client("127.0.0.1", ["10.9.9.9, 198.51.100.1"]) == "198.51.100.1"
+    assert forwarded_client("127.0.0.1", ["10.9.9.9", "198.51.100.1"]) == "198.51.100.1"
+    assert forwarded_client("127.0.0.1", ["198.51.100.1, garbage"]) is None
 
 
 def test_behind_a_proxy_wrong_passwords_slow_down_that_client_only(locked_server):
@@ -376,7 +393,7 @@ def test_behind_a_proxy_wrong_passwords_slow_down_that_client_only(locked_server
 
 def speaks_http(server) -> bool:
     with server._connections_lock:
-        return any(connection.web is not None for connection in server._connections)
+        return any(connection.opening is Opening.HTTP for connection in server._connections)
 
 
 def test_a_client_in_the_middle_of_an_http_request_gets_no_chat_line_at_shutdown(start_server):

@@ -55,6 +55,10 @@ class Browser:
         assert response.status_code == 101
         return self
 
+    def takes_lines(self) -> bool:
+        """Whether the adapter would send a chat line now (it is open: after the handshake, before any close)."""
+        return self.adapter.send_lines(b"", write=lambda _frames: True) is not None
+
     def text(self, text: str) -> list:
         """Send one text message; return the lines the adapter got from it."""
         self.protocol.send_text(text.encode())
@@ -88,7 +92,7 @@ def http_exchange(request: bytes) -> "tuple[object, bytes]":
 
 def test_the_handshake_opens_a_websocket_the_client_accepts():
     browser = Browser().open()
-    assert browser.adapter.open
+    assert browser.takes_lines()
     assert browser.protocol.state.name == "OPEN"
 
 
@@ -218,7 +222,7 @@ def test_a_message_over_the_size_limit_closes_with_1009():
     received = browser.send()
     assert received.closing and received.lines == []
     assert browser.close_code_received() == CloseCode.MESSAGE_TOO_BIG
-    assert not browser.adapter.open
+    assert not browser.takes_lines()
 
 
 def test_the_default_size_limit_holds_sixteen_full_lines():
@@ -258,7 +262,7 @@ def test_a_text_message_that_is_not_utf8_closes_with_1007(parts):
     browser = Browser().open()
     browser.fragments(*parts)
     assert browser.close_code_received() == CloseCode.INVALID_DATA
-    assert not browser.adapter.open
+    assert not browser.takes_lines()
 
 
 # -- the protocol's own frames -----------------------------------------------------------
@@ -278,7 +282,7 @@ def test_the_clients_close_is_answered_and_the_connection_ends():
     received = browser.send()
     assert received.closing
     assert browser.close_code_received() == CloseCode.NORMAL_CLOSURE
-    assert not browser.adapter.open
+    assert not browser.takes_lines()
 
 
 def test_a_peer_that_vanishes_ends_the_connection():
@@ -295,28 +299,28 @@ def text_frames(browser: Browser) -> "list[str]":
 
 def test_a_line_from_the_room_becomes_one_text_frame_without_its_newline():
     browser = Browser().open()
-    browser.adapter.send_line("Alice: héllo 🚀\n".encode())
-    browser.adapter.send_line("[SYSTEM] Bob joined the chat!")
-    assert text_frames(browser) == ["Alice: héllo 🚀", "[SYSTEM] Bob joined the chat!"]
+    browser.adapter.send_lines("Alice: héllo 🚀\n".encode())
+    browser.adapter.send_lines(b"[SYSTEM] Bob joined the chat!\nCat: two at once\n")
+    assert text_frames(browser) == ["Alice: héllo 🚀", "[SYSTEM] Bob joined the chat!", "Cat: two at once"]
 
 
-def test_send_line_returns_what_write_returned_and_may_use_another_writer():
+def test_send_lines_returns_what_write_returned_and_may_use_another_writer():
     browser = Browser(write=lambda data: "flush needed").open()
-    assert browser.adapter.send_line(b"a\n") == "flush needed"
+    assert browser.adapter.send_lines(b"a\n") == "flush needed"
     elsewhere = []
-    assert browser.adapter.send_line(b"b\n", write=lambda data: elsewhere.append(data) or "offered") == "offered"
+    assert browser.adapter.send_lines(b"b\n", write=lambda data: elsewhere.append(data) or "offered") == "offered"
     assert len(elsewhere) == 1 and elsewhere[0].endswith(b"b")
 
 
 def test_no_line_is_sent_before_the_handshake_or_after_the_close():
     browser = Browser()
-    assert browser.adapter.send_line(b"too early\n") is None
+    assert browser.adapter.send_lines(b"too early\n") is None
     assert browser.written == []
     browser.open()
     browser.protocol.send_close(CloseCode.NORMAL_CLOSURE)
     browser.send()
     count = len(browser.written)
-    assert browser.adapter.send_line(b"too late\n") is None
+    assert browser.adapter.send_lines(b"too late\n") is None
     assert len(browser.written) == count
 
 
@@ -343,7 +347,7 @@ def test_no_ping_before_the_handshake():
 
 def test_closing_from_our_side_sends_a_close_frame_after_the_lines_before_it():
     browser = Browser().open()
-    browser.adapter.send_line(b"last words\n")
+    browser.adapter.send_lines(b"last words\n")
     assert browser.adapter.close(CloseCode.GOING_AWAY, "server shutting down")
     assert not browser.adapter.close()  # only once
     assert text_frames(browser) == ["last words"]
@@ -360,7 +364,7 @@ def test_a_text_frame_never_follows_the_close_frame_whatever_the_threads_do():
     def broadcast() -> None:
         start.wait(TIMEOUT_S)
         for i in range(300):
-            browser.adapter.send_line(b"line %d\n" % i)
+            browser.adapter.send_lines(b"line %d\n" % i)
 
     threads = [threading.Thread(target=broadcast) for _ in range(4)]
     for thread in threads:
@@ -390,7 +394,7 @@ def serve_one_echo(listener: socket.socket) -> None:
             data = sock.recv(65536)
             received = adapter.receive_data(data) if data else adapter.receive_eof()
             for line in received.lines:
-                adapter.send_line(line.upper())
+                adapter.send_lines(line.upper() + b"\n")
         sock.shutdown(socket.SHUT_WR)
         sock.settimeout(TIMEOUT_S)
         while sock.recv(65536):

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from chat.core import messages
-from chat.core.room import Member, Room
+from chat.core.members import Member
+from chat.core.room import Room
 from chat.core.text import sanitize
 
 
@@ -26,19 +27,41 @@ class Command:
 
 
 def handle_line(room: Room, member: Member, text: str) -> None:
-    """Act on one decoded line from ``member``.
+    """Act on one line from ``member``, whatever it holds.
 
-    Blank lines are ignored. A line starting with ``/`` is a command; start it
-    with ``//`` to send a chat message that begins with a slash.
+    Unsafe characters are removed first (:func:`clean`) and blank lines are
+    ignored. A line starting with ``/`` is a command; start it with ``//``
+    to send a chat message that begins with a slash.
+    """
+    line = clean(text)
+    if line is not None:
+        act_on(room, member, line)
+
+
+def clean(text: str) -> "str | None":
+    """``text`` made safe to show, or None if nothing is left to act on.
+
+    Every line a client sends goes through here once, whichever way it
+    came: blank lines (spaces only, say) are ignored, and so cost a sender
+    no flood allowance.
     """
     text = sanitize(text)
-    if not text.strip():
-        return
-    message = chat_text(text)
-    if message is None:
-        run_command(room, member, text)
+    return text if text.strip() else None
+
+
+def act_on(room: Room, member: Member, line: str) -> None:
+    """Act on a line that :func:`clean` returned: say it, or run the command it is."""
+    said = public_line(member.name, line)
+    if said is None:
+        run_command(room, member, line)
     else:
-        room.say(member, messages.chat(member.name, message))
+        room.say(member, said)
+
+
+def public_line(name: str, line: str) -> "str | None":
+    """What the room hears when ``name`` sends ``line``; None if the line is a command."""
+    message = chat_text(line)
+    return None if message is None else messages.chat(name, message)
 
 
 def chat_text(line: str) -> "str | None":

@@ -24,6 +24,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from chat.core.messages import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
+
 # After the first failure from an address, checks from it are at least this
 # far apart; the gap doubles with each further failure, up to MAX_DELAY_S.
 FIRST_DELAY_S = 1.0
@@ -151,3 +153,37 @@ class FailureTracker:
             if not expired and len(self._records) <= self.max_addresses:
                 return  # every remaining record failed more recently
             del self._records[address]
+
+
+class PasswordGate:
+    """The room's password as one client meets it: checked once, slowed down after failures.
+
+    ``address`` is what failures are counted by: the client's address (or,
+    behind a proxy on this machine, the address the proxy saw).
+    """
+
+    def __init__(self, password: str, failures: FailureTracker, address: str) -> None:
+        self.password = password
+        self.failures = failures
+        self.address = address
+
+    def check(self, given: "str | None", pause) -> "str | None":
+        """None if ``given`` is the password; else the line that tells the client why not.
+
+        ``given`` is None if the client's first line was no ``/pass``.
+        ``pause(seconds)`` waits for this address's turn, and returns False
+        if the connection is closing meanwhile (the answer is then
+        :data:`PASSWORD_WRONG`, though nobody will read it).
+        """
+        if given is None:
+            return PASSWORD_NEEDED
+        wait = self.failures.wait_before_check(self.address)
+        if wait is None:
+            return PASSWORD_TOO_MANY_TRIES
+        if wait and not pause(wait):
+            return PASSWORD_WRONG
+        if not password_matches(given, self.password):
+            self.failures.failed(self.address)
+            return PASSWORD_WRONG
+        self.failures.succeeded(self.address)
+        return None

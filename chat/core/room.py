@@ -10,7 +10,10 @@ Because every broadcast appends to all outboxes while holding the lock, all
 members receive the lines in the same order.
 
 The room knows nothing about sockets: a member is anything with the
-:class:`Member` methods, which makes the room easy to test.
+:class:`chat.core.members.Member` attributes and methods (on the server, a
+connection's session), which makes the room easy to test. What the room
+does hold is its lock, and it calls its members' ``queue`` under it and
+``flush`` after it.
 
 A room may be shared with other servers through a :class:`Bus` (see
 ``chat/bus/``). Then public lines do not go straight to the members: they
@@ -21,7 +24,6 @@ room carries on alone.
 """
 
 import contextlib
-import heapq
 import itertools
 import logging
 import threading
@@ -31,6 +33,7 @@ from typing import Protocol
 from chat.core import messages
 from chat.core.framing import encode_line, encode_lines
 from chat.core.history import History
+from chat.core.members import Member, MemberTable
 from chat.core.text import name_key, name_problem
 
 log = logging.getLogger(__name__)
@@ -38,33 +41,6 @@ log = logging.getLogger(__name__)
 # The server log lists at most this many names after each join or leave, so
 # that a room of hundreds does not print a screenful every time.
 LOGGED_NAMES_MAX = 20
-
-
-class Member(Protocol):
-    """What the room needs from a connected client."""
-
-    name: str
-    member_id: int  # given by the room on joining: how lines from the bus name their sender
-
-    def queue(self, data: bytes) -> bool:
-        """Append ``data`` to the outbox; True if flush() must follow.
-
-        Must not block or do I/O: it runs under the room lock.
-        """
-
-    def queue_private(self, data: bytes) -> "bool | None":
-        """Like queue(), for a line one sender aims at this member alone.
-
-        Returns None, queueing nothing, if this member's backlog is already
-        large: private messages from others must not be able to fill it up
-        until the member is dropped as a slow reader.
-        """
-
-    def flush(self) -> None:
-        """Start sending what was queued. Called without the room lock held."""
-
-    def quit(self) -> None:
-        """Close the connection once what is queued has been sent. Must not block."""
 
 
 class Bus(Protocol):
@@ -94,46 +70,28 @@ class Bus(Protocol):
 
 class Room:
     def __init__(self, history_lines: int = 0, bus: "Bus | None" = None) -> None:
-        # Guards _members, _by_id, _history and _closed. Held only for table updates and queueing.
+        # Guards _members, _history and _closed. Held only for table updates and queueing.
         self._lock = threading.Lock()
-        # The single source of truth for who is online here: name_key(name) -> member.
-        self._members: "dict[str, Member]" = {}
-        # The same members by the number each got on joining (member.member_id),
-        # which is how lines coming back from the bus name their sender.
-        self._by_id: "dict[int, Member]" = {}
-        self._ids = itertools.count(1)
+        self._members = MemberTable()
         # The other servers sharing this room, if any: set before serving, never changed after.
         self.bus = bus
         # The last public lines, replayed to each newcomer before its welcome.
         self._history = History(history_lines)
         self._closed = False
-        # Per thread: the members whose flush deferred_flushes() put off.
-        self._deferred = threading.local()
+        self._flushes = DeferredFlushes()  # per thread: see deferred_flushes()
 
-    @contextlib.contextmanager
     def deferred_flushes(self):
-        """Within this block, lines for members are queued at once but sent at its end.
+        """A block within which lines for members are queued at once but sent at its end.
 
         A reader handles all the lines of one ``recv`` in such a block, so a
         member that gets several of them gets them in one system call rather
         than one each: the main saving when a room is busy.
         """
-        self._deferred.members = pending = {}  # a dict as an ordered set
-        try:
-            yield
-        finally:
-            self._deferred.members = None
-            for member in pending:
-                member.flush()
+        return self._flushes.block()
 
     def flush_deferred(self) -> None:
         """Inside deferred_flushes(), send what this thread has queued so far, now."""
-        pending = getattr(self._deferred, "members", None)
-        if pending:
-            members = list(pending)
-            pending.clear()
-            for member in members:
-                member.flush()
+        self._flushes.flush_now()
 
     # -- membership ---------------------------------------------------------
 
@@ -157,9 +115,9 @@ class Room:
                 everyone = self.bus.names() if self.bus is not None else None
                 with self._lock:
                     closed = self._closed
-                    if not closed and name_key(name) not in self._members:
+                    if not closed and self._members.named(name) is None:
                         self._admit_locked(member, name, problem, everyone)
-                        online = self._names_to_log_locked()
+                        online = self._members.first_names(LOGGED_NAMES_MAX)
                         admitted = True
             finally:
                 if claimed and not admitted:  # taken here, the room closed, or an error
@@ -172,38 +130,33 @@ class Room:
         # Published before the welcome is sent: whoever hears from the
         # newcomer has heard of its joining first.
         self._publish([messages.joined(name)], member, log_it=False)
-        self._flush([member])
+        self._flushes.flush([member])
         log.info(messages.joined(name))
-        self._log_online(online)
+        log_online(online, self.bus is not None)
         return name, problem
 
     def _admit_locked(self, member: Member, name: str, problem: "str | None", everyone: "list[str] | None") -> None:
         if problem:
             member.queue(encode_line(messages.error(problem)))
-        others = self._count_others_locked(name, everyone)
+        others = self._members.count_others(name, everyone)
         # History first, then the welcome; both flushed by the caller.
         member.queue(encode_lines([*self._history.replay(), messages.welcome(name, others)]))
-        member.name = name
-        member.member_id = next(self._ids)
-        self._members[name_key(name)] = member
-        self._by_id[member.member_id] = member
+        self._members.add(member, name)
 
     def leave(self, member: Member) -> None:
         """Remove ``member`` and tell the others, unless it already left."""
         with self._lock:
-            if self._members.get(name_key(member.name)) is not member:
+            if not self._members.remove(member):
                 return
-            del self._members[name_key(member.name)]
-            del self._by_id[member.member_id]
             closed = self._closed
-            online = self._names_to_log_locked()
+            online = self._members.first_names(LOGGED_NAMES_MAX)
         if closed:  # the shutdown notice was the last word here (and the bus tells the others)
             return
         if self.bus is not None:
             self.bus.release(member.name)
         self._publish([messages.left(member.name)], None, log_it=False)
         log.info(messages.left(member.name))
-        self._log_online(online)
+        log_online(online, self.bus is not None)
 
     def rename(self, member: Member, new_name: str) -> "str | None":
         """Rename ``member`` and announce it to all; return a problem instead if refused."""
@@ -218,15 +171,10 @@ class Room:
         claimed = self._claim(new_name)
         if claimed is False:
             return f"The name {new_name} is taken."
+        old_name = member.name
         with self._lock:
-            holder = self._members.get(name_key(new_name))
-            if holder is None or holder is member:
-                old_name = member.name
-                del self._members[name_key(old_name)]
-                member.name = new_name
-                self._members[name_key(new_name)] = member
-                holder = None
-        if holder is not None:
+            renamed = self._members.rename(member, new_name)
+        if not renamed:
             if claimed:
                 self.bus.release(new_name)
             return f"The name {new_name} is taken."
@@ -245,11 +193,11 @@ class Room:
         """
         with self._lock:
             self._closed = True
-            members = list(self._members.values())
+            members = list(self._members)
             to_flush = self._queue_locked(encode_line(farewell))
             for member in members:
                 member.quit()
-        self._flush(to_flush)
+        self._flushes.flush(to_flush)
         return members
 
     # -- queries ------------------------------------------------------------
@@ -258,7 +206,7 @@ class Room:
         """Everyone online: on every server if the room is shared, else here."""
         everyone = self.bus.names() if self.bus is not None else None
         with self._lock:
-            here = {key: member.name for key, member in self._members.items()}
+            here = self._members.names_by_key()
         if everyone is not None:
             here.update((name_key(name), name) for name in everyone)
         return sorted(here.values(), key=name_key)
@@ -266,22 +214,18 @@ class Room:
     def names_here(self) -> "list[str]":
         """The members on this server."""
         with self._lock:
-            return self._names_locked()
+            return self._members.names()
 
     # -- delivery -----------------------------------------------------------
 
-    def say(self, member: Member, line: str) -> None:
-        """Send ``line`` from ``member`` to every other member, and log it."""
-        self.say_all(member, [line])
-
-    def say_all(self, member: Member, lines: "list[str]") -> None:
-        """Send several lines from ``member`` to every other member, in one step, and log them.
+    def say(self, member: Member, *lines: str) -> None:
+        """Send public lines from ``member`` to every other member, in one step, and log them.
 
         One lock, one append per recipient and one flush for the lot: when a
         sender's lines come in bunches, the work per recipient is done once
         per bunch instead of once per line.
         """
-        self._publish(lines, member)
+        self._publish(list(lines), member)
 
     def deliver(self, lines: "list[str]", origin: "int | None", when: float, log_it: bool = True) -> None:
         """Queue public ``lines`` for every member but the one numbered ``origin``, and keep them in the history.
@@ -294,8 +238,8 @@ class Room:
                 return
             for line in lines:
                 self._history.add(line, when)
-            recipients = self._queue_locked(encode_lines(lines), self._by_id.get(origin))
-        self._flush(recipients)
+            recipients = self._queue_locked(encode_lines(lines), self._members.numbered(origin))
+        self._flushes.flush(recipients)
         if log_it:
             log.info("📨 %s", "\n📨 ".join(lines))  # one record: each line gets its own timestamp
 
@@ -308,12 +252,12 @@ class Room:
         """Send a notice to every member here, outside the history (the bus's comings and goings)."""
         with self._lock:
             recipients = self._queue_locked(encode_line(line))
-        self._flush(recipients)
+        self._flushes.flush(recipients)
 
     def send_to(self, member: Member, line: str) -> None:
         """Send ``line`` to one member."""
         if member.queue(encode_line(line)):
-            self._flush([member])
+            self._flushes.flush([member])
 
     def send_private(self, sender: Member, recipient_name: str, text: str) -> "str | None":
         """Deliver a private message; return a problem if nobody has that name or it was refused.
@@ -341,17 +285,17 @@ class Room:
         through the bus): it is the one told about a refusal.
         """
         with self._lock:
-            recipient = self._members.get(name_key(recipient_name))
+            recipient = self._members.named(recipient_name)
             if recipient is None:
                 return None
             needs_flush = recipient.queue_private(encode_line(line))
-            sender = self._by_id.get(origin)
+            sender = self._members.numbered(origin)
         if needs_flush is None:
             if sender is not None:
                 self.send_to(sender, messages.error(_not_keeping_up(recipient.name)))
             return False
         if needs_flush:
-            self._flush([recipient])
+            self._flushes.flush([recipient])
         return recipient.name
 
     # -- helpers (the *_locked ones need self._lock held) -------------------
@@ -367,41 +311,56 @@ class Room:
         """Claim ``name`` on the bus: True if claimed there, False if taken there, None without a bus in reach."""
         return None if self.bus is None else self.bus.claim(name)
 
-    def _count_others_locked(self, name: str, everyone: "list[str] | None") -> int:
-        keys = set(self._members)
-        if everyone is not None:
-            keys.update(name_key(other) for other in everyone)
-        keys.discard(name_key(name))
-        return len(keys)
-
     def _queue_locked(self, data: bytes, exclude: "Member | None" = None) -> "list[Member]":
         """Queue ``data`` for every member but ``exclude``; return those that need a flush."""
-        return [m for m in self._members.values() if m is not exclude and m.queue(data)]
+        return [m for m in self._members if m is not exclude and m.queue(data)]
 
-    def _flush(self, recipients: "list[Member]") -> None:
-        """Flush ``recipients`` now or, inside deferred_flushes() on this thread, at its end."""
-        pending = getattr(self._deferred, "members", None)
+
+def log_online(online: "tuple[int, list[str]]", shared: bool) -> None:
+    """Log who is online after a join or leave: ``online`` as MemberTable.first_names gives it."""
+    where = " on this server" if shared else ""  # the other servers log their own
+    log.info("📊 Active users%s: %s", where, online_summary(*online))
+
+
+def online_summary(count: int, names: "list[str]") -> str:
+    """``Ann, Bob and 3 more``: the names shown, and how many were left out of ``count``."""
+    hidden = count - len(names)
+    return (", ".join(names) or "none") + (f" and {hidden} more" if hidden > 0 else "")
+
+
+class DeferredFlushes:
+    """Members whose flush is put off until the end of a block, per thread."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def block(self):
+        self._local.members = pending = {}  # a dict as an ordered set
+        try:
+            yield
+        finally:
+            self._local.members = None
+            for member in pending:
+                member.flush()
+
+    def flush(self, members: "list[Member]") -> None:
+        """Flush ``members`` now or, inside a block on this thread, at its end."""
+        pending = getattr(self._local, "members", None)
         if pending is None:
-            for member in recipients:
+            for member in members:
                 member.flush()
         else:
-            pending.update(dict.fromkeys(recipients))
+            pending.update(dict.fromkeys(members))
 
-    def _names_locked(self) -> "list[str]":
-        return sorted((m.name for m in self._members.values()), key=name_key)
-
-    def _names_to_log_locked(self) -> "tuple[int, list[str]]":
-        """How many are online, and the first LOGGED_NAMES_MAX names in order (cheaper than sorting all)."""
-        names = (m.name for m in self._members.values())
-        return len(self._members), heapq.nsmallest(LOGGED_NAMES_MAX, names, key=name_key)
-
-    def _log_online(self, online: "tuple[int, list[str]]") -> None:
-        count, names = online
-        shown = ", ".join(names)
-        hidden = count - len(names)
-        more = f" and {hidden} more" if hidden > 0 else ""
-        where = " on this server" if self.bus is not None else ""  # the others log their own
-        log.info("📊 Active users%s: %s%s", where, shown or "none", more)
+    def flush_now(self) -> None:
+        """Inside a block, flush what this thread has put off so far."""
+        pending = getattr(self._local, "members", None)
+        if pending:
+            members = list(pending)
+            pending.clear()
+            for member in members:
+                member.flush()
 
 
 def _names_to_try(wanted: "str | None", default: str):

@@ -17,17 +17,10 @@ handshake). The adapter adds what the chat needs on top:
 * keepalive: :meth:`WebSocketAdapter.ping` sends a ping and says when the
   previous one went unanswered.
 
-Driving it, in the threads of one connection::
-
-    adapter = WebSocketAdapter(write=outbox.put, max_line_bytes=limits.max_line_bytes)
-
-    reader thread                          any thread (the room's broadcasts)
-      data = sock.recv(...)                  adapter.send_line(line)
-      received = adapter.receive_data(data)    -> one text frame into the outbox
-      ... received.opened: join the room
-      ... received.lines: handle each, like a raw client's
-      ... received.closing: leave; close the outbox, then the socket
-      (b"" from recv: adapter.receive_eof())
+Driving it: :class:`WebSocketTransport` wraps an adapter whose handshake
+is done for the connection's reader thread (``feed``) and the room's
+broadcasts (``queue``); :class:`chat.transports.connection.ClientConnection`
+feeds the request to the adapter before that.
 
 There is no socket here, and no thread: only bytes in and bytes out.
 
@@ -121,12 +114,6 @@ class WebSocketAdapter:
         self._pings_sent = 0
         self._awaiting_pong = False
 
-    @property
-    def open(self) -> bool:
-        """True while chat lines may be sent: after the handshake, before any close."""
-        with self.lock:
-            return self._protocol.state is OPEN
-
     # -- receiving -----------------------------------------------------------
 
     def receive_data(self, data: bytes) -> Received:
@@ -210,28 +197,14 @@ class WebSocketAdapter:
 
     # -- sending ---------------------------------------------------------------
 
-    def send_line(self, line: "bytes | str", write: "Callable[[bytes], object] | None" = None):
-        """Send one chat line as one text frame; return what ``write`` returned.
-
-        ``line`` is text, or its UTF-8 encoding with or without the final
-        newline (as the room hands lines out). ``write`` replaces the
-        adapter's own for this frame (an outbox's ``offer``, say). Returns
-        None, sending nothing, once the connection no longer takes lines.
-        """
-        payload = line.encode() if isinstance(line, str) else line
-        if payload.endswith(b"\n"):
-            payload = payload[:-1]
-        with self.lock:
-            if self._protocol.state is not OPEN:
-                return None
-            self._protocol.send_text(payload)
-            return (write or self._write)(b"".join(self._protocol.data_to_send()))
-
     def send_lines(self, data: bytes, write: "Callable[[bytes], object] | None" = None):
         """Send the newline-ended lines in ``data`` (as the room hands them out), a text frame each.
 
-        Like :meth:`send_line`, but the frames come from :func:`text_frames`,
-        which frames a broadcast once for all its WebSocket recipients.
+        Returns what ``write`` returned; ``write`` replaces the adapter's own
+        for these frames (an outbox's ``offer``, say). Returns None, sending
+        nothing, once the connection no longer takes lines. The frames come
+        from :func:`text_frames`, which frames a broadcast once for all its
+        WebSocket recipients.
         """
         frames = text_frames(data)
         with self.lock:
@@ -268,6 +241,62 @@ class WebSocketAdapter:
             self._protocol.send_close(code, reason)
             self._write(b"".join(self._protocol.data_to_send()))
             return True
+
+
+class WebSocketTransport:
+    """Chat lines over WebSocket, once the handshake is done: the same face as LineTransport.
+
+    Lines go out as text frames; what the client sends comes back as lines.
+    The client is pinged after ``ping_interval_s`` without a word from it,
+    and is gone if it then answers nothing until the next ping is due.
+    """
+
+    def __init__(self, adapter: WebSocketAdapter, outbox, private_share_bytes: int, ping_interval_s: float, now: float) -> None:
+        self.adapter = adapter
+        self.outbox = outbox
+        self._private_share_bytes = private_share_bytes
+        self._ping_interval_s = ping_interval_s
+        self._heard = now  # when the client last said anything, or we pinged it
+        self.flush = outbox.flush
+        self.wait_until_below = outbox.wait_until_below
+
+    @property
+    def backlog_bytes(self) -> int:
+        return self.outbox.backlog_bytes
+
+    def queue(self, data: bytes) -> bool:
+        return bool(self.adapter.send_lines(data))
+
+    def queue_private(self, data: bytes) -> "bool | None":
+        return self.adapter.send_lines(data, write=lambda frames: self.outbox.offer(frames, self._private_share_bytes))
+
+    def feed(self, data: bytes, now: float) -> "tuple[list, bool]":
+        """The lines in ``data``, and whether the client is closing. Pongs and close frames go out at once."""
+        self._heard = now
+        received = self.adapter.receive_data(data)
+        self.outbox.flush()
+        return received.lines, received.closing
+
+    def feed_eof(self) -> None:
+        self.adapter.receive_eof()
+        self.outbox.flush()
+
+    def close(self) -> None:
+        """A close frame after what is queued (if not sent yet), then the end of the connection."""
+        self.adapter.close()
+        self.outbox.close()
+
+    def seconds_until_due(self, now: float) -> float:
+        """How long until the next ping is due."""
+        return max(0.0, self._heard + self._ping_interval_s - now)
+
+    def on_due(self, now: float) -> bool:
+        """Ping the client; False if it answered nothing since the last ping: it is gone."""
+        if not self.adapter.ping():
+            return False
+        self._heard = now
+        self.outbox.flush()
+        return True
 
 
 # The last lines framed, and their frames: a broadcast queues the same bytes

@@ -1,0 +1,108 @@
+"""Who is in the room: what the room needs of a member, and the table it keeps of them.
+
+A member is anything with the :class:`Member` attributes and methods: on the
+server, a connection's :class:`chat.core.session.Session`; in the tests, a
+small fake that records what it is sent. The room touches nothing else.
+"""
+
+import heapq
+import itertools
+from typing import Iterator, Protocol
+
+from chat.core.text import name_key
+
+
+class Member(Protocol):
+    """Everything the room reads, sets or calls on a member."""
+
+    name: str  # set by the room on joining and renaming
+    member_id: int  # set by the room on joining: how lines from the bus name their sender
+
+    def queue(self, data: bytes) -> bool:
+        """Append ``data`` (newline-ended lines) to the outbox; True if flush() must follow.
+
+        Must not block or do I/O: it runs under the room lock.
+        """
+
+    def queue_private(self, data: bytes) -> "bool | None":
+        """Like queue(), for a line one sender aims at this member alone.
+
+        Returns None, queueing nothing, if this member's backlog is already
+        large: private messages from others must not be able to fill it up
+        until the member is dropped as a slow reader.
+        """
+
+    def flush(self) -> None:
+        """Start sending what was queued. Called without the room lock held."""
+
+    def quit(self) -> None:
+        """Close the connection once what is queued has been sent. Must not block."""
+
+
+class MemberTable:
+    """The members here, by name (regardless of case) and by number.
+
+    Not thread-safe: the room's lock guards it.
+    """
+
+    def __init__(self) -> None:
+        # The single source of truth for who is online here: name_key(name) -> member.
+        self._by_key: "dict[str, Member]" = {}
+        # The same members by the number each got on joining (member.member_id).
+        self._by_id: "dict[int, Member]" = {}
+        self._ids = itertools.count(1)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def __iter__(self) -> "Iterator[Member]":
+        return iter(self._by_key.values())
+
+    def named(self, name: str) -> "Member | None":
+        return self._by_key.get(name_key(name))
+
+    def numbered(self, member_id: "int | None") -> "Member | None":
+        return self._by_id.get(member_id)
+
+    def add(self, member: Member, name: str) -> None:
+        """Give ``member`` its name and a number, and list it; the name must be free."""
+        member.name = name
+        member.member_id = next(self._ids)
+        self._by_key[name_key(name)] = member
+        self._by_id[member.member_id] = member
+
+    def remove(self, member: Member) -> bool:
+        """Take ``member`` off the table; False if it was not on it."""
+        if self._by_key.get(name_key(member.name)) is not member:
+            return False
+        del self._by_key[name_key(member.name)]
+        del self._by_id[member.member_id]
+        return True
+
+    def rename(self, member: Member, new_name: str) -> bool:
+        """Rename ``member``; False if another member has that name."""
+        holder = self._by_key.get(name_key(new_name))
+        if holder is not None and holder is not member:
+            return False
+        del self._by_key[name_key(member.name)]
+        member.name = new_name
+        self._by_key[name_key(new_name)] = member
+        return True
+
+    def names_by_key(self) -> "dict[str, str]":
+        return {key: member.name for key, member in self._by_key.items()}
+
+    def names(self) -> "list[str]":
+        return sorted((m.name for m in self._by_key.values()), key=name_key)
+
+    def first_names(self, limit: int) -> "tuple[int, list[str]]":
+        """How many members there are, and the first ``limit`` names in order (cheaper than sorting all)."""
+        return len(self._by_key), heapq.nsmallest(limit, (m.name for m in self._by_key.values()), key=name_key)
+
+    def count_others(self, name: str, everyone: "list[str] | None") -> int:
+        """How many others are online besides ``name``: here, and on every server in ``everyone``."""
+        keys = set(self._by_key)
+        if everyone is not None:
+            keys.update(name_key(other) for other in everyone)
+        keys.discard(name_key(name))
+        return len(keys)

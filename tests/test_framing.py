@@ -45,6 +45,22 @@ def test_a_line_exactly_at_the_limit_is_accepted():
     assert LineFramer(5).feed(b"12345\n") == [b"12345"]
 
 
+def test_a_line_exactly_at_the_limit_ending_in_a_carriage_return_and_newline_is_accepted():
+    assert LineFramer(5).feed(b"12345\r\n") == [b"12345\r"]
+    assert decode_line(b"12345\r") == "12345"
+
+
+def test_a_line_at_the_limit_is_accepted_however_its_carriage_return_and_newline_arrive():
+    data = b"12345\r\nok\n"
+    for cut in range(len(data) + 1):
+        assert feed_in_pieces(data, [cut], max_line_bytes=5) == [b"12345\r", b"ok"], cut
+
+
+def test_a_line_one_byte_over_the_limit_is_too_long_even_before_its_carriage_return():
+    assert LineFramer(5).feed(b"123456\r\n") == [LineTooLong(5)]
+    assert LineFramer(5).feed(b"12345\r\r\n") == [LineTooLong(5)]
+
+
 def test_a_line_over_the_limit_is_reported_once_and_dropped():
     framer = LineFramer(5)
     assert framer.feed(b"123456\nok\n") == [LineTooLong(5), b"ok"]
@@ -76,6 +92,28 @@ def test_decoding_drops_a_final_carriage_return():
 
 def test_invalid_utf8_decodes_to_replacement_characters():
     assert decode_line(b"caf\xe9 \xff") == "caf\ufffd \ufffd"
+
+
+def test_invalid_utf8_near_the_limit_is_cut_to_the_limit_after_its_replacement_characters():
+    # 4090 letters and 6 invalid bytes fit the 4096-byte limit, but each
+    # invalid byte becomes a three-byte U+FFFD: 4108 bytes, cut back to 4096.
+    assert decode_line(b"a" * 4090 + b"\xff" * 6, max_bytes=4096) == "a" * 4090 + "\ufffd" * 2
+
+
+def test_a_replacement_character_that_would_cross_the_limit_is_dropped_whole():
+    assert decode_line(b"a" * 4091 + b"\xff" * 5, max_bytes=4096) == "a" * 4091 + "\ufffd"
+
+
+def test_a_framed_line_of_invalid_utf8_is_relayed_within_the_limit():
+    (line,) = LineFramer(10).feed(b"\xff" * 10 + b"\r\n")
+    text = decode_line(line, max_bytes=10)
+    assert text == "\ufffd" * 3
+    assert len(text.encode()) == 9
+
+
+def test_valid_text_at_the_limit_is_never_cut():
+    text = "é" * 2048  # two bytes each: exactly 4096
+    assert decode_line(text.encode(), max_bytes=4096) == text
 
 
 def test_a_character_split_between_chunks_is_decoded_whole():

@@ -1,3 +1,5 @@
+import unicodedata
+
 import pytest
 
 from chat.core import messages
@@ -25,6 +27,37 @@ from chat.core.text import name_key, name_problem, sanitize
 )
 def test_sanitize_removes_what_could_take_over_a_terminal(raw, clean):
     assert sanitize(raw) == clean
+
+
+BIDI_CONTROLS = {
+    "\u202a": "LEFT-TO-RIGHT EMBEDDING",
+    "\u202b": "RIGHT-TO-LEFT EMBEDDING",
+    "\u202c": "POP DIRECTIONAL FORMATTING",
+    "\u202d": "LEFT-TO-RIGHT OVERRIDE",
+    "\u202e": "RIGHT-TO-LEFT OVERRIDE",
+    "\u2066": "LEFT-TO-RIGHT ISOLATE",
+    "\u2067": "RIGHT-TO-LEFT ISOLATE",
+    "\u2068": "FIRST STRONG ISOLATE",
+    "\u2069": "POP DIRECTIONAL ISOLATE",
+    "\u200e": "LEFT-TO-RIGHT MARK",
+    "\u200f": "RIGHT-TO-LEFT MARK",
+    "\u061c": "ARABIC LETTER MARK",
+}
+
+
+@pytest.mark.parametrize("char", BIDI_CONTROLS, ids=BIDI_CONTROLS.values())
+def test_every_bidirectional_control_is_stripped(char):
+    assert sanitize(f"file{char}gpj.exe") == "filegpj.exe"
+    assert sanitize(char * 3) == ""
+
+
+def test_the_list_of_bidirectional_controls_is_their_unicode_names():
+    assert {char: unicodedata.name(char) for char in BIDI_CONTROLS} == BIDI_CONTROLS
+
+
+@pytest.mark.parametrize("char", ["\u2028", "\u2029"], ids=["LINE SEPARATOR", "PARAGRAPH SEPARATOR"])
+def test_line_and_paragraph_separators_are_stripped(char):
+    assert sanitize(f"one{char}two") == "onetwo"
 
 
 @pytest.mark.parametrize("name", ["Alice", "bob_2", "x", "A-b_C", "a" * 20, "User_5000"])

@@ -90,6 +90,42 @@ def test_a_peer_that_stops_reading_overflows_the_bound_and_is_cut_off(pair):
     assert wait_until(lambda: reads_end_of_stream(ours))  # shut down
 
 
+def test_exactly_max_bytes_waiting_is_accepted(pair):
+    ours, theirs = pair
+    outbox = Outbox(ours, max_bytes=10)
+    assert outbox.put(b"1234")
+    assert not outbox.put(b"567890")  # the first put's flush is still to come
+    assert (outbox.state, outbox.backlog_bytes) == (State.OPEN, 10)
+
+
+def test_one_byte_over_max_bytes_overflows_and_drops_what_was_queued(pair):
+    ours, theirs = pair
+    outbox = Outbox(ours, max_bytes=10)
+    outbox.put(b"1234567890")
+    assert outbox.put(b"!")  # the caller must flush, which shuts the socket down
+    assert outbox.state is State.OVERFLOWED
+    outbox.flush()
+    assert theirs.recv(100) == b""  # nothing of what was queued, then end of stream
+
+
+def test_a_single_line_longer_than_max_bytes_overflows_an_empty_outbox(pair):
+    ours, theirs = pair
+    outbox = Outbox(ours, max_bytes=10)
+    outbox.put(b"12345678901")
+    assert outbox.state is State.OVERFLOWED
+
+
+def test_bytes_the_socket_took_make_room_under_the_bound(pair):
+    ours, theirs = pair
+    outbox = Outbox(ours, max_bytes=10)
+    outbox.put(b"1234567890")
+    outbox.flush()
+    assert receive_exactly(theirs, 10) == b"1234567890"
+    assert outbox.backlog_bytes == 0
+    outbox.put(b"abcdefghij")
+    assert (outbox.state, outbox.backlog_bytes) == (State.OPEN, 10)
+
+
 def reads_end_of_stream(sock: socket.socket) -> bool:
     try:
         return sock.recv(1, socket.MSG_DONTWAIT) == b""

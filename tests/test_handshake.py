@@ -1,7 +1,7 @@
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from websockets import Headers
 from websockets.exceptions import InvalidMessage, SecurityError
@@ -94,6 +94,7 @@ def test_a_request_line_too_long_to_wait_for_is_taken_for_http():
     assert sniff(start + b"a") is Opening.HTTP
 
 
+@settings(max_examples=50, deadline=None)
 @given(st.binary(max_size=40), st.binary(max_size=40))
 def test_a_decision_never_changes_when_more_bytes_arrive(start, more):
     first = sniff(start)
@@ -101,6 +102,7 @@ def test_a_decision_never_changes_when_more_bytes_arrive(start, more):
         assert sniff(start + more) is first
 
 
+@settings(max_examples=50, deadline=None)
 @given(st.sampled_from([b"GET", b"POST"]), st.text("/abc?=&%-_.~0123456789", min_size=1, max_size=30))
 def test_every_request_line_is_http(method, target):
     line = b"%s %s HTTP/1.1\r\n" % (method, target.encode())
@@ -218,6 +220,17 @@ CODESPACE_HOST = "fluffy-robot-5g9x7qv6-8080.app.github.dev"
 )
 def test_these_origins_are_allowed(origin, host, forwarded_host):
     assert origin_allowed(origin, host, forwarded_host)
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:5173", "http://127.0.0.1:5173", "http://[::1]:5173"])
+@pytest.mark.parametrize("host", ["192.168.1.20:8080", "chat.example", None])
+def test_a_page_opened_on_this_machine_may_connect_whatever_the_host(origin, host):
+    assert origin_allowed(origin, host, None)
+
+
+@pytest.mark.parametrize("origin", ["http://localhost:5173", "http://127.0.0.1:5173", "http://[::1]:5173"])
+def test_a_websocket_from_a_page_on_this_machine_goes_on_to_the_handshake(origin):
+    assert route(request("/ws", Host="192.168.1.20:8080", Origin=origin), PAGES) is Route.WEBSOCKET
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,4 @@
+import math
 import threading
 
 import pytest
@@ -87,22 +88,36 @@ def test_an_attempt_whose_turn_is_too_far_away_is_refused(tracker):
     assert waits[8:] == [None, None]
 
 
+def waits_for_two_checks(tracker: FailureTracker, address: str) -> "tuple[float, float]":
+    """The waits of two checks from ``address`` made now: the second shows the gap its failures earn."""
+    return tracker.wait_before_check(address), tracker.wait_before_check(address)
+
+
+def test_the_gap_doubles_from_the_first_delay_up_to_the_bound(tracker):
+    assert [tracker.delay_after(failures) for failures in range(7)] == [0, 1, 2, 4, 8, 8, 8]
+
+
 def test_a_success_forgets_the_failures(tracker):
     tracker.failed("10.0.0.1")
     tracker.failed("10.0.0.1")
     tracker.succeeded("10.0.0.1")
-    assert tracker.wait_before_check("10.0.0.1") == 0
-    assert tracker.failures("10.0.0.1") == 0
+    assert len(tracker) == 0
+    assert waits_for_two_checks(tracker, "10.0.0.1") == (0, 0)
+    tracker.failed("10.0.0.1")  # counted as the first failure again, not the third
+    assert waits_for_two_checks(tracker, "10.0.0.1") == (1, 2)
 
 
-def test_an_address_quiet_for_long_enough_is_forgotten(tracker, clock):
+def test_an_address_quiet_for_long_enough_is_forgotten(clock):
+    # Without a bound on the gap, the gap tells exactly how many failures are remembered.
+    tracker = FailureTracker(first_delay_s=1, max_delay_s=math.inf, forget_after_s=600, clock=clock)
     for _ in range(5):
         tracker.failed("10.0.0.1")
     clock.advance(599)
-    assert tracker.failures("10.0.0.1") == 5
-    clock.advance(1)
-    assert tracker.failures("10.0.0.1") == 0
-    assert tracker.wait_before_check("10.0.0.1") == 0
+    assert waits_for_two_checks(tracker, "10.0.0.1") == (0, tracker.delay_after(5))
+    assert tracker.delay_after(5) == 16
+    clock.advance(1)  # checks are not failures: the last failure was 600 s ago
+    assert waits_for_two_checks(tracker, "10.0.0.1") == (0, 0)
+    assert len(tracker) == 0
 
 
 def test_at_most_max_addresses_are_remembered_the_quietest_go_first(tracker, clock):
@@ -110,8 +125,8 @@ def test_at_most_max_addresses_are_remembered_the_quietest_go_first(tracker, clo
         tracker.failed(address)
         clock.advance(1)
     assert len(tracker) == 3
-    assert tracker.failures("a") == 0
-    assert [tracker.failures(address) for address in "bcd"] == [1, 1, 1]
+    assert waits_for_two_checks(tracker, "a") == (0, 0)
+    assert [waits_for_two_checks(tracker, address) for address in "bcd"] == [(0, 1), (0, 1), (0, 1)]
 
 
 def test_a_new_failure_moves_an_address_to_the_back_of_the_line(tracker, clock):
@@ -120,8 +135,9 @@ def test_a_new_failure_moves_an_address_to_the_back_of_the_line(tracker, clock):
         clock.advance(1)
     tracker.failed("a")
     tracker.failed("d")
-    assert tracker.failures("b") == 0
-    assert tracker.failures("a") == 2
+    assert len(tracker) == 3
+    assert waits_for_two_checks(tracker, "b") == (0, 0)
+    assert waits_for_two_checks(tracker, "a") == (2, 4)  # two failures: checks 2 s apart
 
 
 def test_expired_records_are_dropped_when_another_address_fails(tracker, clock):
@@ -132,7 +148,8 @@ def test_expired_records_are_dropped_when_another_address_fails(tracker, clock):
 
 
 def test_many_threads_failing_at_once_are_all_counted(clock):
-    tracker = FailureTracker(clock=clock)
+    # Without a bound, the gap after 800 failures is 2**799 s: one lost failure would halve it.
+    tracker = FailureTracker(first_delay_s=1, max_delay_s=math.inf, clock=clock)
     start = threading.Barrier(8)
 
     def fail_100_times() -> None:
@@ -145,4 +162,5 @@ def test_many_threads_failing_at_once_are_all_counted(clock):
         thread.start()
     for thread in threads:
         thread.join(5)
-    assert tracker.failures("10.0.0.1") == 800
+    assert not any(thread.is_alive() for thread in threads)
+    assert tracker.wait_before_check("10.0.0.1") == tracker.delay_after(800) == 2.0**799

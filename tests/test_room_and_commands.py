@@ -1,9 +1,14 @@
 """The room and the commands, with members that record what they are sent: no sockets."""
 
+import logging
+import sys
+import threading
+import time
+
 import pytest
 
 from chat.core.commands import COMMANDS, chat_text, handle_line, parse_command, requested_name
-from chat.core.room import Room
+from chat.core.room import LOGGED_NAMES_MAX, Room
 
 
 class FakeMember:
@@ -269,3 +274,95 @@ def test_a_chat_line_is_told_from_a_command():
     assert chat_text("hello") == "hello"
     assert chat_text("//shrug") == "/shrug"
     assert chat_text("/nick Bob") is None
+
+
+def test_the_log_names_at_most_twenty_of_those_online(room, caplog):
+    caplog.set_level(logging.INFO, logger="chat.core.room")
+    for n in range(25):
+        join(room, f"User{n:02}")
+    listed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("📊 Active users")][-1]
+    names = ", ".join(f"User{n:02}" for n in range(LOGGED_NAMES_MAX))
+    assert LOGGED_NAMES_MAX == 20
+    assert listed == f"📊 Active users: {names} and 5 more"
+
+
+class RecordingBus:
+    """A bus that is always in reach and delivers what is published at once, recording it."""
+
+    def __init__(self):
+        self.room = None
+        self.published = []
+
+    def publish(self, lines, origin, when, log_it):
+        self.published += lines
+        self.room.deliver(lines, origin, when, log_it)
+        return True
+
+    def claim(self, name):
+        return True
+
+    def release(self, name):
+        pass
+
+    def names(self):
+        return None
+
+    def in_reach(self):
+        return True
+
+
+def test_after_a_shutdown_nobody_is_announced_as_leaving_again(caplog):
+    # The shutdown notice was each member's last word, and the bus tells the other servers.
+    caplog.set_level(logging.INFO, logger="chat.core.room")
+    bus = RecordingBus()
+    room = bus.room = Room(bus=bus)
+    members = [join(room, name) for name in ("Ann", "Bob", "Cat")]
+    room.close("[SYSTEM] Server is shutting down.")
+    for member in members:
+        room.leave(member)
+    assert not [line for line in bus.published if "left the chat" in line]
+    assert "left the chat" not in caplog.text
+    assert all(member.take()[-1] == "[SYSTEM] Server is shutting down." for member in members)
+
+
+class SwitchingMember(FakeMember):
+    """A member that records what it is queued, and lets other threads run in the middle of a broadcast."""
+
+    def __init__(self):
+        super().__init__()
+        self.in_order: "list[str]" = []
+
+    def queue(self, data: bytes) -> bool:
+        time.sleep(0)
+        self.in_order += data.decode().splitlines()
+        return False  # nothing to flush: the order of queueing is what is checked
+
+
+def test_every_member_gets_concurrent_broadcasts_in_one_order(room):
+    members = []
+    for name in ("Ann", "Bob", "Cat", "Dan", "Eve", "Fay"):
+        member = SwitchingMember()
+        room.join(member, "User_1", name)
+        members.append(member)
+    start = threading.Barrier(4)
+
+    def speak(sender):
+        start.wait(5)
+        for i in range(200):
+            room.say(sender, f"{sender.name}: {i}")
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter will
+    try:
+        threads = [threading.Thread(target=speak, args=(sender,)) for sender in members[:4]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    finally:
+        sys.setswitchinterval(previous)
+    said = [line for line in members[-1].in_order if not line.startswith("[")]  # Fay only listened
+    assert len(said) == 800
+    for member in members:  # each hears everyone's lines but its own, in the one order
+        heard = [line for line in member.in_order if not line.startswith("[")]
+        assert heard == [line for line in said if not line.startswith(f"{member.name}:")]

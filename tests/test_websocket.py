@@ -13,9 +13,10 @@ from websockets import ClientProtocol, CloseCode, Frame, Opcode, Response
 from websockets.sync.client import connect
 from websockets.uri import parse_uri
 
+from chat.config import Timings
 from chat.core.framing import LineTooLong
 from chat.transports.handshake import Opening, sniff
-from chat.transports.websocket import WebSocketAdapter
+from chat.transports.websocket import WebSocketAdapter, WebSocketTransport
 from chat.web import page_files
 from tests.helpers import TIMEOUT_S
 
@@ -413,3 +414,39 @@ def test_websockets_own_client_chats_with_the_adapter_over_a_socket_and_closes_c
         assert not server.is_alive()
         assert ws.protocol.close_code == CloseCode.NORMAL_CLOSURE
         assert isinstance(ws.response, Response) and ws.response.status_code == 101
+
+
+# -- the transport: pings at the stated cadence -------------------------------------------
+
+
+class FakeOutbox:
+    def flush(self) -> None:
+        pass
+
+    def wait_until_below(self, max_backlog: int, timeout: float) -> bool:
+        return True
+
+
+def pings(browser: Browser) -> int:
+    return sum(1 for event in browser.events() if isinstance(event, Frame) and event.opcode is Opcode.PING)
+
+
+def test_a_silent_client_is_pinged_after_twenty_seconds_and_is_gone_if_it_never_answers():
+    browser = Browser().open()
+    interval = Timings().ping_interval_s
+    transport = WebSocketTransport(browser.adapter, FakeOutbox(), 1 << 20, interval, now=0.0)
+    assert interval == 20.0  # proxies drop connections idle for about a minute
+    assert transport.seconds_until_due(19.9) > 0
+    assert transport.seconds_until_due(20.0) == 0
+    assert transport.on_due(20.0) and pings(browser) == 1
+    assert transport.seconds_until_due(39.9) > 0
+    assert not transport.on_due(40.0)  # no word since the ping: gone
+
+
+def test_a_client_that_answers_its_pings_is_pinged_again_and_stays():
+    browser = Browser().open()
+    transport = WebSocketTransport(browser.adapter, FakeOutbox(), 1 << 20, Timings().ping_interval_s, now=0.0)
+    assert transport.on_due(20.0) and pings(browser) == 1  # the client's protocol queues its pong
+    transport.feed(b"".join(browser.protocol.data_to_send()), now=21.0)
+    assert transport.seconds_until_due(40.9) > 0  # twenty seconds from its last word
+    assert transport.on_due(41.0) and pings(browser) == 1

@@ -1,4 +1,5 @@
-"""Start a chat client: python client.py [HOST] [PORT] [--port PORT] [--name NAME] [--password] [--no-color] [--no-reconnect]
+"""Start a chat client: python client.py [HOST] [PORT] [--port PORT] [--name NAME] [--password] [--no-color]
+[--no-reconnect] [--retry-first S]
 
 HOST may also be a web address, for a server behind HTTPS: wss://NAME-8080.app.github.dev
 """
@@ -8,10 +9,11 @@ import sys
 try:
     import argparse
     import getpass
+    import math
     import os
 
     from chat.client.address import DEFAULT_HOST, DEFAULT_PORT, parse_address
-    from chat.client.client import run
+    from chat.client.client import RETRY_FIRST_S, RETRY_MAX_S, run
     from chat.client.terminal import is_interactive, wants_color
     from chat.core.text import name_problem
 except KeyboardInterrupt:  # Ctrl+C while the program is still loading: leave quietly
@@ -33,7 +35,18 @@ def is_own_codespace(address) -> bool:
     )
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def seconds(text: str) -> float:
+    """A number of seconds greater than 0, for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds greater than 0, not {text!r}")
+    return value
+
+
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="A terminal client for the chat server.")
     parser.add_argument(
         "host",
@@ -63,6 +76,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="when the connection is lost, exit instead of connecting again",
     )
+    parser.add_argument(
+        "--retry-first",
+        type=seconds,
+        default=RETRY_FIRST_S,
+        metavar="S",
+        help="when the connection is lost, wait about S seconds before connecting again, "
+        f"then twice as long after each failed try, up to {RETRY_MAX_S:g} (default: {RETRY_FIRST_S:g})",
+    )
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = make_parser()
     args = parser.parse_args(argv)
     if args.host and args.host_option:
         parser.error("give the host once: either HOST or --host HOST")
@@ -89,7 +115,15 @@ def main(argv=None) -> int:
         if args.password is ASK:
             args.password = getpass.getpass("Password: ")
         color = wants_color(args.no_color) and is_interactive()
-        return run(args.address, args.name, color, args.password, args.token, reconnect=not args.no_reconnect)
+        return run(
+            args.address,
+            args.name,
+            color,
+            args.password,
+            args.token,
+            reconnect=not args.no_reconnect,
+            retry_first_s=args.retry_first,
+        )
     except KeyboardInterrupt:  # Ctrl+C before the chat began, while starting or connecting
         return 0
 

@@ -297,3 +297,20 @@ def test_github_token_goes_only_over_tls_to_ones_own_codespace(monkeypatch, addr
     else:
         monkeypatch.delenv("CODESPACE_NAME", raising=False)
     assert (client.parse_args([address]).token == "ghu_secret") is sent
+
+
+def test_the_first_wait_before_reconnecting_is_a_second_unless_chosen():
+    import client
+
+    assert client.parse_args([]).retry_first == 1.0
+    assert client.parse_args(["--retry-first", "0.05"]).retry_first == 0.05
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_a_first_wait_that_is_not_a_positive_number_of_seconds_is_refused(value, capsys):
+    import client
+
+    with pytest.raises(SystemExit) as exited:
+        client.parse_args(["--retry-first", value])
+    assert exited.value.code == 2
+    assert "--retry-first: must be a number of seconds greater than 0" in capsys.readouterr().err

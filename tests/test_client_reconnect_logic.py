@@ -363,9 +363,15 @@ def test_the_away_note_counts_the_messages_and_says_when_some_may_be_missing():
     [(0, 0.5, 1.0), (1, 1.0, 2.0), (2, 2.0, 4.0), (4, 8.0, 16.0), (5, 15.0, 30.0), (40, 15.0, 30.0)],
 )
 def test_the_wait_between_tries_doubles_up_to_30_seconds_less_up_to_half_at_random(retries, low, high):
-    assert retry_delay(retries, lambda: 0.0) == high
-    assert retry_delay(retries, lambda: 1.0) == low
+    assert retry_delay(retries, random_fraction=lambda: 0.0) == high
+    assert retry_delay(retries, random_fraction=lambda: 1.0) == low
     assert low <= retry_delay(retries) <= high
+
+
+@pytest.mark.parametrize("retries, high", [(0, 0.25), (1, 0.5), (3, 2.0), (6, 16.0), (7, 30.0)])
+def test_the_first_wait_can_be_chosen_and_the_others_double_from_it_up_to_30_seconds(retries, high):
+    assert retry_delay(retries, 0.25, random_fraction=lambda: 0.0) == high
+    assert retry_delay(retries, 0.25, random_fraction=lambda: 1.0) == high / 2
 
 
 @pytest.mark.parametrize(

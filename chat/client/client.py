@@ -37,6 +37,8 @@ QUIT_WAIT_S = 2.0
 # A hostile server must not make us buffer without bound either.
 MAX_INCOMING_LINE_BYTES = 64 * 1024
 # Between reconnects: about RETRY_FIRST_S after the connection is lost, doubling up to RETRY_MAX_S.
+# The first wait is a parameter (run's retry_first_s, client.py --retry-first), so that tests
+# of reconnecting need not wait a second for each try.
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
 # A reconnect refused for one of these would be refused again: the client stops trying.
@@ -146,15 +148,25 @@ class ChatClient:
     is lost after the client joined is replaced: the receiver thread waits,
     longer after each failure (:func:`retry_delay`), and tries again until it
     is back or the user leaves. Without it (``--no-reconnect``) the chat ends
-    with its connection.
+    with its connection. ``retry_first_s`` is the first of those waits.
     """
 
-    def __init__(self, link, console, color: bool, roster: Roster, interrupts: Interrupts, rejoin=None) -> None:
+    def __init__(
+        self,
+        link,
+        console,
+        color: bool,
+        roster: Roster,
+        interrupts: Interrupts,
+        rejoin=None,
+        retry_first_s: float = RETRY_FIRST_S,
+    ) -> None:
         self.console = console
         self.interrupts = interrupts
         self.color = color
         self.roster = roster  # who is online, for Tab; also tells whether we were let in
         self.rejoin = rejoin
+        self.retry_first_s = retry_first_s
         self.transcript = Transcript()  # what to show of each line; the receiver thread's only
         # Guards _link. Setting `leaving` and publishing a new link both happen
         # under it, so either _leave() finds the new link and says /quit on it,
@@ -309,7 +321,7 @@ class ChatClient:
     def _reconnect(self, reason: str) -> "socket.socket | WebSocketLink | None":
         """Connect again, waiting longer after each failure; the new link, or None once the user leaves."""
         while True:
-            delay = retry_delay(self._retries)
+            delay = retry_delay(self._retries, self.retry_first_s)
             self._retries += 1
             self.console.show(timestamped(f"🔌 {reason} Reconnecting in {math.ceil(delay)} s…"))
             if self.leaving.wait(delay):
@@ -339,14 +351,14 @@ def _close(link) -> None:
     link.close()
 
 
-def retry_delay(retries: int, random_fraction=random.random) -> float:
+def retry_delay(retries: int, first_s: float = RETRY_FIRST_S, random_fraction=random.random) -> float:
     """Seconds to wait before a reconnect, after ``retries`` failed ones.
 
-    Doubling from RETRY_FIRST_S up to RETRY_MAX_S, less a random part of up
+    Doubling from ``first_s`` up to RETRY_MAX_S, less a random part of up
     to half, so that a room full of clients does not come back all at once
     after a server restart. (The chat page waits the same way.)
     """
-    ceiling = min(RETRY_MAX_S, RETRY_FIRST_S * 2**retries)
+    ceiling = min(RETRY_MAX_S, first_s * 2**retries)
     return ceiling * (1 - random_fraction() / 2)
 
 
@@ -391,9 +403,12 @@ def run(
     password: "str | None" = None,
     token: "str | None" = None,
     reconnect: bool = True,
+    retry_first_s: float = RETRY_FIRST_S,
 ) -> int:
     """Connect, chat, and return the process exit status.
 
+    With ``reconnect``, a lost connection is replaced, the first try about
+    ``retry_first_s`` after the loss (see :func:`retry_delay`).
     Raises KeyboardInterrupt if Ctrl+C comes before the chat has begun.
     """
     roster = Roster()
@@ -413,6 +428,7 @@ def run(
         def rejoin(current_name: "str | None"):
             return open_and_join(address, token, password, current_name)
 
-        return ChatClient(link, console, color, roster, interrupts, rejoin if reconnect else None).run()
+        chat = ChatClient(link, console, color, roster, interrupts, rejoin if reconnect else None, retry_first_s)
+        return chat.run()
     finally:
         console.close()

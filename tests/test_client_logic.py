@@ -221,6 +221,22 @@ def test_leaves_and_renames_keep_the_names_current():
     assert roster.others() == ["Cyd"]
 
 
+def test_a_rename_back_to_an_earlier_name_leaves_no_trace_of_the_name_in_between():
+    roster = roster_after(messages.welcome("Ann", 1), messages.joined("Cid"), messages.renamed("Ann", "Bob"))
+    assert roster.me == "Bob" and roster.others() == ["Cid"]
+    roster.update(messages.renamed("Bob", "Ann"))
+    assert roster.me == "Ann" and roster.others() == ["Cid"]
+    roster.update(messages.renamed("Cid", "Bob"))  # someone else may take it now
+    assert roster.me == "Ann" and roster.others() == ["Bob"]
+
+
+def test_a_rename_that_changes_only_the_case_keeps_the_person_spelled_the_new_way():
+    roster = roster_after(messages.welcome("Bob", 1), messages.joined("Cid"), messages.renamed("Cid", "CID"))
+    assert roster.others() == ["CID"]
+    roster.update(messages.renamed("CID", "Cid"))
+    assert roster.others() == ["Cid"]
+
+
 def test_a_users_reply_replaces_what_was_known():
     roster = roster_after(
         messages.welcome("Bob", 2), messages.joined("Gone"), messages.system("Online (3): Ann, Bob, Cid")

@@ -149,6 +149,24 @@ def test_own_names_come_from_the_welcome_and_renames_of_the_current_name():
         assert not names.is_own(line), line
 
 
+def test_a_rename_back_to_an_earlier_name_makes_it_current_again_and_both_stay_our_own():
+    names = OwnNames()
+    names.update(messages.welcome("Ann", 0))
+    names.update(messages.renamed("Ann", "Bob"))
+    assert names.current == "Bob"
+    names.update(messages.renamed("Bob", "Ann"))
+    assert names.current == "Ann"
+    assert names.is_own("Ann: hi") and names.is_own("Bob: hi") and names.is_own(messages.left("Ann"))
+
+
+def test_only_a_rename_of_our_current_name_renames_us_not_one_of_a_name_we_had_before():
+    names = OwnNames()
+    names.update(messages.welcome("Ann", 0))
+    names.update(messages.renamed("Ann", "Bob"))
+    names.update(messages.renamed("Ann", "Cid"))  # someone else took "Ann" since, and left it
+    assert names.current == "Bob"
+
+
 # Transcript: what is shown of each line, across connections.
 
 
@@ -274,6 +292,36 @@ def test_after_a_rename_the_new_name_is_asked_for_and_lines_under_both_names_are
     assert shown[0] == AwayNote(1, gap=False)
 
 
+def test_after_a_rename_back_the_first_name_is_asked_for_and_lines_under_both_names_are_own():
+    transcript = Transcript()
+    join(transcript, "Ann")
+    fed(transcript, "Cid: hi", messages.renamed("Ann", "Bob"), messages.renamed("Bob", "Ann"), "Cid: welcome back")
+    assert transcript.name == "Ann"
+    replay = [
+        "Cid: hi",
+        "Ann: hello",
+        messages.renamed("Ann", "Bob"),
+        "Bob: I am Bob now",
+        messages.renamed("Bob", "Ann"),
+        "Cid: welcome back",
+        messages.left("Ann"),
+        "Cid: gone?",
+    ]
+    shown = join(transcript, "Ann", replay)
+    assert shown == [AwayNote(1, gap=False), Replayed("Cid: gone?", "14:02:01"), Live(messages.welcome("Ann", 1))]
+
+
+def test_lines_remembered_under_a_name_taken_later_are_our_own_on_both_sides_of_the_match():
+    transcript = Transcript()
+    join(transcript, "Bob")
+    # Ann's lines are remembered as someone else's; then Bob takes her name.
+    fed(transcript, "Cid: hi", "Ann: bye all", messages.left("Ann"), messages.renamed("Bob", "Ann"))
+    replay = ["Cid: hi", "Ann: bye all", messages.left("Ann"), messages.renamed("Bob", "Ann"), "Cid: new"]
+    shown = join(transcript, "Ann", replay)
+    # Matched on "Cid: hi" alone: left out of the replay, Ann's lines are left out of what was seen too.
+    assert shown == [AwayNote(1, gap=False), Replayed("Cid: new", "14:02:01"), Live(messages.welcome("Ann", 1))]
+
+
 def test_a_name_given_on_rejoining_is_our_own_too():
     transcript = Transcript()
     join(transcript, "Bob")
@@ -302,6 +350,18 @@ def test_only_the_last_lines_seen_are_remembered():
     assert [item.line for item in shown if isinstance(item, Replayed)] == ["Ann: 4"]
 
 
+def test_the_last_200_lines_seen_are_remembered_so_a_run_of_199_repeats_is_still_told_from_five_more():
+    transcript = Transcript()
+    join(transcript, "Bob")
+    seen = ["Ann: vote now", *["Cid: +1"] * 199]
+    fed(transcript, *seen)
+    # Only "Ann: vote now", 200 lines back, tells where Bob left off: remembering fewer
+    # lines, the client would match the new "+1"s with the ones it saw and hide them.
+    shown = join(transcript, "Bob", [*seen, *["Cid: +1"] * 5])
+    assert shown[0] == AwayNote(5, gap=False)
+    assert [item.line for item in shown if isinstance(item, Replayed)] == ["Cid: +1"] * 5
+
+
 def test_private_lines_and_replies_are_not_remembered_and_do_not_break_the_overlap():
     transcript = Transcript()
     join(transcript, "Bob")
@@ -322,6 +382,13 @@ def test_a_block_that_is_never_ended_ends_at_the_first_line_without_a_time():
 def test_a_marker_after_the_welcome_is_an_ordinary_line():
     transcript = Transcript()
     join(transcript, "Bob")
+    assert fed(transcript, history_start(1), "Ann: hi") == [Live(history_start(1)), Live("Ann: hi")]
+
+
+def test_a_marker_after_the_welcome_of_a_reconnect_is_shown_live_too():
+    transcript = Transcript()
+    join(transcript, "Bob")
+    join(transcript, "Bob")  # a reconnect, whose replay is matched instead of shown
     assert fed(transcript, history_start(1), "Ann: hi") == [Live(history_start(1)), Live("Ann: hi")]
 
 

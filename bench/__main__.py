@@ -324,6 +324,7 @@ def main(argv=None) -> int:
         default=None,
         help="folder for the table, JSON and plot (default: bench/results; smoke: a temporary folder)",
     )
+    parser.add_argument("--no-plot", action="store_true", help="write the table and JSON only (drawing takes seconds)")
     args = parser.parse_args(argv)
 
     scenarios = SMOKE if args.smoke else FULL
@@ -384,7 +385,8 @@ def main(argv=None) -> int:
     table = print_table(scenarios, results, labels)
     (output / "table.txt").write_text(f"{heading}\n{table}\n")
     (output / "results.json").write_text(json.dumps({"commit": commit, "machine": machine, "results": results}, indent=2))
-    plot(scenarios, results, labels, output / "latency.png")
+    if not args.no_plot:
+        plot(scenarios, results, labels, output / "latency.png")
     print(f"results written to {output}")
     ours = results.get("ours", {})
     failed = [name for name, figures in ours.items() if math.isnan(figures["deliveries_per_s"])]

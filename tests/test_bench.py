@@ -340,10 +340,13 @@ def redis_available():
 
 def test_the_smoke_run_shares_a_room_between_two_servers_losing_nothing_in_one_order(redis_available, tmp_path):
     before = children()
-    assert main(["--smoke", "--only", "ours", *(f"--scenario={name}" for name in SHARED_SMOKE), "--output", str(tmp_path)]) == 0
+    # One shared scenario is enough to check the machinery (CI's smoke run runs them all).
+    assert "small-room-redis" in SHARED_SMOKE
+    argv = ["--smoke", "--only", "ours", "--scenario=small-room-redis", "--no-plot", "--output", str(tmp_path)]
+    assert main(argv) == 0
     assert children() <= before  # both servers and redis-server stopped
     results = json.loads((tmp_path / "results.json").read_text())["results"]["ours"]
-    assert sorted(results) == sorted(SHARED_SMOKE)
+    assert sorted(results) == ["small-room-redis"]
     for name, figures in results.items():
         assert figures["deliveries_per_s"] > 0, name
         assert figures["not_joined"] == figures["lost"] == figures["duplicated"] == figures["reordered"] == 0, name
@@ -355,7 +358,7 @@ def test_the_smoke_run_shares_a_room_between_two_servers_losing_nothing_in_one_o
         assert figures["rss_mb"] == pytest.approx(figures["rss_chat_mb"] + figures["rss_redis_mb"]), name
         assert figures["rss_chat_mb"] > 0 and figures["rss_redis_mb"] > 0, name
     table = (tmp_path / "table.txt").read_text()
-    assert table.count("    redis-server ") == 2 * len(SHARED_SMOKE)  # a CPU row and a memory row each
+    assert table.count("    redis-server ") == 2  # a CPU row and a memory row
 
 
 def test_ctrl_c_during_a_shared_room_run_stops_every_process_the_benchmark_started(
@@ -369,7 +372,7 @@ def test_ctrl_c_during_a_shared_room_run_stops_every_process_the_benchmark_start
 
     monkeypatch.setattr(LoadGenerator, "run", interrupted)
     before = children()
-    assert main(["--smoke", "--only", "ours", "--scenario", SHARED_SMOKE[0], "--output", str(tmp_path)]) == 130
+    assert main(["--smoke", "--only", "ours", "--scenario", SHARED_SMOKE[0], "--no-plot", "--output", str(tmp_path)]) == 130
     assert len(started[0] - before) == 3  # redis-server and two chat servers were running
     assert children() <= before
     assert "Interrupted" in capsys.readouterr().err
@@ -401,7 +404,7 @@ def test_a_deployment_whose_start_fails_stops_what_it_had_started(tmp_path):
 def test_without_redis_server_the_shared_room_scenarios_are_skipped_with_a_note(tmp_path, monkeypatch, capsys):
     which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name, *args: None if name == "redis-server" else which(name, *args))
-    assert main(["--smoke", "--only", "ours", "--scenario", SHARED_SMOKE[0], "--output", str(tmp_path / "out")]) == 0
+    assert main(["--smoke", "--only", "ours", "--scenario", SHARED_SMOKE[0], "--no-plot", "--output", str(tmp_path / "out")]) == 0
     notes = capsys.readouterr().err.splitlines()
     assert notes == [f"Skipping {SHARED_SMOKE[0]}: redis-server is not installed (apt-get install redis-server)."]
     assert not (tmp_path / "out").exists()  # nothing else ran

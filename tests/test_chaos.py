@@ -42,10 +42,10 @@ def test_sigterm_with_200_clients_chatting_reaches_them_all_within_two_seconds()
         program.kill()
 
 
-def test_thousands_of_connects_and_disconnects_leave_nothing_behind(server_program):
+def test_hundreds_of_connects_and_disconnects_leave_nothing_behind(server_program):
     server = server_program
     idle = server.resources()
-    crowd_size, rounds = 50, 40
+    crowd_size, rounds = 30, 20
     for round_number in range(rounds):
         crowd = Crowd(server.address)
         members = [crowd.connect(f"C{round_number}x{i}") for i in range(crowd_size)]
@@ -89,7 +89,7 @@ def test_chaos_leaves_healthy_clients_whole_and_the_server_idle(small_backlog_se
         last_join = f"[SYSTEM] {crowd.members[-1].name} joined the chat!"
         assert crowd.pump(lambda: all(last_join in m.lines for m in healthy), timeout=20)
 
-        ticks = 12
+        ticks = 6
         for tick in range(ticks):
             for member in healthy:
                 crowd.say(member, f"tick {tick}")  # 4 lines a second: within the flood limit

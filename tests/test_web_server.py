@@ -277,7 +277,11 @@ def test_clients_forwarded_by_a_local_proxy_count_by_their_own_address(start_ser
 
 @pytest.fixture
 def locked_server(start_server):
-    return start_server(password="open sesame")
+    # A wrong password makes the next check from its address wait PASSWORD_DELAY_S, then twice that...
+    return start_server(password="open sesame", timings=replace(FAST, password_delay_s=PASSWORD_DELAY_S))
+
+
+PASSWORD_DELAY_S = 0.2
 
 
 def test_with_the_right_password_every_kind_of_client_joins(locked_server, caplog):
@@ -320,7 +324,7 @@ def test_guessing_passwords_is_slowed_down(locked_server):
     peer = Peer(locked_server.address)
     peer.send("/pass still guessing")
     assert peer.read_until_closed() == ["[ERROR] Wrong password."]
-    assert time.monotonic() - started >= 1.0  # two failures: the next check waits at least a second
+    assert time.monotonic() - started >= 2 * PASSWORD_DELAY_S  # two failures: the next check waits twice the first delay
 
 
 def test_lines_a_raw_client_sends_together_reach_a_websocket_client_one_message_each(server):

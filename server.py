@@ -5,7 +5,7 @@ import os
 import sys
 
 from chat.core.history import DEFAULT_HISTORY_LINES
-from chat.config import Limits, ServerConfig
+from chat.config import Limits, ServerConfig, Timings
 from chat.server import run
 
 
@@ -47,6 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--password", default=os.environ.get("CHAT_PASSWORD"), help="a password everyone must give to join (better: set CHAT_PASSWORD, which other users of this machine cannot see in the process list)")
     parser.add_argument("--history", type=bounded_int(0, 10_000, "line count"), default=DEFAULT_HISTORY_LINES, metavar="N", help="public lines kept and replayed to each newcomer; 0 keeps none (default: %(default)s)")
     parser.add_argument("--redis", type=redis_url, default=os.environ.get("CHAT_REDIS_URL"), metavar="URL", help="share one room with other servers through Redis: redis://HOST:PORT/DB, rediss://... (TLS) or unix:///PATH (default: CHAT_REDIS_URL, else none)")
+    parser.add_argument("--heartbeat", type=float, default=Timings().heartbeat_s, metavar="S", help="with --redis: seconds between this server's heartbeats in Redis; the others take it for dead after 4 missed (default: %(default)g)")
     limits = parser.add_argument_group("limits", "protections against misbehaving clients (see the README)")
     limits.add_argument("--max-line-bytes", type=bounded_int(64, 1 << 20, "byte count"), default=defaults.max_line_bytes, metavar="N", help="longest line a client may send (default: %(default)s)")
     limits.add_argument("--max-rate", type=rate, default=defaults.max_rate, metavar="N", help="lines per second per client, bursts of 2N; 0 turns flood control off (default: %(default)g)")
@@ -56,7 +57,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     limits.add_argument("--max-per-address", type=bounded_int(1, 100_000, "connection count"), default=defaults.max_per_address, metavar="N", help="most connections from one IP address at once; not for this machine's own (default: %(default)s)")
     limits.add_argument("--max-address-rate", type=rate, default=defaults.max_address_rate, metavar="N", help="lines per second from one IP address, all its connections together, bursts of 2N; 0 turns it off (default: %(default)g)")
     limits.add_argument("--keepalive-idle", type=bounded_int(1, 86_400, "number of seconds"), default=defaults.keepalive_idle_s, metavar="S", help="seconds of silence before TCP keepalive probes a client (default: %(default)s)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0.01 <= args.heartbeat <= 3600:
+        parser.error(f"argument --heartbeat: {args.heartbeat:g} is not a number of seconds from 0.01 to 3600")
+    return args
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
@@ -77,6 +81,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         port=args.port,
         limits=limits_from(args),
+        timings=Timings(heartbeat_s=args.heartbeat, alive_ttl_s=4 * args.heartbeat),
         password=args.password,
         history_lines=args.history,
         redis_url=args.redis,

@@ -55,7 +55,8 @@ def test_a_newcomer_gets_the_public_lines_in_order_between_markers_then_the_welc
 def test_only_the_last_n_lines_are_kept():
     room = Room(history_lines=3)
     ann = joined(room, "Ann")
-    room.say_all(ann, [f"Ann: {n}" for n in range(10)])
+    for n in range(10):
+        room.say(ann, f"Ann: {n}")
     assert replay_of(joined(room, "Bob")) == ["[SYSTEM] Last 3 messages:", "Ann: 7", "Ann: 8", "Ann: 9", HISTORY_END]
 
 
@@ -114,3 +115,11 @@ def test_history_memory_is_bounded_by_its_line_count(max_lines):
     for n in range(100):
         history.add(f"Ann: {n}", when=float(n))
     assert len(history) == max_lines
+
+
+def test_lines_said_before_go_in_front_of_those_kept_and_the_newest_are_kept():
+    history = History(3)
+    history.add("Ann: said here", when=10.0)
+    history.add_earlier([(1.0, "Old: first"), (2.0, "Old: second"), (3.0, "Old: third")])
+    kept = [stamped(2.0, "Old: second"), stamped(3.0, "Old: third"), stamped(10.0, "Ann: said here")]
+    assert history.replay()[1:-1] == kept

@@ -1,10 +1,16 @@
-"""One room across several server.py processes, through a real, throwaway redis-server.
+"""One room across several servers, through a real, throwaway redis-server.
 
-Each test starts its own redis-server on a free port (no persistence), and
-real server.py processes that share it. Without redis-server installed those
-tests skip, saying how to install it.
+Each test that needs Redis starts its own redis-server on a free port (no
+persistence). The servers sharing it are ChatServers in this process, which
+start at once, except where the process itself is what is tested: one
+killed outright, one stopped, one stalled (SIGSTOP), and the command line;
+those are server.py processes. A few tests drive the bus without its thread,
+one step at a time, to check what two servers do at the same moment.
+Without redis-server installed these tests skip, saying how to install it.
 """
 
+import contextlib
+import logging
 import os
 import re
 import shutil
@@ -16,14 +22,23 @@ import threading
 import time
 
 import pytest
+import redis
 
-from chat.bus.redis_bus import ALIVE_TTL_S, BACK, HEARTBEAT_S, LOST
+from chat.bus.entry import Entry, MalformedEntry
+from chat.bus.redis_bus import BACK, LOST, STREAM, RedisBus
+from chat.bus.registry import Registry, alive_key
+from chat.config import Limits, ServerConfig, Timings
 from chat.core import messages
-from tests.helpers import PROJECT, TIMEOUT_S, Peer, Relay, ServerProgram, free_port, wait_until
+from chat.server import ChatServer
+from tests.helpers import FAST, PROJECT, TIMEOUT_S, Peer, Relay, ServerProgram, free_port, wait_until
 
 REDIS_SERVER = shutil.which("redis-server")
-# How long the others may take to notice a server killed outright.
-DEATH_NOTICED_S = ALIVE_TTL_S + 2 * HEARTBEAT_S + TIMEOUT_S
+# Servers that watch for dead ones: they look ten times a second, and could
+# themselves stall for a second before the others took them for dead.
+WATCHFUL = Timings(first_line_wait_s=FAST.first_line_wait_s, heartbeat_s=0.1, alive_ttl_s=1.0)
+# The heartbeat of a server.py that a test kills or stalls: it is taken for dead 4 heartbeats after its last.
+QUICK_HEARTBEAT_S = 0.15
+DEATH_NOTICED_S = 4 * QUICK_HEARTBEAT_S + 2 * WATCHFUL.heartbeat_s
 
 
 class RedisServer:
@@ -54,6 +69,9 @@ class RedisServer:
         except OSError:
             return False
 
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url, decode_responses=True)
+
     def kill(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -61,7 +79,7 @@ class RedisServer:
 
 
 @pytest.fixture
-def redis_server(tmp_path):
+def redis_server():
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed: apt-get install redis-server (bash .ci/run installs it)")
     server = RedisServer()
@@ -70,19 +88,69 @@ def redis_server(tmp_path):
 
 
 @pytest.fixture
-def shared_servers(redis_server, server_programs):
+def shared_servers(redis_server):
+    """Start ChatServers in this process sharing ``redis_server``'s room; each is stopped and checked afterwards."""
+    started = []
+
+    def start(url: "str | None" = None, timings: Timings = FAST, wait: bool = True) -> ChatServer:
+        url = url or redis_server.url
+        server = ChatServer(ServerConfig("127.0.0.1", 0, Limits(max_rate=0), timings, None, 50, url))
+        server.bind()
+        thread = threading.Thread(target=server.serve_forever, name="accept-loop")
+        thread.start()
+        started.append((server, thread))
+        if wait:
+            assert wait_until(server.room.bus.in_reach), "the server did not reach Redis"
+        return server
+
+    yield start
+    Peer.close_all()
+    for server, thread in started:
+        assert server.shutdown(timeout=TIMEOUT_S), "the server did not stop"
+        thread.join(TIMEOUT_S)
+        assert not thread.is_alive()
+
+
+@pytest.fixture
+def shared_programs(redis_server, server_programs):
     """Start server.py processes sharing ``redis_server``'s room (killed afterwards, before it)."""
 
-    def start(*options: str, url: "str | None" = None) -> ServerProgram:
-        program = server_programs(0, "--redis", url or redis_server.url, "--max-rate", "0", *options)
+    def start(*options: str) -> ServerProgram:
+        program = server_programs(0, "--redis", redis_server.url, "--max-rate", "0", *options)
         program.expect("🔗 Sharing the room through Redis")
         return program
 
     return start
 
 
+@contextlib.contextmanager
+def relayed(redis_server):
+    """A Relay in front of ``redis_server``, closed afterwards; its URL is ``relay.url``."""
+    relay = Relay(("127.0.0.1", redis_server.port))
+    relay.url = f"redis://127.0.0.1:{relay.port}/0"
+    try:
+        yield relay
+    finally:
+        relay.close()
+
+
 def said(line: str) -> bool:
     return not line.startswith("[SYSTEM] ") and not line.startswith("[ERROR] ")
+
+
+def replay_of(peer: Peer) -> "list[str]":
+    """What ``peer`` was sent before its welcome, time stamps taken off (it must not have read any line yet)."""
+    lines = [peer.read_line()]
+    while not lines[-1].startswith("[SYSTEM] Welcome, "):
+        lines.append(peer.read_line())
+    return [re.sub(r"^\[\d\d:\d\d:\d\d\] ", "", line) for line in lines[:-1]]
+
+
+def logged(caplog, text: str) -> "list[str]":
+    return [record.getMessage() for record in caplog.records if text in record.getMessage()]
+
+
+# -- servers sharing a room ------------------------------------------------------------------------
 
 
 def test_three_servers_deliver_1000_lines_sent_at_once_in_one_order(shared_servers):
@@ -158,52 +226,91 @@ def test_users_and_private_messages_reach_across_servers(shared_servers):
     ann.expect("[ERROR] No user named Nobody is online.")
 
 
-def test_a_newcomer_on_a_server_started_later_gets_the_rooms_history_from_the_stream(shared_servers):
+def test_a_newcomer_on_a_server_started_later_gets_the_rooms_history_but_no_private_message(shared_servers):
     one = shared_servers()
     ann = Peer.joined(one.address, "Ann")
     bob = Peer.joined(one.address, "Bob")
     ann.send("hello")
     ann.send("/msg Bob a secret")
     bob.expect("Ann: hello")
-    bob.expect("[PM from Ann] a secret")
+    bob.expect("[PM from Ann] a secret")  # in the stream by now, after Ann's hello
     later = shared_servers()
-    cat = Peer(later.address, "Cat")
-    lines = []
-    while not (lines and lines[-1].startswith("[SYSTEM] Welcome, Cat!")):
-        lines.append(cat.read_line())
-    replay = [re.sub(r"^\[\d\d:\d\d:\d\d\] ", "", line) for line in lines]
-    assert replay == [
+    assert replay_of(Peer(later.address, "Cat")) == [
         "[SYSTEM] Last 3 messages:",
         messages.joined("Ann"),
         messages.joined("Bob"),
         "Ann: hello",
         "[SYSTEM] End of history.",
-        "[SYSTEM] Welcome, Cat! 2 other user(s) online. Type /help for commands.",
     ]
 
 
-def test_a_server_killed_outright_is_noticed_its_users_leave_and_their_names_are_free(shared_servers):
-    one, two = shared_servers(), shared_servers()
-    ann = Peer.joined(one.address, "Ann")
-    Peer.joined(two.address, "Bob")
+def test_lines_said_before_redis_was_first_reached_come_after_the_streams_history(shared_servers, redis_server):
+    first = shared_servers()
+    ann = Peer.joined(first.address, "Ann")
+    ann.send("said before")
+    with relayed(redis_server) as relay:
+        relay.refuse()
+        later = shared_servers(url=relay.url, wait=False)
+        bob = Peer.joined(later.address, "Bob")
+        bob.send("said while alone")
+        bob.send("/users")  # its answer follows Bob's line: the line is in the history by then
+        bob.expect("[SYSTEM] Online (1): Bob")
+        relay.release()
+        assert wait_until(later.room.bus.in_reach)
+        assert replay_of(Peer(later.address, "Cat")) == [
+            "[SYSTEM] Last 4 messages:",
+            messages.joined("Ann"),
+            "Ann: said before",
+            messages.joined("Bob"),
+            "Bob: said while alone",
+            "[SYSTEM] End of history.",
+        ]
+
+
+def test_a_server_killed_outright_is_noticed_its_users_leave_and_their_names_are_free(shared_servers, shared_programs):
+    survivor = shared_servers(timings=WATCHFUL)
+    doomed = shared_programs("--heartbeat", str(QUICK_HEARTBEAT_S))
+    ann = Peer.joined(survivor.address, "Ann")
+    Peer.joined(doomed.address, "Bob")
     ann.expect(messages.joined("Bob"))
-    two.process.send_signal(signal.SIGKILL)
+    doomed.process.send_signal(signal.SIGKILL)
     killed = time.monotonic()
-    ann.expect(messages.left("Bob"), timeout=DEATH_NOTICED_S)
-    assert time.monotonic() - killed <= DEATH_NOTICED_S
+    ann.expect(messages.left("Bob"), timeout=DEATH_NOTICED_S + TIMEOUT_S)
+    assert time.monotonic() - killed <= DEATH_NOTICED_S + TIMEOUT_S
     ann.send("/users")
     ann.expect("[SYSTEM] Online (1): Ann")
-    assert Peer.joined(one.address, "Bob").name == "Bob"
+    assert Peer.joined(survivor.address, "Bob").name == "Bob"
 
 
-def test_a_server_stopped_on_purpose_tells_the_others_at_once(shared_servers):
-    one, two = shared_servers(), shared_servers()
+def test_a_server_taken_for_dead_keeps_its_members_and_tells_the_others_they_are_back(shared_servers, shared_programs):
+    watcher = shared_servers(timings=WATCHFUL)
+    stalled = shared_programs("--heartbeat", str(QUICK_HEARTBEAT_S))
+    ann = Peer.joined(stalled.address, "Ann")
+    bob = Peer.joined(watcher.address, "Bob")
+    ann.expect(messages.joined("Bob"))
+    stalled.process.send_signal(signal.SIGSTOP)  # stopped in a debugger, say
+    try:
+        bob.expect(messages.left("Ann"), timeout=DEATH_NOTICED_S + TIMEOUT_S)  # taken for dead
+        bob.send("while you were away")
+    finally:
+        stalled.process.send_signal(signal.SIGCONT)
+    bob.expect(messages.joined("Ann"))  # it read the notice, and said its member is here
+    assert ann.read_line() == "Bob: while you were away"  # Ann lost nothing, and heard nothing of leaving
+    stalled.expect("took this one for dead: registered again")
+    bob.send("/users")
+    bob.expect("[SYSTEM] Online (2): Ann, Bob")
+    ann.send("still here")
+    bob.expect("Ann: still here")
+
+
+def test_a_server_stopped_on_purpose_tells_the_others_at_once(shared_servers, shared_programs):
+    one, two = shared_servers(), shared_programs()
     ann = Peer.joined(one.address, "Ann")
     bob = Peer.joined(two.address, "Bob")
     ann.expect(messages.joined("Bob"))
     two.terminate()
     assert bob.read_until_closed()[-1] == messages.SHUTTING_DOWN
-    ann.expect(messages.left("Bob"))  # well before a heartbeat could expire
+    ann.expect(messages.left("Bob"))  # well before its heartbeat (1.5 s; dead after 6) could expire
     assert two.wait() == 0
     output = two.all_output()
     assert "Traceback" not in output and "Lost contact" not in output and "👋 Server stopped." in output
@@ -229,14 +336,17 @@ def test_redis_restarted_mid_chat_the_servers_say_so_carry_on_alone_and_share_ag
     ann_mate.expect("Ann: after")
     bob.send("/users")  # the names were claimed again
     bob.expect("[SYSTEM] Online (3): Amy, Ann, Bob")
-    bob.assert_receives_nothing()  # and nothing twice
+    bob.send("/msg Ann and nothing twice")  # through the stream, after everything before it
+    assert ann.read_line() == "[PM from Bob] and nothing twice"
     assert Peer.joined(two.address, "Ann").name != "Ann"
 
 
-def test_a_server_cut_off_from_redis_gets_what_the_others_said_meanwhile_once_and_in_order(shared_servers, redis_server):
-    relay = Relay(("127.0.0.1", redis_server.port))
-    try:
-        one = shared_servers(url=f"redis://127.0.0.1:{relay.port}/0")
+def test_a_server_cut_off_from_redis_gets_what_the_others_said_meanwhile_once_and_in_order(
+    shared_servers, redis_server, caplog
+):
+    caplog.set_level(logging.INFO)
+    with relayed(redis_server) as relay:
+        one = shared_servers(url=relay.url)
         two = shared_servers()
         ann, amy = Peer.joined(one.address, "Ann"), Peer.joined(one.address, "Amy")
         bob = Peer.joined(two.address, "Bob")
@@ -253,42 +363,47 @@ def test_a_server_cut_off_from_redis_gets_what_the_others_said_meanwhile_once_an
         amy.send("/quit")  # leaving while her server is apart
         amy.read_until_closed()
         ann.expect(messages.left("Amy"))
+        relay.wait_until_accepted(relay.accepted + 1)  # a try to reach Redis again failed
         relay.release()
         ann.expect(BACK, timeout=3 * TIMEOUT_S)
         assert [ann.read_line() for _ in range(5)] == [f"Bob: meanwhile {n}" for n in range(5)]
         bob.expect(messages.left("Amy"))  # told when the servers are in touch again
-        ann.assert_receives_nothing()  # Ann heard nothing twice (not even Amy leaving)
+        bob.send("/msg Ann nothing twice")  # through the stream, after everything before it
+        assert ann.read_line() == "[PM from Bob] nothing twice"  # not even Amy leaving
         assert Peer.joined(two.address, "Amy").name == "Amy"  # and her name is free
-    finally:
-        relay.close()
+        assert len(logged(caplog, "Lost contact with Redis")) == 1  # however many tries failed
+        assert len(logged(caplog, "Back in contact with Redis")) == 1
 
 
-def test_a_stalled_redis_delays_a_line_once_and_it_is_never_delivered_twice(shared_servers, redis_server):
+def test_a_line_redis_took_but_answered_too_late_for_is_delivered_here_once(shared_servers, redis_server, monkeypatch):
     one, two = shared_servers(), shared_servers()
     ann, amy = Peer.joined(one.address, "Ann"), Peer.joined(one.address, "Amy")
     bob = Peer.joined(two.address, "Bob")
     ann.expect(messages.joined("Bob"))
-    redis_server.process.send_signal(signal.SIGSTOP)  # Redis takes the line, but answers only later
-    try:
-        ann.send("said while Redis stalls")
-        amy.expect(LOST)  # after one timeout
-        assert amy.read_line() == "Ann: said while Redis stalls"  # then delivered on this server
-    finally:
-        redis_server.process.send_signal(signal.SIGCONT)
-    amy.expect(BACK, timeout=3 * TIMEOUT_S)
-    bob.expect("Ann: said while Redis stalls")  # Redis had it after all: the others get it from the stream
-    ann.send("and after")
-    assert amy.expect(lambda line: line.startswith("Ann: ")) == "Ann: and after"  # not the stalled line again
+    taken = []
+
+    def xadd_timing_out(name, fields, **options):  # as when Redis stalls: it may have the entry, or not
+        taken.append((name, fields))
+        raise redis.exceptions.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(one.room.bus._redis, "xadd", xadd_timing_out)
+    ann.send("said while Redis stalls")
+    amy.expect(LOST)
+    assert amy.read_line() == "Ann: said while Redis stalls"  # delivered on this server at once
+    monkeypatch.undo()
+    redis_server.client().xadd(*taken[0])  # Redis had it after all
+    bob.expect("Ann: said while Redis stalls")  # the others get it from the stream
+    assert wait_until(one.room.bus.in_reach, timeout=3 * TIMEOUT_S)
+    ann.send("and after")  # delivered after the stalled line's entry, in the stream's order
+    assert [amy.read_line(), amy.read_line()] == [BACK, "Ann: and after"]  # not the stalled line again
 
 
-def test_a_malformed_entry_in_the_stream_is_skipped_and_joining_still_works(shared_servers, redis_server):
+def test_a_malformed_entry_in_the_stream_is_skipped_and_joining_still_works(shared_servers, redis_server, caplog):
     one = shared_servers()
     ann = Peer.joined(one.address, "Ann")
-    with socket.create_connection(("127.0.0.1", redis_server.port), timeout=TIMEOUT_S) as sock:
-        fields = ["XADD", "chat:stream", "*", "s", "other", "o", "0", "t", "1e20", "g", "1", "l", "Mallory: hi"]
-        sock.sendall(("*%d\r\n" % len(fields) + "".join(f"${len(f)}\r\n{f}\r\n" for f in fields)).encode())
-        assert sock.recv(64).startswith(b"$")  # the entry's ID
-    one.expect("Skipped a malformed entry in the Redis stream")
+    entry = {"s": "other", "o": "0", "t": "1e20", "g": "1", "l": "Mallory: hi"}
+    redis_server.client().xadd(STREAM, entry)
+    assert wait_until(lambda: logged(caplog, "Skipped a malformed entry in the Redis stream"))
     bob = Peer.joined(one.address, "Bob")  # a newcomer's history is not broken by it
     bob.send("/users")
     bob.expect("[SYSTEM] Online (2): Ann, Bob")
@@ -296,8 +411,6 @@ def test_a_malformed_entry_in_the_stream_is_skipped_and_joining_still_works(shar
 
 
 def test_servers_can_share_a_room_through_a_unix_socket(tmp_path, shared_servers):
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
     redis_unix = RedisServer(unix_socket=str(tmp_path / "redis.sock"))
     try:
         one, two = shared_servers(url=redis_unix.url), shared_servers(url=redis_unix.url)
@@ -308,7 +421,133 @@ def test_servers_can_share_a_room_through_a_unix_socket(tmp_path, shared_servers
         redis_unix.kill()
 
 
-# -- without a redis-server --------------------------------------------------------------------
+def test_a_server_whose_redis_is_out_of_reach_says_so_once_and_serves_its_own_clients(
+    shared_servers, redis_server, caplog
+):
+    with relayed(redis_server) as relay:
+        relay.refuse()
+        server = shared_servers(url=relay.url, wait=False)
+        relay.wait_until_accepted(2)  # it tried twice
+        ann, bob = Peer.joined(server.address, "Ann"), Peer.joined(server.address, "Bob")
+        ann.send("alone but fine")
+        bob.expect("Ann: alone but fine")
+        bob.send("/users")
+        bob.expect("[SYSTEM] Online (2): Ann, Bob")
+        [warning] = logged(caplog, "Cannot reach Redis")  # however many tries failed
+    wanted = rf"⚠️  Cannot reach Redis at {relay.url} \(.+\): serving this server's clients alone, and trying again"
+    assert re.fullmatch(wanted, warning)
+
+
+# -- the bus, one step at a time, without its thread ------------------------------------------------
+
+
+class StubRoom:
+    """What the bus calls on the room, recorded; ``here`` are the names of its members."""
+
+    def __init__(self, *here: str) -> None:
+        self.here = list(here)
+        self.delivered: "list[list[str]]" = []
+        self.announced: "list[str]" = []
+
+    def names_here(self) -> "list[str]":
+        return list(self.here)
+
+    def deliver(self, lines, origin, when, log_it=True) -> None:
+        self.delivered.append(lines)
+
+    def deliver_private(self, recipient_name, line, origin=None) -> None:
+        self.delivered.append([line])
+
+    def remember(self, said) -> None:
+        pass
+
+    def announce(self, line: str) -> None:
+        self.announced.append(line)
+
+    @contextlib.contextmanager
+    def deferred_flushes(self):
+        yield
+
+
+@pytest.fixture
+def buses(redis_server):
+    """Make RedisBuses in touch with ``redis_server`` but without their thread: ``make(*names_here, timings=...)``."""
+    made = []
+
+    def make(*names_here: str, timings: Timings = Timings()) -> RedisBus:
+        bus = RedisBus(redis_server.url, StubRoom(*names_here), 10, timings)
+        bus._join_the_others()  # the bus thread's first step
+        made.append(bus)
+        return bus
+
+    yield make
+    for bus in made:
+        bus.close()
+
+
+def test_a_dead_servers_members_leave_once_even_when_two_servers_see_it_die(buses, redis_server, caplog):
+    dead = buses("Bob", timings=Timings(heartbeat_s=0.05, alive_ttl_s=0.05))
+    one, two = buses(), buses()
+    client = redis_server.client()
+    assert wait_until(lambda: not client.exists(alive_key(dead.server_id)))
+    assert one.registry.dead_servers() == two.registry.dead_servers() == [dead.server_id]
+    one._reap(dead.server_id)  # both saw it dead before either removed it
+    two._reap(dead.server_id)
+    assert logged(caplog, "💀") == [f"💀 Server {dead.server_id} stopped answering: 1 of its users left"]
+    notices = [Entry.from_fields(fields) for _, fields in client.xrange(STREAM)]
+    assert [entry.lines for entry in notices if entry.about == dead.server_id] == [(messages.left("Bob"),)]
+    assert one.names() == []
+
+
+def test_the_release_script_never_releases_a_name_another_server_holds(redis_server):
+    client = redis_server.client()
+    mine, theirs = Registry(client, "mine", 1.0), Registry(client, "theirs", 1.0)
+    assert theirs.claim("Ann")
+    mine.release("ann")
+    assert mine.holder("ANN") == ("theirs", "Ann")
+    assert mine.claim("Amy") and not theirs.claim("amy")
+    mine.release("AMY")
+    assert mine.holder("Amy") is None
+
+
+# -- the stream's entries, without Redis ---------------------------------------------------------------
+
+
+def test_an_entry_keeps_the_wire_format_of_the_version_before():
+    public = Entry("s1", ("Ann: hi", "Ann: there"), 1700000000.25, origin=3, log_it=False, number=7)
+    fields = {"s": "s1", "o": "3", "t": "1700000000.25", "g": "0", "l": "Ann: hi\nAnn: there", "i": "7"}
+    assert public.to_fields() == fields
+    notice = Entry("s1", ("Bob left",), 5.0, elsewhere_only=True, about="s2")
+    assert notice.to_fields() == {"s": "s1", "o": "0", "t": "5.0", "g": "1", "l": "Bob left", "r": "s2", "e": "1"}
+    private = Entry("s1", ("psst",), 5.0, origin=3, log_it=False, number=8, to_server="s2", recipient="Bob")
+    for entry in (public, notice, private):
+        assert Entry.from_fields(entry.to_fields()) == entry
+    assert private.private and not public.private and not notice.private
+
+
+def test_a_private_message_of_the_version_before_without_a_time_is_read():
+    entry = Entry.from_fields({"s": "s1", "o": "3", "to": "s2", "n": "Bob", "l": "[PM from Ann] psst", "i": "4"})
+    assert (entry.private, entry.recipient, entry.lines, entry.number) == (True, "Bob", ("[PM from Ann] psst",), 4)
+
+
+@pytest.mark.parametrize(
+    "fields, problem",
+    [
+        ({"o": "0", "t": "1.0", "l": "x"}, "no field 's'"),
+        ({"s": "s1", "o": "0", "l": "x"}, "no field 't'"),
+        ({"s": "s1", "o": "0", "t": "1e20", "l": "x"}, "time '1e20'"),
+        ({"s": "s1", "o": "0", "t": "nan", "l": "x"}, "time 'nan'"),
+        ({"s": "s1", "o": "zero", "t": "1.0", "l": "x"}, "invalid literal for int() with base 10: 'zero'"),
+        ({"s": "s1", "o": "0", "to": "s2", "l": "x"}, "no field 'n'"),
+    ],
+)
+def test_a_malformed_entry_says_what_is_wrong_with_it(fields, problem):
+    with pytest.raises(MalformedEntry) as raised:
+        Entry.from_fields(fields)
+    assert (raised.value.fields, raised.value.problem) == (fields, problem)
+
+
+# -- the command line, and no Redis at all -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("url", ["http://localhost:6379", "redis://", "localhost:6379", "redis://localhost:6379/abc"])
@@ -330,27 +569,24 @@ def test_a_bad_url_in_chat_redis_url_is_refused_the_same_way():
     assert done.returncode == 2 and "is not a Redis URL" in done.stderr
 
 
-def test_a_server_whose_redis_is_out_of_reach_says_so_once_and_serves_its_own_clients():
-    program = ServerProgram(0, "--redis", f"redis://127.0.0.1:{free_port()}/0")
-    try:
-        program.expect(r"Cannot reach Redis at redis://127\.0\.0\.1:\d+/0")
-        ann, bob = Peer.joined(program.address, "Ann"), Peer.joined(program.address, "Bob")
-        ann.send("alone but fine")
-        bob.expect("Ann: alone but fine")
-        bob.send("/users")
-        bob.expect("[SYSTEM] Online (2): Ann, Bob")
-        assert program.all_output().count("Cannot reach Redis") == 1
-    finally:
-        Peer.close_all()
-        program.kill()
-
-
 def test_without_redis_nothing_of_redis_is_imported():
     code = (
-        "import sys, server; from chat.server import ChatServer; "
-        "ChatServer('127.0.0.1', 0, history_lines=5); server.parse_args([]); "
+        "import sys, server; from chat.server import ChatServer; from chat.config import ServerConfig; "
+        "ChatServer(ServerConfig('127.0.0.1', 0, history_lines=5)); server.parse_args([]); "
         "print(sorted(m for m in sys.modules if m == 'redis' or m.startswith(('redis.', 'chat.bus'))))"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=PROJECT, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_heartbeat_option_sets_how_soon_a_silent_server_is_taken_for_dead(capsys):
+    from server import config_from, parse_args
+
+    timings = config_from(parse_args(["--heartbeat", "0.25"])).timings
+    assert (timings.heartbeat_s, timings.alive_ttl_s) == (0.25, 1.0)
+    for value in ("0", "nan", "-1"):
+        with pytest.raises(SystemExit) as raised:
+            parse_args(["--heartbeat", value])
+        assert raised.value.code == 2
+        assert f"argument --heartbeat: {value} is not a number of seconds from 0.01 to 3600" in capsys.readouterr().err

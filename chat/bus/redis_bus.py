@@ -6,14 +6,20 @@ share goes through Redis:
 =========================  =====================================================
 Key                        What it holds
 =========================  =====================================================
-``chat:stream``            every public line and private message of every
-                           server, in one order (a stream: ``XADD`` appends,
-                           ``XREAD`` reads on from the last entry seen,
-                           ``XREVRANGE`` gives the last N)
+``chat:stream``            every public line, notice and private message of
+                           every server, in one order (a stream: ``XADD``
+                           appends, ``XREAD`` reads on from the last entry seen,
+                           ``XREVRANGE`` gives the last N). What each entry's
+                           fields mean: :mod:`chat.bus.entry`
 ``chat:names``             who holds each name: ``name_key -> "SERVER\\tName"``
 ``chat:servers``           the servers sharing the room
 ``chat:alive:SERVER``      exists while SERVER is alive (a heartbeat renews it)
 =========================  =====================================================
+
+The parts: :mod:`chat.bus.entry`, the one schema of the stream's entries;
+:mod:`chat.bus.registry`, the last three keys (servers and names);
+:class:`Contact`, whether Redis answers, said once each time that changes;
+and :class:`RedisBus`, the room's bus and the thread that joins them up.
 
 A server publishes its members' lines to the stream and does not deliver
 them itself: its bus thread (:class:`RedisBus`) reads the stream, its own
@@ -21,27 +27,28 @@ entries with everyone else's, and hands each to the room
 (:meth:`chat.core.room.Room.deliver`, or ``deliver_private`` for a private
 message to one of its members). So all members on all servers see one
 order, the stream's, and a private message never overtakes the public line
-its sender said just before it. A server that loses Redis for a while reads on from the
-last entry it delivered when it is back, so nothing the others published in
-the meantime is lost (as long as the stream still holds it: it keeps the last
-``STREAM_MAX_ENTRIES``).
+its sender said just before it. A server that loses Redis for a while reads
+on from the last entry it delivered when it is back, so nothing the others
+published in the meantime is lost (as long as the stream still holds it: it
+keeps the last ``STREAM_MAX_ENTRIES``).
 
 Why a stream and not Redis pub/sub: pub/sub forgets whatever is published
 while a subscriber is away, and it keeps no history for newcomers.
 
-Names are claimed with ``HSETNX``, which only one server can win. A server
-that dies without releasing its names stops renewing its ``chat:alive`` key;
-when the key expires, another server removes its names and announces that
-its members left (``REAP``, a Lua script, so that only one server does it).
+A server that dies without releasing its names stops renewing its alive
+key; when the key expires, another server removes it and announces that its
+members left. Should the server have been alive after all (stalled, or cut
+off from Redis for a while), it reads that notice in the stream and tells
+the others that its members are back; its own members never hear of it.
 """
 
 import itertools
 import logging
-import math
 import random
 import threading
 import time
 import uuid
+from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -49,25 +56,21 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.retry import Retry
 
+from chat.bus.entry import Entry, MalformedEntry
+from chat.bus.registry import Registry
 from chat.config import Timings
 from chat.core import messages
-from chat.core.text import name_key
 
 log = logging.getLogger(__name__)
 
 STREAM = "chat:stream"
-NAMES = "chat:names"
-SERVERS = "chat:servers"
 # Entries the stream keeps (about: trimming is approximate, which is cheaper).
 # A server away for longer than that many entries misses the oldest of them.
 STREAM_MAX_ENTRIES = 10_000
-# The bus thread waits this long for new entries, then does its chores.
-READ_BLOCK_MS = 1_000
+# The bus thread waits at most this long for new entries (less if its
+# heartbeat is due sooner), then does its chores.
+READ_BLOCK_S = 1.0
 READ_COUNT = 1_000
-# A server renews its chat:alive key this often; it expires after ALIVE_TTL_S,
-# and then the others say its members left: within ALIVE_TTL_S + HEARTBEAT_S.
-HEARTBEAT_S = 1.5
-ALIVE_TTL_S = 6
 # Redis answers in well under a millisecond: a command that takes a second
 # means Redis is stalled, and the room carries on alone after that one wait.
 CONNECT_TIMEOUT_S = 1.0
@@ -76,42 +79,10 @@ COMMAND_TIMEOUT_S = 1.0
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
 # How long close() waits for the bus thread (which it wakes at once).
-CLOSE_WAIT_S = READ_BLOCK_MS / 1000 + 1.0
+CLOSE_WAIT_S = READ_BLOCK_S + 1.0
 
 LOST = messages.system("Lost contact with the other servers; messages stay on this server until it is back.")
 BACK = messages.system("Back in contact with the other servers.")
-
-# Give up a name, if this server holds it. KEYS: names; ARGV: name key, server.
-RELEASE = """
-local held = redis.call('HGET', KEYS[1], ARGV[1])
-if held and string.sub(held, 1, #ARGV[2] + 1) == ARGV[2] .. '\\t' then
-    return redis.call('HDEL', KEYS[1], ARGV[1])
-end
-return 0
-"""
-
-# Remove a server that is no longer alive (or, with ARGV[2] "stopping", that
-# is stopping), and return the names it held. KEYS: servers, names, its alive
-# key; ARGV: the server, and "stopping" or "".
-REAP = """
-if ARGV[2] == 'stopping' then redis.call('DEL', KEYS[3]) end
-if redis.call('EXISTS', KEYS[3]) == 1 then return {} end
-if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return {} end
-local prefix = ARGV[1] .. '\\t'
-local gone = {}
-local held = redis.call('HGETALL', KEYS[2])
-for i = 1, #held, 2 do
-    if string.sub(held[i + 1], 1, #prefix) == prefix then
-        redis.call('HDEL', KEYS[2], held[i])
-        table.insert(gone, string.sub(held[i + 1], #prefix + 1))
-    end
-end
-return gone
-"""
-
-
-def alive_key(server: str) -> str:
-    return f"chat:alive:{server}"
 
 
 def check_url(url: str) -> str:
@@ -144,11 +115,14 @@ class RedisBus:
     """This server's link to the others: the room's :class:`chat.core.room.Bus`, and a thread.
 
     Any thread may publish, claim or look up names. One thread, the bus
-    thread, reads the stream, delivers what it reads
-    to the room, renews the heartbeat, notices dead servers, and reconnects
-    with backoff when Redis is out of reach. While it is, every method
-    returns at once with "out of reach" (False or None), and the room carries
-    on alone.
+    thread, reads the stream, delivers what it reads to the room, renews the
+    heartbeat, notices dead servers, and reconnects with backoff when Redis
+    is out of reach. While it is, every method returns at once with "out of
+    reach" (False or None), and the room carries on alone.
+
+    ``timings.heartbeat_s`` and ``timings.alive_ttl_s`` say how often this
+    server says it is alive, and how long after its last word it is taken
+    for dead.
     """
 
     def __init__(self, url: str, room, history_lines: int, timings: Timings = Timings()) -> None:
@@ -157,19 +131,16 @@ class RedisBus:
         self.room = room
         self.history_lines = history_lines
         self.server_id = uuid.uuid4().hex[:12]
+        # A heartbeat is never kept waiting by a read (and 0 would block for ever).
+        self._read_block_ms = max(1, round(min(READ_BLOCK_S, timings.heartbeat_s) * 1000))
         # Our own loop retries; redis-py must not retry (and wait) inside a call.
         options = dict(decode_responses=True, socket_connect_timeout=CONNECT_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
         # Commands from any thread (a pool, thread-safe); the bus thread's reads on a client of their own.
         self._redis = redis.Redis.from_url(url, socket_timeout=COMMAND_TIMEOUT_S, **options)
-        self._reader = redis.Redis.from_url(url, socket_timeout=READ_BLOCK_MS / 1000 + COMMAND_TIMEOUT_S, **options)
-        self._release = self._redis.register_script(RELEASE)
-        self._reap = self._redis.register_script(REAP)
-        # Set while Redis answers. Guarded by _reach_lock when it changes, so
-        # that "lost" and "back" are each said once.
-        self._in_reach = threading.Event()
-        self._reach_lock = threading.Lock()
-        self._ever_in_reach = False
-        self._said_unreachable = False  # the first failure to connect was logged
+        read_timeout_s = self._read_block_ms / 1000 + COMMAND_TIMEOUT_S
+        self._reader = redis.Redis.from_url(url, socket_timeout=read_timeout_s, **options)
+        self.registry = Registry(self._redis, self.server_id, timings.alive_ttl_s)
+        self.contact = Contact(url, room)
         self._stopping = threading.Event()
         # Only the bus thread touches these: where it has read up to.
         self._last_id: "str | None" = None
@@ -179,8 +150,10 @@ class RedisBus:
         # the room delivers it here at once, and its number is kept, so that
         # it is not delivered here a second time should it show up in the
         # stream after all. (Only calls under way when Redis is lost: a few.)
+        # Publishing threads add, the bus thread discards: each a single,
+        # atomic set operation.
         self._numbers = itertools.count(1)
-        self._delivered_here: "set[str]" = set()
+        self._delivered_here: "set[int]" = set()
         self._thread = threading.Thread(target=self._run, name="redis-bus", daemon=True)
 
     def start(self) -> None:
@@ -191,79 +164,75 @@ class RedisBus:
         self._stopping.set()
         # Wake the bus thread from its XREAD: shutting its connection down ends the wait at once.
         self._reader.connection_pool.disconnect()
-        self._thread.join(CLOSE_WAIT_S)
-        if self._in_reach.is_set():
+        if self._thread.ident is not None:
+            self._thread.join(CLOSE_WAIT_S)
+        if self.contact.in_reach():
             try:
-                self._reap_server(self.server_id, stopping=True)
+                gone = self.registry.reap(self.server_id, stopping=True)
+                if gone:
+                    self._add(self._notice([messages.left(name) for name in gone]))
             except RedisError as error:
                 log.warning("⚠️  Could not tell the other servers that this one stopped: %s", error)
-        self._in_reach.clear()  # from now on every call is a no-op
-        self._redis.close()
+        self.contact.end()  # from now on every call is a no-op
+        # A call under way in another thread (a member leaving) finishes on
+        # its connection: closing that under it would fail it with no RedisError.
+        self._redis.connection_pool.disconnect(inuse_connections=False)
         self._reader.close()
 
     # -- the room's Bus interface (any thread) --------------------------------
 
     def in_reach(self) -> bool:
-        return self._in_reach.is_set()
+        return self.contact.in_reach()
 
     def publish(self, lines: "list[str]", origin: "int | None", when: float, log_it: bool = True) -> bool:
-        entry = {"s": self.server_id, "o": origin or 0, "t": repr(when), "g": int(log_it), "l": "\n".join(lines)}
-        return self._append(entry)
+        return self._append(Entry(self.server_id, tuple(lines), when, origin or 0, log_it))
 
-    def _append(self, entry: dict) -> bool:
-        """Append one of our entries to the stream; False if Redis is out of reach (the room delivers it here)."""
-        if not self._in_reach.is_set():
-            return False
-        entry["i"] = number = str(next(self._numbers))
+    def claim(self, name: str) -> "bool | None":
+        return self._while_in_reach(self.registry.claim, name)
+
+    def release(self, name: str) -> None:
+        self._while_in_reach(self.registry.release, name)
+
+    def names(self) -> "list[str] | None":
+        return self._while_in_reach(self.registry.everyone)
+
+    def send_private(self, recipient: str, line: str, origin: int) -> "str | None":
+        holder = self._while_in_reach(self.registry.holder, recipient)
+        if holder is None:
+            return None
+        server, name = holder
+        entry = Entry(self.server_id, (line,), time.time(), origin, log_it=False, to_server=server, recipient=name)
+        return name if self._append(entry) else None  # if not, the room tries its own members
+
+    def _while_in_reach(self, call, *args):
+        """``call(*args)``; None at once if Redis is out of reach, or if it stops answering now."""
+        if not self.contact.in_reach():
+            return None
         try:
-            self._redis.xadd(STREAM, entry, maxlen=STREAM_MAX_ENTRIES, approximate=True)
+            return call(*args)
+        except RedisError as error:
+            self.contact.lost(error)
+            return None
+
+    def _append(self, entry: Entry) -> bool:
+        """Append one of our entries to the stream; False if Redis is out of reach (the room delivers it here)."""
+        if not self.contact.in_reach():
+            return False
+        number = next(self._numbers)
+        try:
+            self._add(replace(entry, number=number))
         except RedisError as error:
             self._delivered_here.add(number)
-            self._lost(error)
+            self.contact.lost(error)
             return False
         return True
 
-    def claim(self, name: str) -> "bool | None":
-        if not self._in_reach.is_set():
-            return None
-        try:
-            return bool(self._redis.hsetnx(NAMES, name_key(name), f"{self.server_id}\t{name}"))
-        except RedisError as error:
-            self._lost(error)
-            return None
+    def _add(self, entry: Entry) -> None:
+        self._redis.xadd(STREAM, entry.to_fields(), maxlen=STREAM_MAX_ENTRIES, approximate=True)
 
-    def release(self, name: str) -> None:
-        if not self._in_reach.is_set():
-            return
-        try:
-            self._release(keys=[NAMES], args=[name_key(name), self.server_id])
-        except RedisError as error:
-            self._lost(error)
-
-    def names(self) -> "list[str] | None":
-        if not self._in_reach.is_set():
-            return None
-        try:
-            held = self._redis.hvals(NAMES)
-        except RedisError as error:
-            self._lost(error)
-            return None
-        return [value.partition("\t")[2] for value in held]
-
-    def send_private(self, recipient: str, line: str, origin: int) -> "str | None":
-        if not self._in_reach.is_set():
-            return None
-        try:
-            held = self._redis.hget(NAMES, name_key(recipient))
-        except RedisError as error:
-            self._lost(error)
-            return None
-        if held is None:
-            return None
-        server, _, name = held.partition("\t")
-        if not self._append({"s": self.server_id, "o": origin, "to": server, "n": name, "l": line}):
-            return None  # the room tries its own members
-        return name
+    def _notice(self, lines: "list[str]", elsewhere_only: bool = False, about: "str | None" = None) -> Entry:
+        """An entry for notices this server gives about others (not its members' own doing)."""
+        return Entry(self.server_id, tuple(lines), time.time(), elsewhere_only=elsewhere_only, about=about)
 
     # -- the bus thread ----------------------------------------------------------
 
@@ -271,7 +240,7 @@ class RedisBus:
         delay = RETRY_FIRST_S
         while not self._stopping.is_set():
             try:
-                if not self._in_reach.is_set():
+                if not self.contact.in_reach():
                     self._join_the_others()
                     delay = RETRY_FIRST_S
                 self._deliver(self._read())
@@ -280,10 +249,10 @@ class RedisBus:
                 if self._stopping.is_set():
                     return  # close() cut the connection to wake us
                 if isinstance(error, RedisError):
-                    self._lost(error)
+                    self.contact.lost(error)
                 else:  # a bug of ours: say so, and carry on
                     log.exception("Unexpected error in the Redis bus")
-                    self._lost(None)
+                    self.contact.lost(None)
             else:
                 continue
             self._stopping.wait(delay * random.uniform(0.5, 1.0))
@@ -292,23 +261,20 @@ class RedisBus:
     def _join_the_others(self) -> None:
         """Connect: on the first time, take the history from the stream; each time, (re)register."""
         if self._last_id is None:
-            entries = self._redis.xrevrange(STREAM, count=max(self.history_lines, 1))  # newest first
-            self._last_id = entries[0][0] if entries else "0-0"
-            said = []
-            for _, fields in reversed(entries):
-                with _skipping_malformed():
-                    if "to" not in fields:  # private messages are no history
-                        said += [(_time(fields), line) for line in fields["l"].split("\n")]
-            self.room.remember(said[-self.history_lines :] if self.history_lines else [])
+            self._load_history()
         self._register()
-        with self._reach_lock:
-            again, self._ever_in_reach = self._ever_in_reach, True
-            self._in_reach.set()
-        if again:
-            log.info("🔗 Back in contact with Redis: the room is shared again.")
-            self.room.announce(BACK)
-        else:
-            log.info("🔗 Sharing the room through Redis at %s (this server: %s)", without_password(self.url), self.server_id)
+        self.contact.made(self.server_id)
+
+    def _load_history(self) -> None:
+        """Read on from the stream's last entry, and give the room the public lines before it as history."""
+        newest_first = self._redis.xrevrange(STREAM, count=max(self.history_lines, 1))
+        self._last_id = newest_first[0][0] if newest_first else "0-0"
+        said = []
+        for _, fields in reversed(newest_first):
+            entry = _readable(fields)
+            if entry is not None and not entry.private:  # a private message is never history
+                said += [(entry.when, line) for line in entry.lines]
+        self.room.remember(said[-self.history_lines :] if self.history_lines else [])
 
     def _register(self) -> None:
         """Say this server is alive, and make the names it holds in Redis those of its members now.
@@ -317,95 +283,111 @@ class RedisBus:
         again; after this server lost Redis for a while, the names of those
         who left meanwhile are released.
         """
-        mine = self.server_id + "\t"
-        names = {name_key(name): name for name in self.room.names_here()}
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.sadd(SERVERS, self.server_id)
-        pipe.set(alive_key(self.server_id), "1", px=round(self.timings.alive_ttl_s * 1000))
-        pipe.hgetall(NAMES)
-        held = pipe.execute()[2]
-        went = [holder[len(mine) :] for key, holder in held.items() if holder.startswith(mine) and key not in names]
-        for name in went:
-            self._release(keys=[NAMES], args=[name_key(name), self.server_id])
+        self.registry.heartbeat()
+        went, clashes = self.registry.hold_only(self.room.names_here())
         if went:  # the others still thought them here (our own members saw them leave)
-            self._redis.xadd(STREAM, self._notice([messages.left(name) for name in went], elsewhere_only=True))
-        for key, name in names.items():
-            if key not in held and not self._redis.hsetnx(NAMES, key, mine + name):
-                held[key] = self._redis.hget(NAMES, key) or mine
-            if not held.get(key, mine).startswith(mine):
-                log.warning("⚠️  %s is also the name of someone on another server (taken while we were apart)", name)
+            self._add(self._notice([messages.left(name) for name in went], elsewhere_only=True))
+        for name in clashes:
+            log.warning("⚠️  %s is also the name of someone on another server (taken while we were apart)", name)
         self._next_heartbeat = time.monotonic() + self.timings.heartbeat_s
 
     def _read(self):
-        return self._reader.xread({STREAM: self._last_id}, count=READ_COUNT, block=READ_BLOCK_MS) or []
+        return self._reader.xread({STREAM: self._last_id}, count=READ_COUNT, block=self._read_block_ms) or []
 
     def _deliver(self, response) -> None:
         """Hand what was read to the room, in the stream's order."""
         for _, entries in response:
             with self.room.deferred_flushes():  # each member's lines go out together
                 for entry_id, fields in entries:
-                    with _skipping_malformed():
-                        self._deliver_entry(fields)
+                    entry = _readable(fields)
+                    if entry is not None:
+                        self._deliver_entry(entry)
                     self._last_id = entry_id
 
-    def _deliver_entry(self, fields: dict) -> None:
-        ours = fields["s"] == self.server_id
-        if ours and "e" in fields:  # meant for the other servers only
+    def _deliver_entry(self, entry: Entry) -> None:
+        """Hand one entry to the room, unless this server's members have it already or it is not for them."""
+        ours = entry.server == self.server_id
+        if ours and entry.elsewhere_only:
             return
-        if ours and fields.get("i") in self._delivered_here:  # delivered here already, when Redis seemed lost
-            self._delivered_here.discard(fields["i"])
+        if ours and entry.number in self._delivered_here:  # delivered here already, when Redis seemed lost
+            self._delivered_here.discard(entry.number)
             return
-        if fields.get("r") == self.server_id:  # we were taken for dead, but our members are here
+        if entry.about == self.server_id:  # we were taken for dead, but our members are here
+            self._say_we_are_back(entry)
             return
-        origin = int(fields["o"]) if ours else None  # member numbers are per server
-        if "to" in fields:  # a private message
-            if fields["to"] == self.server_id:
-                self.room.deliver_private(fields["n"], fields["l"], origin)
-            return
-        log_it = not ours or fields.get("g") == "1"  # our own notices were logged when they happened
-        self.room.deliver(fields["l"].split("\n"), origin, _time(fields), log_it)
+        origin = entry.origin if ours else None  # member numbers are per server
+        if not entry.private:
+            self.room.deliver(list(entry.lines), origin, entry.when, not ours or entry.log_it)
+        elif entry.to_server == self.server_id:
+            self.room.deliver_private(entry.recipient, entry.lines[0], origin)
+
+    def _say_we_are_back(self, notice: Entry) -> None:
+        """Tell the other servers that our members another server said had left are here.
+
+        Said in answer to that notice, so that the others see them leave,
+        then come back, in that order.
+        """
+        back = [name for name in self.room.names_here() if messages.left(name) in notice.lines]
+        if back:
+            self._add(self._notice([messages.joined(name) for name in back], elsewhere_only=True))
 
     def _keep_alive(self) -> None:
+        """Once a heartbeat: say this server is alive, and remove those that are not."""
         if time.monotonic() < self._next_heartbeat:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.sadd(SERVERS, self.server_id)
-        pipe.set(alive_key(self.server_id), "1", px=round(self.timings.alive_ttl_s * 1000))
-        readded, _ = pipe.execute()
-        if readded:  # our heartbeat came too late, and another server removed us
-            log.warning("⚠️  The other servers took this one for dead: registering again")
+        if self.registry.heartbeat():  # too late: another server removed us
             self._register()
-            here = self.room.names_here()
-            if here:  # they were told our members left: tell them they are back
-                self._append(self._notice([messages.joined(name) for name in here], elsewhere_only=True))
-        for server in self._redis.smembers(SERVERS):
-            if server != self.server_id and not self._redis.exists(alive_key(server)):
-                self._reap_server(server)
+            log.warning("⚠️  The other servers took this one for dead: registered again")
+        for server in self.registry.dead_servers():
+            self._reap(server)
         self._next_heartbeat = time.monotonic() + self.timings.heartbeat_s
 
-    def _reap_server(self, server: str, stopping: bool = False) -> None:
-        """Remove a server that stopped (or this one, stopping), and tell everyone its members left."""
-        gone = self._reap(keys=[SERVERS, NAMES, alive_key(server)], args=[server, "stopping" if stopping else ""])
-        if server != self.server_id:
-            log.warning("💀 Server %s stopped answering: %d of its users left", server, len(gone))
-        if gone:
-            lines = [messages.left(name) for name in sorted(gone, key=name_key)]
-            entry = self._notice(lines)
-            entry["r"] = server  # should that server still be alive, it knows its members are not gone
-            self._redis.xadd(STREAM, entry, maxlen=STREAM_MAX_ENTRIES, approximate=True)
+    def _reap(self, server: str) -> None:
+        """Remove a server that stopped answering, and tell everyone its members left (unless another server did)."""
+        gone = self.registry.reap(server)
+        if gone is None:
+            return
+        log.warning("💀 Server %s stopped answering: %d of its users left", server, len(gone))
+        if gone:  # should that server still be alive, it reads this and says they are back
+            self._add(self._notice([messages.left(name) for name in gone], about=server))
 
-    def _notice(self, lines: "list[str]", elsewhere_only: bool = False) -> dict:
-        """A stream entry for notices this server gives about others (not its members' own doing)."""
-        entry = {"s": self.server_id, "o": 0, "t": repr(time.time()), "g": 1, "l": "\n".join(lines)}
-        if elsewhere_only:
-            entry["e"] = 1
-        return entry
 
-    def _lost(self, error: "Exception | None") -> None:
-        """Redis stopped answering: say so once, and let the bus thread reconnect."""
-        with self._reach_lock:
+class Contact:
+    """Whether Redis answers now; each time that changes, the log and this server's members are told once.
+
+    Any thread may ask (``in_reach``, an event read without a lock) and
+    report a failure (``lost``); the bus thread says when contact is
+    ``made``, the first time and after each loss.
+    """
+
+    def __init__(self, url: str, room) -> None:
+        self.url = url
+        self.room = room
+        self._in_reach = threading.Event()
+        # Guards the changes of _in_reach and the two flags below, so that
+        # "lost" and "back" are each said once.
+        self._lock = threading.Lock()
+        self._ever_made = False
+        self._said_unreachable = False  # the first failure to connect was logged
+
+    def in_reach(self) -> bool:
+        return self._in_reach.is_set()
+
+    def made(self, server_id: str) -> None:
+        with self._lock:
+            again, self._ever_made = self._ever_made, True
+            self._in_reach.set()
+        if again:
+            log.info("🔗 Back in contact with Redis: the room is shared again.")
+            self.room.announce(BACK)
+        else:
+            log.info("🔗 Sharing the room through Redis at %s (this server: %s)", without_password(self.url), server_id)
+
+    def lost(self, error: "Exception | None") -> None:
+        """Redis stopped answering (or ``error`` kept us from reaching it): say so once."""
+        with self._lock:
             if not self._in_reach.is_set():
-                if not self._ever_in_reach and not self._said_unreachable:
+                if not self._ever_made and not self._said_unreachable:
                     self._said_unreachable = True
                     log.warning(
                         "⚠️  Cannot reach Redis at %s (%s)%s: serving this server's clients alone, and trying again",
@@ -416,13 +398,20 @@ class RedisBus:
         log.warning("⚠️  Lost contact with Redis (%s): serving this server's clients alone until it is back", error)
         self.room.announce(LOST)
 
+    def end(self) -> None:
+        """From now on, out of reach for good (the bus is closed), and said no more."""
+        with self._lock:
+            self._in_reach.clear()
+            self._ever_made = self._said_unreachable = True
 
-def _time(fields: dict) -> float:
-    """An entry's time, which must be a plausible one (it is shown to newcomers)."""
-    when = float(fields["t"])
-    if not (math.isfinite(when) and 0 <= when < 1e11):
-        raise ValueError(f"time {fields['t']!r}")
-    return when
+
+def _readable(fields: dict) -> "Entry | None":
+    """The entry, or None if it is not ours to read (logged: someone wrote to our stream)."""
+    try:
+        return Entry.from_fields(fields)
+    except MalformedEntry as error:
+        log.warning("⚠️  Skipped a malformed entry in the Redis stream: %s", error)
+        return None
 
 
 def _hint(error: "Exception | None") -> str:
@@ -430,16 +419,3 @@ def _hint(error: "Exception | None") -> str:
     if isinstance(error, (AuthenticationError, ResponseError)):
         return "; check the password and the database number in the URL"
     return ""
-
-
-class _skipping_malformed:
-    """A context manager: an entry that is not ours to read (a missing or odd field) is logged and skipped."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, traceback) -> bool:
-        if kind in (KeyError, ValueError, AttributeError):
-            log.warning("⚠️  Skipped a malformed entry in the Redis stream: %r", error)
-            return True
-        return False

@@ -22,6 +22,7 @@ from typing import NamedTuple
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
+from chat.core.framing import encode_line
 from chat.transports.handshake import Opening, answer, sniff
 from chat.transports.websocket import WebSocketAdapter
 from chat.web import page_files
@@ -169,7 +170,7 @@ class AdapterPageServer(PageServer):
         # The tests' lines are small, so a blocking sendall under the adapter's
         # lock is harmless here; the chat server uses its outbox instead.
         adapter = WebSocketAdapter(sock.sendall)
-        connection = Connection(adapter.send_line, adapter.close)
+        connection = Connection(lambda line: adapter.send_lines(encode_line(line)), adapter.close)
         opened = False
         try:
             first = sock.recv(65536)

@@ -299,7 +299,7 @@ def format_address(address) -> str:
 
 
 def format_peer(address) -> str:
-    """A client's address for the log: IPv4 as in the design document, ``('127.0.0.1', 5000)``."""
+    """A client's address for the log: IPv4 as a Python tuple, ``('127.0.0.1', 5000)``, IPv6 as ``[::1]:5000``."""
     host, port = address[:2]
     return format_address(address) if ":" in host else repr((host, port))
 

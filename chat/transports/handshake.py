@@ -176,30 +176,15 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 def origin_allowed(origin: "str | None", host: "str | None", forwarded_host: "str | None") -> bool:
     """True if a WebSocket handshake with this ``Origin`` may join the chat.
 
-    Why check at all: a browser lets any page open a WebSocket to any
-    address, and tells the server which site the page came from in
-    ``Origin``. Without a check, a page on some other site could make its
-    visitors' browsers join this chat (a local or classroom one included) and
-    post in their names. Only browsers send ``Origin``, and a page cannot
-    forge it, so the check is about browsers alone.
-
-    What is accepted, and why:
-
-    * no ``Origin``: not a browser (``client.py``, websockets' own client),
-      or a proxy that dropped it;
-    * an origin whose host is ``localhost``, ``127.0.0.1`` or ``[::1]``: the
-      page opened on this machine, or through a tunnel such as
-      ``gh codespace ports forward`` that ends on this machine;
-    * an origin whose host is the request's ``Host``, or one of the hosts in
-      ``X-Forwarded-Host``: our own page. GitHub Codespaces forwards the port
-      through an HTTPS proxy that may rewrite ``Host`` to the local address
-      and put the public one (``NAME-8080.app.github.dev``) in
-      ``X-Forwarded-Host``, or drop ``Origin``. A page cannot set either
-      header on a WebSocket, so trusting them does not let another site in.
-
-    Hosts are compared without their ports, because proxies differ in
-    whether they keep, change or drop the port. Anything else, including
-    the ``null`` origin of a page opened from a file, is refused with 403.
+    A browser lets any page open a WebSocket to any address, and names the
+    page's site in ``Origin``, which a page cannot forge: without this check,
+    another site could make its visitors' browsers post here in their names.
+    Accepted: no ``Origin`` (not a browser); a page on this machine
+    (``localhost``, ``127.0.0.1``, ``[::1]``, or a tunnel that ends here);
+    and our own page, whose host is the request's ``Host`` or one named in
+    ``X-Forwarded-Host`` (a Codespace's HTTPS proxy moves the public name
+    there; a page cannot set either header). Ports are ignored, since
+    proxies keep, change or drop them. Anything else, ``null`` included, gets 403.
     """
     if origin is None:
         return True

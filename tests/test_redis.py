@@ -375,6 +375,28 @@ def test_a_server_cut_off_from_redis_gets_what_the_others_said_meanwhile_once_an
         assert len(logged(caplog, "Back in contact with Redis")) == 1
 
 
+def test_a_server_cut_off_for_longer_than_its_heartbeat_lasts_says_its_members_are_back(
+    shared_servers, redis_server
+):
+    watcher = shared_servers(timings=WATCHFUL)
+    with relayed(redis_server) as relay:
+        short_lived = Timings(first_line_wait_s=FAST.first_line_wait_s, heartbeat_s=0.1, alive_ttl_s=0.5)
+        cut_off = shared_servers(url=relay.url, timings=short_lived)
+        ann = Peer.joined(cut_off.address, "Ann")
+        bob = Peer.joined(watcher.address, "Bob")
+        ann.expect(messages.joined("Bob"))
+        relay.refuse()
+        relay.cut()
+        ann.expect(LOST)
+        bob.expect(messages.left("Ann"), timeout=TIMEOUT_S)  # taken for dead
+        bob.send("meanwhile")
+        relay.release()
+        assert [ann.read_line(), ann.read_line()] == [BACK, "Bob: meanwhile"]
+        bob.expect(messages.joined("Ann"))
+        bob.send("/users")
+        bob.expect("[SYSTEM] Online (2): Ann, Bob")
+
+
 def test_a_line_redis_took_but_answered_too_late_for_is_delivered_here_once(shared_servers, redis_server, monkeypatch):
     one, two = shared_servers(), shared_servers()
     ann, amy = Peer.joined(one.address, "Ann"), Peer.joined(one.address, "Amy")

@@ -4,6 +4,10 @@ The screen tests compare the whole emulated screen with what a person should
 see: every line whole (wrapped at the terminal's width), in order, and
 below them the prompt, ``You: `` and exactly what was typed, with the cursor
 where the user left it. They run at 80×24 and at 40×20.
+
+The servers run in this process (``chat_server``): they start at once, and
+wait only 0.1 s for a client's first line. server.py itself is started only
+where a test stops it with a signal.
 """
 
 import queue
@@ -12,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+from typing import NamedTuple
 
 import pytest
 from prompt_toolkit.input import create_pipe_input
@@ -21,7 +26,8 @@ from wcwidth import wcwidth
 from chat.client.completion import Roster
 from chat.client.terminal import PromptConsole, ReadingStopped, name_style
 from chat.core import messages
-from tests.helpers import PROJECT, TIMEOUT_S, Peer, Program, ServerProgram, Terminal, free_port, wait_until
+from chat.server import ChatServer
+from tests.helpers import PROJECT, TIMEOUT_S, Peer, Program, Terminal, free_port, wait_until
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((40, 20), id="40x20")]
 PROMPT = "You: "
@@ -100,19 +106,42 @@ def screen_shows(terminal: Terminal, lines, typed: "str | None" = "", cursor: "i
     return condition
 
 
-def joined_terminal(terminals, server_program, watcher: Peer, name="Bob", size=(80, 24), *args) -> Terminal:
+class Served(NamedTuple):
+    """Where a server started in this process listens: its address, and its port alone, as ServerProgram has them."""
+
+    address: "tuple[str, int]"
+    port: int
+
+
+def served(server: ChatServer) -> Served:
+    return Served(server.address, server.address[1])
+
+
+@pytest.fixture
+def chat_server(start_server) -> Served:
+    """A server in this process, without history; a client without ``--name`` joins after 0.1 s (helpers.FAST)."""
+    return served(start_server())
+
+
+def joined_terminal(terminals, server: Served, watcher: Peer, name="Bob", size=(80, 24), *args) -> Terminal:
     """A client that has joined as ``name``: ``watcher`` has seen it join, and it has shown its welcome."""
-    client = terminals("127.0.0.1", str(server_program.port), "--name", name, *args, size=size)
+    client = terminals("127.0.0.1", str(server.port), "--name", name, *args, size=size)
     watcher.expect(messages.joined(name))
     client.wait_for(f"Welcome, {name}!")
     return client
 
 
-def test_the_client_connects_sends_receives_while_typing_and_quits(server_program, terminals):
-    ann = Peer.joined(server_program.address, "Ann")
-    client = terminals("127.0.0.1", str(server_program.port), "--name", "Bob")
+def wait_until_joined(watcher: Peer, *names: str) -> None:
+    """Wait until ``watcher`` has seen each of ``names`` join, in any order: for clients started together."""
+    expected = {messages.joined(name) for name in names}
+    assert {watcher.expect(lambda line: line in expected) for _ in names} == expected
+
+
+def test_the_client_connects_sends_receives_while_typing_and_quits(chat_server, terminals):
+    ann = Peer.joined(chat_server.address, "Ann")
+    client = terminals("127.0.0.1", str(chat_server.port), "--name", "Bob")
     ann.expect(messages.joined("Bob"))
-    start = opening(server_program.port, "Bob", others=1)
+    start = opening(chat_server.port, "Bob", others=1)
     client.wait_for_display(screen_shows(client, start))
 
     client.type("Hello everyone!\r")
@@ -141,10 +170,10 @@ def test_the_client_connects_sends_receives_while_typing_and_quits(server_progra
     ["\x03", "\x04", "/quit\r", "/QUIT see you later\r", "Quit\r", "SIGTERM"],
     ids=["ctrl-c", "ctrl-d", "slash-quit", "slash-quit-with-words", "quit-in-any-case", "sigterm"],
 )
-def test_the_client_leaves_cleanly_on_every_way_out(server_program, terminals, keys):
-    ann = Peer.joined(server_program.address, "Ann")
-    client = joined_terminal(terminals, server_program, ann)
-    client.wait_for_display(screen_shows(client, opening(server_program.port, "Bob", 1)))
+def test_the_client_leaves_cleanly_on_every_way_out(chat_server, terminals, keys):
+    ann = Peer.joined(chat_server.address, "Ann")
+    client = joined_terminal(terminals, chat_server, ann)
+    client.wait_for_display(screen_shows(client, opening(chat_server.port, "Bob", 1)))
     client.leave_with(keys)
     # Exactly as /quit: nothing of the line reaches the others, and the client
     # leaves on its own, rather than seeing the server close the connection.
@@ -158,25 +187,27 @@ def test_the_client_leaves_cleanly_on_every_way_out(server_program, terminals, k
     ["one\rtwo\r\x03", "one\rtwo\r" + "\x03" * 3],
     ids=["after-enter", "repeated"],
 )
-def test_a_ctrl_c_typed_right_after_enter_is_never_lost(server_program, terminals, keys):
-    ann = Peer.joined(server_program.address, "Ann")
-    client = joined_terminal(terminals, server_program, ann)
-    client.wait_for_display(screen_shows(client, opening(server_program.port, "Bob", 1)))
+def test_a_ctrl_c_typed_right_after_enter_is_never_lost(chat_server, terminals, keys):
+    ann = Peer.joined(chat_server.address, "Ann")
+    client = joined_terminal(terminals, chat_server, ann)
+    client.wait_for_display(screen_shows(client, opening(chat_server.port, "Bob", 1)))
     # All in one write: the Ctrl+C arrives while the client is between two prompts.
     client.type(keys)
     assert client.wait() == 0
     assert [ann.read_line() for _ in range(3)] == ["Bob: one", "Bob: two", messages.left("Bob")]
 
 
-def test_a_ctrl_c_is_never_lost_while_connecting_or_while_messages_pour_in(server_program, terminals):
-    ann = Peer.joined(server_program.address, "Ann")
-    early = terminals("127.0.0.1", str(server_program.port))
+def test_a_ctrl_c_is_never_lost_while_connecting_or_while_messages_pour_in(chat_server, terminals):
+    ann = Peer.joined(chat_server.address, "Ann")
+    early = terminals("127.0.0.1", str(chat_server.port))
+    client = terminals("127.0.0.1", str(chat_server.port), "--name", "Bob")  # started meanwhile, to save time
     early.wait_for("Connecting")
     early.type("\x03")  # before any prompt has been drawn
     assert early.wait() == 0
 
-    client = joined_terminal(terminals, server_program, ann)
-    client.wait_for_display(screen_shows(client, opening(server_program.port, "Bob", 1)))
+    ann.expect(messages.joined("Bob"))
+    client.wait_for("Welcome, Bob!")  # with one other user online, or two if the early one was let in
+    client.wait_for_display(lambda: client.rows()[-1] == PROMPT.rstrip())
     for number in range(40):
         ann.send(f"message {number}")
     client.wait_for("message 5")
@@ -229,26 +260,22 @@ def test_an_ipv6_address_is_shown_in_brackets(terminals):
     assert f"Could not connect to [::1]:{port}: connection refused." in client.transcript
 
 
-def test_a_client_turned_away_by_a_full_server_exits_with_status_1():
-    server = ServerProgram(0, "--max-clients", "1")
-    try:
-        Peer.joined(server.address, "Ann")
-        client = Program(["client.py", "127.0.0.1", str(server.port)])
-        assert client.wait() == 1
-        output = client.all_output()
-        assert "📨 [SYSTEM] " in output  # the server's reason, whatever its words
-        assert "Traceback" not in output
-    finally:
-        Peer.close_all()
-        server.kill()
+def test_a_client_turned_away_by_a_full_server_exits_with_status_1(start_server):
+    server = served(start_server(max_clients=1))
+    Peer.joined(server.address, "Ann")
+    client = Program(["client.py", "127.0.0.1", str(server.port)])
+    assert client.wait() == 1
+    output = client.all_output()
+    assert "📨 [SYSTEM] " in output  # the server's reason, whatever its words
+    assert "Traceback" not in output
 
 
-def test_names_are_colored_on_a_terminal_unless_no_color_is_set(server_program, terminals):
-    ann = Peer.joined(server_program.address, "Ann")
-    colored = joined_terminal(terminals, server_program, ann, "Bob")
-    flag = joined_terminal(terminals, server_program, ann, "Cid", (80, 24), "--no-color")
-    variable = terminals("127.0.0.1", str(server_program.port), "--name", "Dee", env={"NO_COLOR": "1"})
-    ann.expect(messages.joined("Dee"))
+def test_names_are_colored_on_a_terminal_unless_no_color_is_set(chat_server, terminals):
+    ann = Peer.joined(chat_server.address, "Ann")
+    colored = terminals("127.0.0.1", str(chat_server.port), "--name", "Bob")
+    flag = terminals("127.0.0.1", str(chat_server.port), "--name", "Cid", "--no-color")
+    variable = terminals("127.0.0.1", str(chat_server.port), "--name", "Dee", env={"NO_COLOR": "1"})
+    wait_until_joined(ann, "Bob", "Cid", "Dee")
     ann.send("colors?")
     for client in (colored, flag, variable):
         client.wait_for("colors?")
@@ -269,8 +296,8 @@ def test_names_are_colored_on_a_terminal_unless_no_color_is_set(server_program, 
         assert not re.search(r"\x1b\[[0-9;]*[1-9][0-9;]*m", plain.transcript), "a color or bold code was sent"
 
 
-def test_the_rooms_history_comes_before_the_welcome_each_line_with_its_time_and_colors(server_programs, terminals):
-    server = server_programs(0, "--history", "50")
+def test_the_rooms_history_comes_before_the_welcome_each_line_with_its_time_and_colors(start_server, terminals):
+    server = served(start_server(history_lines=50))
     ann = Peer.joined(server.address, "Ann")
     ann.send("hello")
     ann.send("/me waves")
@@ -319,20 +346,20 @@ def test_the_client_strips_escape_sequences_a_hostile_server_sends(terminals):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_the_welcome_line_wraps_whole_above_the_prompt(server_program, terminals, size):
-    client = terminals("127.0.0.1", str(server_program.port), size=size)
+def test_the_welcome_line_wraps_whole_above_the_prompt(chat_server, terminals, size):
+    client = terminals("127.0.0.1", str(chat_server.port), size=size)
     welcome = client.wait_for("Type /help for commands.")
     name = re.search(r"Welcome, ([^!]+)!", welcome).group(1)  # User_<port>: 81 columns and more
-    client.wait_for_display(screen_shows(client, opening(server_program.port, name)))
+    client.wait_for_display(screen_shows(client, opening(chat_server.port, name)))
     client.type("hi")
-    client.wait_for_display(screen_shows(client, opening(server_program.port, name), "hi"))
+    client.wait_for_display(screen_shows(client, opening(chat_server.port, name), "hi"))
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_a_300_character_line_arrives_while_half_a_line_is_typed(server_program, terminals, size):
-    ann = Peer.joined(server_program.address, "Ann")
-    client = joined_terminal(terminals, server_program, ann, size=size)
-    start = opening(server_program.port, "Bob", 1)
+def test_a_300_character_line_arrives_while_half_a_line_is_typed(chat_server, terminals, size):
+    ann = Peer.joined(chat_server.address, "Ann")
+    client = joined_terminal(terminals, chat_server, ann, size=size)
+    start = opening(chat_server.port, "Bob", 1)
     client.type("half a li\x1b[D\x1b[D")
     client.wait_for_display(screen_shows(client, start, "half a li", cursor=7))
     long_line = " ".join(f"word{number:03}" for number in range(30))[:300]
@@ -343,10 +370,10 @@ def test_a_300_character_line_arrives_while_half_a_line_is_typed(server_program,
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_a_wrapped_half_typed_line_stays_whole_while_three_messages_arrive(server_program, terminals, size):
-    ann = Peer.joined(server_program.address, "Ann")
-    client = joined_terminal(terminals, server_program, ann, size=size)
-    start = opening(server_program.port, "Bob", 1)
+def test_a_wrapped_half_typed_line_stays_whole_while_three_messages_arrive(chat_server, terminals, size):
+    ann = Peer.joined(chat_server.address, "Ann")
+    client = joined_terminal(terminals, chat_server, ann, size=size)
+    start = opening(chat_server.port, "Bob", 1)
     draft = "a draft that is longer than the terminal is wide, " * 2 + "end"
     client.type(draft + "\x1b[D" * 10)
     cursor = len(draft) - 10
@@ -362,10 +389,10 @@ def test_a_wrapped_half_typed_line_stays_whole_while_three_messages_arrive(serve
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_an_emoji_heavy_line_is_shown_whole(server_program, terminals, size):
-    ann = Peer.joined(server_program.address, "Ann")
-    client = joined_terminal(terminals, server_program, ann, size=size)
-    start = opening(server_program.port, "Bob", 1)
+def test_an_emoji_heavy_line_is_shown_whole(chat_server, terminals, size):
+    ann = Peer.joined(chat_server.address, "Ann")
+    client = joined_terminal(terminals, chat_server, ann, size=size)
+    start = opening(chat_server.port, "Bob", 1)
     client.type("typing")
     emoji = "party 🎉🎉 rocket 🚀 " + "😀" * 37 + " 中文字 end"
     ann.send(emoji)
@@ -373,11 +400,11 @@ def test_an_emoji_heavy_line_is_shown_whole(server_program, terminals, size):
 
 
 @pytest.mark.parametrize("sizes", [((80, 24), (40, 20)), ((40, 20), (80, 24))], ids=["narrower", "wider"])
-def test_a_resize_between_messages_keeps_the_screen_whole(server_program, terminals, sizes):
-    ann = Peer.joined(server_program.address, "Ann")
+def test_a_resize_between_messages_keeps_the_screen_whole(chat_server, terminals, sizes):
+    ann = Peer.joined(chat_server.address, "Ann")
     before, after = sizes
-    client = joined_terminal(terminals, server_program, ann, size=before)
-    start = opening(server_program.port, "Bob", 1)
+    client = joined_terminal(terminals, chat_server, ann, size=before)
+    start = opening(chat_server.port, "Bob", 1)
     first = "before the resize " * 4
     ann.send(first)
     client.type("still typing")
@@ -395,10 +422,10 @@ def test_a_resize_between_messages_keeps_the_screen_whole(server_program, termin
         assert shown[: len(old_rows)] == old_rows
 
 
-def test_tab_completes_commands_and_the_names_of_people_online(server_program, terminals):
-    ann = Peer.joined(server_program.address, "Annabel")
-    client = joined_terminal(terminals, server_program, ann)
-    start = opening(server_program.port, "Bob", 1)
+def test_tab_completes_commands_and_the_names_of_people_online(chat_server, terminals):
+    ann = Peer.joined(chat_server.address, "Annabel")
+    client = joined_terminal(terminals, chat_server, ann)
+    start = opening(chat_server.port, "Bob", 1)
     client.wait_for_display(screen_shows(client, start))
     client.type("Ann\tX")  # nobody of that name is known yet: the welcome names nobody
     client.wait_for_display(screen_shows(client, start, "AnnX"))
@@ -409,7 +436,7 @@ def test_tab_completes_commands_and_the_names_of_people_online(server_program, t
     client.type("/ms\tAnn\thello\r")
     assert ann.read_line() == "[PM from Bob] hello"
 
-    cid = Peer.joined(server_program.address, "Cid")
+    cid = Peer.joined(chat_server.address, "Cid")
     client.wait_for(messages.joined("Cid"))
     client.type("C\tX")  # at the start of a line, a name is followed by ": "
     client.wait_for_display(lambda: client.rows()[-1] == "You: Cid: X")
@@ -421,10 +448,10 @@ def test_tab_completes_commands_and_the_names_of_people_online(server_program, t
     client.wait_for_display(lambda: client.rows()[-1] == "You: CZ")
 
 
-def test_up_and_down_recall_what_was_sent_and_ctrl_l_clears_the_screen(server_program, terminals):
-    ann = Peer.joined(server_program.address, "Ann")
-    client = joined_terminal(terminals, server_program, ann)
-    start = opening(server_program.port, "Bob", 1)
+def test_up_and_down_recall_what_was_sent_and_ctrl_l_clears_the_screen(chat_server, terminals):
+    ann = Peer.joined(chat_server.address, "Ann")
+    client = joined_terminal(terminals, chat_server, ann)
+    start = opening(chat_server.port, "Bob", 1)
     client.type("first\r")
     client.type("second\r")
     assert [ann.read_line(), ann.read_line()] == ["Bob: first", "Bob: second"]
@@ -437,18 +464,18 @@ def test_up_and_down_recall_what_was_sent_and_ctrl_l_clears_the_screen(server_pr
     client.wait_for_display(screen_shows(client, [], "second"))
 
 
-def test_help_mentions_the_keys(server_program, terminals):
-    ann = Peer.joined(server_program.address, "Ann")
-    client = joined_terminal(terminals, server_program, ann)
+def test_help_mentions_the_keys(chat_server, terminals):
+    ann = Peer.joined(chat_server.address, "Ann")
+    client = joined_terminal(terminals, chat_server, ann)
     client.type("/help\r")
     client.wait_for("Tab completes commands and names")
     client.wait_for("Ctrl+L")
 
 
-def test_without_color_a_terminal_gets_no_color_and_a_pipe_not_one_escape_byte(server_program):
-    ann = Peer.joined(server_program.address, "Ann")
+def test_without_color_a_terminal_gets_no_color_and_a_pipe_not_one_escape_byte(chat_server):
+    ann = Peer.joined(chat_server.address, "Ann")
     result = subprocess.run(
-        [sys.executable, "client.py", "127.0.0.1", str(server_program.port), "--name", "Pipe"],
+        [sys.executable, "client.py", "127.0.0.1", str(chat_server.port), "--name", "Pipe"],
         cwd=PROJECT,
         input="hello from a pipe\n/users\n",
         capture_output=True,
@@ -461,7 +488,7 @@ def test_without_color_a_terminal_gets_no_color_and_a_pipe_not_one_escape_byte(s
     assert "\x1b" not in result.stdout + result.stderr
     lines = [TIMESTAMP.sub("[HH:MM:SS]", line) for line in result.stdout.splitlines()]
     assert lines[:3] == [
-        f"[HH:MM:SS] 🔄 Connecting to 127.0.0.1:{server_program.port}...",
+        f"[HH:MM:SS] 🔄 Connecting to 127.0.0.1:{chat_server.port}...",
         "[HH:MM:SS] ✅ Connected! Type messages and press Enter. Type 'quit' to exit.",
         "📨 " + messages.welcome("Pipe", 1),
     ]
@@ -469,8 +496,8 @@ def test_without_color_a_terminal_gets_no_color_and_a_pipe_not_one_escape_byte(s
     assert lines[-1] == "📨 [SYSTEM] Goodbye!"
 
 
-def test_a_dumb_terminal_gets_plain_lines(server_program, terminals):
-    client = terminals("127.0.0.1", str(server_program.port), "--name", "Bob", env={"TERM": "dumb"})
+def test_a_dumb_terminal_gets_plain_lines(chat_server, terminals):
+    client = terminals("127.0.0.1", str(chat_server.port), "--name", "Bob", env={"TERM": "dumb"})
     client.wait_for(messages.welcome("Bob", 0))
     client.type("/quit\r")
     assert client.wait() == 0
@@ -482,8 +509,8 @@ def test_a_dumb_terminal_gets_plain_lines(server_program, terminals):
     [["--port", "PORT"], ["--host", "127.0.0.1", "--port", "PORT"], ["127.0.0.1:PORT"]],
     ids=["port-option", "host-and-port-options", "host-colon-port"],
 )
-def test_the_address_can_be_given_as_the_server_takes_it(server_program, args):
-    args = [arg.replace("PORT", str(server_program.port)) for arg in args]
+def test_the_address_can_be_given_as_the_server_takes_it(chat_server, args):
+    args = [arg.replace("PORT", str(chat_server.port)) for arg in args]
     client = Program(["client.py", *args])  # standard input is empty: it joins and leaves
     client.expect(r"✅ Connected!")
     client.expect(r"Goodbye!")
@@ -577,10 +604,10 @@ def test_a_ctrl_c_ends_the_prompt_whenever_it_comes():
 # Over WebSocket: the same client, for a server behind HTTPS (a Codespace's forwarded port).
 
 
-def test_the_client_chats_over_websocket_exactly_as_over_tcp(server_program, terminals):
-    ann = Peer.joined(server_program.address, "Ann")
-    client = terminals(f"ws://127.0.0.1:{server_program.port}", "--name", "Wes", env={"NO_COLOR": "1"})
-    client.wait_for(f"Connecting to ws://127.0.0.1:{server_program.port}/ws...")
+def test_the_client_chats_over_websocket_exactly_as_over_tcp(chat_server, terminals):
+    ann = Peer.joined(chat_server.address, "Ann")
+    client = terminals(f"ws://127.0.0.1:{chat_server.port}", "--name", "Wes", env={"NO_COLOR": "1"})
+    client.wait_for(f"Connecting to ws://127.0.0.1:{chat_server.port}/ws...")
     client.wait_for(messages.welcome("Wes", 1))
     ann.expect("[SYSTEM] Wes joined the chat!")
     ann.send("Hi Wes!")
@@ -592,17 +619,17 @@ def test_the_client_chats_over_websocket_exactly_as_over_tcp(server_program, ter
     assert ann.read_line() == "[SYSTEM] Wes left the chat."
 
 
-def test_a_web_address_that_is_not_a_chat_server_gets_one_sentence_and_status_1(server_program):
-    client = Program(["client.py", f"ws://127.0.0.1:{server_program.port}/nothing"])
+def test_a_web_address_that_is_not_a_chat_server_gets_one_sentence_and_status_1(chat_server):
+    client = Program(["client.py", f"ws://127.0.0.1:{chat_server.port}/nothing"])
     assert client.wait() == 1
     output = client.all_output()
-    assert f"ws://127.0.0.1:{server_program.port}/nothing refused the connection (HTTP 404)." in output
+    assert f"ws://127.0.0.1:{chat_server.port}/nothing refused the connection (HTTP 404)." in output
     assert "Traceback" not in output
 
 
 @pytest.fixture
-def locked_server(server_programs) -> ServerProgram:
-    return server_programs(0, "--password", "open sesame")
+def locked_server(start_server) -> "Served":
+    return served(start_server(password="open sesame"))
 
 
 def test_the_password_is_asked_for_unseen_and_lets_the_client_in(locked_server, terminals):
@@ -617,9 +644,9 @@ def test_the_password_is_asked_for_unseen_and_lets_the_client_in(locked_server, 
 
 def test_a_wrong_or_missing_password_is_one_clear_line_and_status_1(locked_server):
     wrong = Program(["client.py", "127.0.0.1", str(locked_server.port), "--password", "guess"])
+    missing = Program(["client.py", "127.0.0.1", str(locked_server.port)], env={"CHAT_PASSWORD": ""})
     assert wrong.wait() == 1
     assert "[ERROR] Wrong password." in wrong.all_output()
-    missing = Program(["client.py", "127.0.0.1", str(locked_server.port)], env={"CHAT_PASSWORD": ""})
     assert missing.wait() == 1
     output = missing.all_output()
     assert "This chat needs a password" in output and "--password" in output

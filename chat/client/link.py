@@ -40,7 +40,6 @@ class WebSocketLink:
     """The chat over one WebSocket, with the calls of a TCP socket that ChatClient uses."""
 
     def __init__(self, url: str, headers: "dict[str, str]", timeout: float) -> None:
-        self.url = url
         self._closing = contextlib.ExitStack()
         try:
             self._websocket = self._closing.enter_context(

@@ -48,8 +48,9 @@ class Timings:
     first_line_wait_s: float = 1.0
     # A browser must send the whole head of its HTTP request within this long.
     http_head_wait_s: float = 10.0
-    # A WebSocket client that has said nothing for this long gets a ping;
-    # one that answers none of two in a row has vanished.
+    # A WebSocket client that has said nothing for this long gets a ping
+    # (proxies drop connections idle for a minute or so); one that answers
+    # none of two in a row has vanished.
     ping_interval_s: float = 20.0
     # After a wrong password, checks from the same address are at least this
     # far apart, doubling with each further failure (chat.core.password).

@@ -69,11 +69,13 @@ def room():
     return Room()
 
 
-def start_session(room, clock, limits=Limits(), timings=Timings(), password=None) -> "tuple[Session, FakeTransport]":
+def start_session(room, clock, limits=Limits(), timings=Timings(), password=None, connected_at=None) -> "tuple[Session, FakeTransport]":
     transport = FakeTransport()
     gate = PasswordGate(password, FailureTracker(clock=clock), "10.0.0.1") if password else None
     flood = FloodControl(limits.max_rate, clock=clock)
-    session = Session(room, transport, "User_5000", limits, flood, timings.first_line_wait_s, gate, clock)
+    session = Session(
+        room, transport, "User_5000", flood, timings.first_line_wait_s, limits.max_line_bytes, limits.max_queue_bytes, gate, clock, connected_at
+    )
     return session, transport
 
 
@@ -86,6 +88,16 @@ def test_a_client_that_says_nothing_joins_under_its_default_name_after_the_first
     assert session.on_due() and session.stage is Stage.CHATTING
     assert session.name == "User_5000"
     assert transport.take()[-1].startswith("[SYSTEM] Welcome, User_5000! ")
+
+
+def test_the_first_line_wait_counts_from_the_connection_not_from_when_its_kind_was_known(room, clock):
+    # A raw client is known as one by its first bytes, or by saying nothing at all.
+    connected_at = clock()
+    clock.advance(0.6)
+    session, _ = start_session(room, clock, connected_at=connected_at)
+    assert session.seconds_until_due() == pytest.approx(0.4)
+    clock.advance(0.4)
+    assert session.on_due() and session.stage is Stage.CHATTING
 
 
 def test_a_nick_sent_half_a_second_after_connecting_is_honoured(room, clock):

@@ -32,7 +32,6 @@ import threading
 import time
 from typing import Protocol
 
-from chat.config import Limits
 from chat.core import messages
 from chat.core.commands import act_on, clean, parse_command, public_line, requested_name
 from chat.core.flood import FloodControl, Verdict
@@ -84,11 +83,13 @@ class Session:
         room: Room,
         transport: Transport,
         name: str,
-        limits: Limits,
         flood: FloodControl,
         first_line_wait_s: float,
+        max_line_bytes: int,
+        max_queue_bytes: int,
         password: "PasswordGate | None" = None,
         clock=time.monotonic,
+        connected_at: "float | None" = None,
     ) -> None:
         self.room = room
         self.transport = transport
@@ -99,13 +100,17 @@ class Session:
         self.queue = transport.queue
         self.flush = transport.flush
         self.queue_private = transport.queue_private
-        self.limits = limits
         self.flood = flood
+        self._max_line_bytes = max_line_bytes
+        # Past this backlog of its own, the client's input waits (see _wait_while_behind).
+        self._behind_bytes = max_queue_bytes // 2
         self._password = password
         self._first_line_wait_s = first_line_wait_s
         self._clock = clock
         self.stage = Stage.PASSWORD if password is not None else Stage.NAMING
-        self._deadline = clock() + first_line_wait_s  # for the first line of the stage
+        # The first line of the stage is due by then. The first stage's wait
+        # began when the client connected, if that was before (by ``clock``).
+        self._deadline = (clock() if connected_at is None else connected_at) + first_line_wait_s
         self._quitting = threading.Event()  # set by quit(), from any thread
 
     # -- the Member interface (queue, flush and queue_private are the transport's) --
@@ -199,7 +204,7 @@ class Session:
             for event in events:
                 if self._quitting.is_set():
                     return False
-                line = None if isinstance(event, LineTooLong) else clean(decode_line(event, self.limits.max_line_bytes))
+                line = None if isinstance(event, LineTooLong) else clean(decode_line(event, self._max_line_bytes))
                 if line is None and not isinstance(event, LineTooLong):
                     continue  # a blank line
                 verdict = self.flood.check()
@@ -230,7 +235,7 @@ class Session:
             return False
         if verdict is not Verdict.ALLOWED:
             if verdict is not Verdict.DROPPED_AGAIN:
-                self.tell(messages.system(flood_notice(verdict, self.limits)))
+                self.tell(messages.system(flood_notice(verdict, self.flood)))
             return True
         if self.flood.dropped:
             self._report_dropped_lines()
@@ -253,11 +258,10 @@ class Session:
         otherwise queue more replies than its bound before any is sent, and
         be dropped although it reads.
         """
-        threshold = self.limits.max_queue_bytes // 2
-        if self.transport.backlog_bytes <= threshold:
+        if self.transport.backlog_bytes <= self._behind_bytes:
             return
         self.room.flush_deferred()  # what is queued for the others goes out now, not after our wait
-        while not self._quitting.is_set() and not self.transport.wait_until_below(threshold, BEHIND_WAIT_S):
+        while not self._quitting.is_set() and not self.transport.wait_until_below(self._behind_bytes, BEHIND_WAIT_S):
             pass
 
     def _end(self) -> bool:
@@ -265,11 +269,11 @@ class Session:
         return False
 
 
-def flood_notice(verdict: Verdict, limits: Limits) -> str:
-    """What a sender is told when its lines start being dropped."""
+def flood_notice(verdict: Verdict, flood: FloodControl) -> str:
+    """What a sender is told when its lines start being dropped, with the limit it ran into."""
     if verdict is Verdict.ADDRESS_TOO_FAST:
         return (
-            f"Your address is sending too fast (limit: {limits.max_address_rate:g} lines per second "
+            f"Your address is sending too fast (limit: {flood.address_budget.rate:g} lines per second "
             "from one address, all its connections together). Lines are being dropped."
         )
-    return f"You are sending too fast (limit: {limits.max_rate:g} lines per second). Lines are being dropped."
+    return f"You are sending too fast (limit: {flood.own.rate:g} lines per second). Lines are being dropped."

@@ -75,6 +75,7 @@ class ClientConnection:
         self.transport: "LineTransport | WebSocketTransport | None" = None  # once it may chat
         self.session: "Session | None" = None  # the room's member for it, once it may chat
         self._stopping = threading.Event()  # set by stop(), from another thread
+        self._connected_at = time.monotonic()
         self.reader = threading.Thread(target=self._run, name=f"reader-{self.default_name}", daemon=True)
         self.writer = threading.Thread(target=self.outbox.run_writer, name=f"writer-{self.default_name}", daemon=True)
 
@@ -137,6 +138,7 @@ class ClientConnection:
         """Tell what the client is, open its transport, and converse until it leaves."""
         opening, data = self._wait_for_opening()
         self.opening = opening
+        connected_at = None  # a WebSocket client's first line is awaited from its handshake on
         if opening is Opening.HTTP:
             self.transport, events = self._open_websocket(data)
             if self.transport is not None and not self._seat_by_forwarded_address(self.transport):
@@ -145,8 +147,9 @@ class ClientConnection:
             share = self.limits.max_queue_bytes // PRIVATE_SHARE
             self.transport = LineTransport(self.outbox, self.limits.max_line_bytes, share)
             events, _ = self.transport.feed(data, time.monotonic())
+            connected_at = self._connected_at  # its first line's wait began then, not now
         if self.transport is not None:
-            self._converse(self.transport, events)
+            self._converse(self.transport, events, connected_at)
 
     def _wait_for_opening(self) -> "tuple[Opening | None, bytes]":
         """Read until the client shows what it is: HTTP or RAW, with the bytes so far; None if it left first.
@@ -154,7 +157,7 @@ class ClientConnection:
         A client that says nothing within the first-line wait is a raw client.
         """
         received = b""
-        deadline = time.monotonic() + self.timings.first_line_wait_s
+        deadline = self._connected_at + self.timings.first_line_wait_s
         try:
             while not self._stopping.is_set():
                 if not wait_readable(self.sock, deadline - time.monotonic()):
@@ -214,16 +217,18 @@ class ClientConnection:
         self.seat = seat
         return True
 
-    def _converse(self, transport: "LineTransport | WebSocketTransport", first_events: list) -> None:
+    def _converse(self, transport: "LineTransport | WebSocketTransport", first_events: list, connected_at: "float | None") -> None:
         """Hand everything the client sends to its session, and the timers' turns, until it ends."""
         session = self.session = Session(
             self.room,
             transport,
             self.default_name,
-            self.limits,
             FloodControl(self.limits.max_rate, self.seat.address_budget),
             self.timings.first_line_wait_s,
+            self.limits.max_line_bytes,
+            self.limits.max_queue_bytes,
             self._password_gate(),
+            connected_at=connected_at,
         )
         going_on = session.receive(first_events)
         while going_on and not self._stopping.is_set():

@@ -48,10 +48,6 @@ from chat.web import PageFile, page_files
 # A message may hold several lines (a paste, say); one longer than this many
 # lines' worth is refused with close code 1009.
 MESSAGE_LINES = 16
-# Send a ping after this long without a word from the peer. Proxies drop
-# connections that stay idle for a minute or so, and a peer that misses two
-# pings in a row (about 40 s) has vanished.
-PING_INTERVAL_S = 20.0
 
 # websockets logs every connection's opening and closing at INFO; the chat's
 # own log says that, with the user's name. Warnings and errors still show.
@@ -215,7 +211,7 @@ class WebSocketAdapter:
     def ping(self) -> bool:
         """Send a ping; False instead if the last one is still unanswered, or the connection is not open.
 
-        Call it after PING_INTERVAL_S without a word from the peer. False
+        Call it after ``Timings.ping_interval_s`` without a word from the peer. False
         means the peer has said nothing since the last ping, so it is gone:
         close the connection.
         """

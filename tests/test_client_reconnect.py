@@ -1,9 +1,9 @@
 """client.py when its connection is lost: it reconnects, rejoins under its name, and shows only what it missed.
 
-The client runs in a pseudo-terminal, against real server.py processes. A
-connection is lost either through a :class:`Relay` in between, cut as a
-failing network would cut it, or by stopping the server and starting
-another on the same port.
+The client runs in a pseudo-terminal. A connection is lost either through
+a :class:`Relay` in between, cut as a failing network would cut it (the
+server then runs in this process), or by stopping a server.py process and
+starting another on the same port.
 
 The client's waits between tries are set with ``--retry-first``: short
 (:data:`SOON`), so that the tests check what happens instead of waiting on
@@ -57,9 +57,9 @@ def relays():
 
 
 @pytest.fixture
-def relay(servers, relays) -> Relay:
-    """A server with history, and a Relay in front of it (``relay.server``)."""
-    return relays(servers())
+def relay(start_server, relays) -> Relay:
+    """A server in this process with history, and a Relay in front of it (``relay.server``)."""
+    return relays(start_server(history_lines=50))
 
 
 def wait_until_handled(peer: Peer) -> None:
@@ -161,9 +161,9 @@ def test_after_a_server_restart_the_client_comes_back_and_lines_typed_meanwhile_
 
 
 def test_a_client_away_for_longer_than_the_history_holds_is_told_that_earlier_lines_may_be_missing(
-    servers, relays, terminals
+    start_server, relays, terminals
 ):
-    relay = relays(servers(0, "--history", "2"))
+    relay = relays(start_server(history_lines=2))
     ann = Peer.joined(relay.server.address, "Ann")
     client = terminals("127.0.0.1", str(relay.port), "--name", "Bob", *SOON, env=PLAIN)
     ann.expect(messages.joined("Bob"))
@@ -205,11 +205,10 @@ def test_a_killed_server_replaced_on_its_port_gets_the_client_back_over_websocke
 
 
 @pytest.mark.parametrize("keys", ["\x03", "\x04", "SIGTERM"], ids=["ctrl-c", "ctrl-d", "sigterm"])
-def test_while_waiting_to_reconnect_every_way_out_leaves_cleanly_with_status_0_at_once(servers, terminals, keys):
-    server = servers()
-    client = terminals("127.0.0.1", str(server.port), "--name", "Bob", *LATER, env=PLAIN)
+def test_while_waiting_to_reconnect_every_way_out_leaves_cleanly_with_status_0_at_once(relay, terminals, keys):
+    client = terminals("127.0.0.1", str(relay.port), "--name", "Bob", *LATER, env=PLAIN)
     client.wait_for(messages.welcome("Bob", 0))
-    server.kill()
+    relay.cut(reset=True)
     waiting = client.wait_for(" s…")
     assert int(re.search(r"Reconnecting in (\d+) s…", waiting).group(1)) >= 15  # as --retry-first asked
     pressed = time.monotonic()

@@ -65,6 +65,39 @@ def test_bad_addresses_are_explained(host, port, problem):
         parse_address(host, port)
 
 
+@pytest.mark.parametrize(
+    "argv, address",
+    [
+        (["--port", "9000"], ("localhost", 9000)),
+        (["--host", "127.0.0.1", "--port", "9000"], ("127.0.0.1", 9000)),
+        (["127.0.0.1:9000"], ("127.0.0.1", 9000)),
+        (["127.0.0.1", "9000"], ("127.0.0.1", 9000)),
+    ],
+    ids=["port-option", "host-and-port-options", "host-colon-port", "host-and-port"],
+)
+def test_the_client_takes_the_address_as_the_server_does(argv, address):
+    import client
+
+    assert client.parse_args(argv).address == Address(*address)
+
+
+@pytest.mark.parametrize(
+    "argv, problem",
+    [
+        (["localhost:8080:junk"], "cannot read the address"),
+        (["ftp://localhost:8080"], "cannot read the address"),
+        (["ws://localhost:8080", "9000"], "give the port once"),
+    ],
+)
+def test_an_address_that_cannot_be_read_gets_a_clear_message_and_status_2(argv, problem, capsys):
+    import client
+
+    with pytest.raises(SystemExit) as exited:
+        client.main(argv)
+    assert exited.value.code == 2
+    assert problem in capsys.readouterr().err
+
+
 def test_a_url_is_never_read_as_a_host_and_port():
     assert parse_address("https://example.org", None) == Address("example.org", 443, "wss")
     with pytest.raises(ValueError) as raised:

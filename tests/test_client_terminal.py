@@ -504,34 +504,6 @@ def test_a_dumb_terminal_gets_plain_lines(chat_server, terminals):
     assert "\x1b" not in client.transcript
 
 
-@pytest.mark.parametrize(
-    "args",
-    [["--port", "PORT"], ["--host", "127.0.0.1", "--port", "PORT"], ["127.0.0.1:PORT"]],
-    ids=["port-option", "host-and-port-options", "host-colon-port"],
-)
-def test_the_address_can_be_given_as_the_server_takes_it(chat_server, args):
-    args = [arg.replace("PORT", str(chat_server.port)) for arg in args]
-    client = Program(["client.py", *args])  # standard input is empty: it joins and leaves
-    client.expect(r"✅ Connected!")
-    client.expect(r"Goodbye!")
-    assert client.wait() == 0
-
-
-@pytest.mark.parametrize(
-    "address, problem",
-    [
-        ("localhost:8080:junk", "cannot read the address"),
-        ("ftp://localhost:8080", "cannot read the address"),
-        ("ws://localhost:8080", "give the port once"),
-    ],
-)
-def test_an_address_that_cannot_be_read_gets_a_clear_message_and_status_2(address, problem):
-    client = Program(["client.py", address, *(["9000"] if address.startswith("ws://") else [])])
-    assert client.wait() == 2
-    output = client.all_output()
-    assert problem in output and "Traceback" not in output
-
-
 # The prompt's end, driven directly: prompt_toolkit reads from a pipe and draws nowhere.
 
 

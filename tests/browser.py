@@ -17,11 +17,16 @@ import tempfile
 
 import pytest
 
+from tests.helpers import TIMEOUT_S
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 INSTALL_HINT = "apt-get install chromium chromium-driver"
 DESKTOP_SIZE = (1280, 800)
 PHONE_SIZE = (390, 844)  # CSS pixels of a common phone
+# A page of ours loads in a fraction of a second; one that does not is a
+# failure to report, not a wait of selenium's default five minutes.
+PAGE_LOAD_TIMEOUT_S = 2 * TIMEOUT_S
 
 # Belt and braces: even if some code path did ask Selenium Manager, it must
 # not go to the network.
@@ -73,11 +78,48 @@ def chromium(size=DESKTOP_SIZE):
     driver = None
     try:
         driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+        driver.set_page_load_timeout(PAGE_LOAD_TIMEOUT_S)
         yield driver
     finally:
         if driver is not None:
             driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+# Whether a field can be typed into, as WebDriver's send_keys decides it:
+# shown, enabled and writable. It gets the focus with the caret at the end
+# of its text, unless it has the focus already (then the caret stays).
+FOCUS_FOR_TYPING = """
+const field = arguments[0];
+if (field.disabled || field.readOnly || !field.checkVisibility({visibilityProperty: true})) return false;
+if (document.activeElement !== field) {
+  field.focus();
+  field.setSelectionRange(field.value.length, field.value.length);
+}
+return document.activeElement === field;
+"""
+
+
+def type_text(driver, field, text: str, enter: bool = False) -> None:
+    """Type ``text`` into ``field`` (an input element), then press Enter if ``enter``.
+
+    The text arrives as one insertion, the way an emoji keyboard or an input
+    method puts text in (the DevTools protocol's ``Input.insertText``): the
+    field gets ``beforeinput`` and ``input`` events with inputType
+    "insertText", and any character at all. ``send_keys`` cannot do that:
+    older chromedrivers (Debian bookworm's 150) refuse characters outside the
+    Basic Multilingual Plane, emoji among them. Enter is a real key press
+    (keydown, keypress, keyup), so a form is submitted as a user's Enter
+    submits it.
+    """
+    from selenium.webdriver.common.keys import Keys
+
+    if not driver.execute_script(FOCUS_FOR_TYPING, field):
+        raise AssertionError(f"cannot type into #{field.get_attribute('id')}: hidden, disabled or read-only")
+    if text:
+        driver.execute_cdp_cmd("Input.insertText", {"text": text})
+    if enter:
+        field.send_keys(Keys.ENTER)
 
 
 def set_viewport(driver, width: int, height: int) -> None:

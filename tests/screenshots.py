@@ -8,11 +8,10 @@ phone size in the dark one. The pictures go to docs/.
 import sys
 
 from selenium.webdriver.common.by import By
-from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from chat.core import messages
-from tests.browser import DESKTOP_SIZE, PHONE_SIZE, chromium, set_color_scheme, set_viewport
+from tests.browser import DESKTOP_SIZE, PHONE_SIZE, chromium, set_color_scheme, set_viewport, type_text
 from tests.helpers import PROJECT, TIMEOUT_S
 from tests.pageserver import LibraryPageServer
 
@@ -39,18 +38,18 @@ def main(argv=None) -> int:
                 set_color_scheme(driver, scheme)
                 driver.get(server.url)
                 driver.execute_script("localStorage.clear()")
-                driver.find_element(By.ID, "name").send_keys("Alice", Keys.ENTER)
+                type_text(driver, driver.find_element(By.ID, "name"), "Alice", enter=True)
                 server.expect("/nick Alice")
                 server.send(messages.welcome("Alice", len(OTHERS)))
                 server.expect("/users")
                 server.send(messages.system(f"Online ({len(OTHERS) + 1}): {', '.join(['Alice', *OTHERS])}"))
                 server.send(*CONVERSATION)
-                driver.find_element(By.ID, "message").send_keys("Sure! /msg me if you need anything", Keys.ENTER)
+                type_text(driver, driver.find_element(By.ID, "message"), "Sure! /msg me if you need anything", enter=True)
                 server.expect("Sure! /msg me if you need anything")
                 WebDriverWait(driver, TIMEOUT_S).until(
                     lambda d: d.find_elements(By.CSS_SELECTOR, "#messages .line.own")
                 )
-                driver.find_element(By.ID, "message").send_keys("/he")
+                type_text(driver, driver.find_element(By.ID, "message"), "/he")
                 path = docs / f"page-{name}.png"
                 driver.save_screenshot(str(path))
                 print(f"wrote {path.relative_to(PROJECT)}")

@@ -20,7 +20,8 @@ import threading
 from typing import NamedTuple
 
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.server import serve
+from websockets.protocol import State
+from websockets.sync.server import ServerConnection, serve
 
 from chat.core.framing import encode_line
 from chat.transports.handshake import Opening, answer, sniff
@@ -30,8 +31,8 @@ from tests.helpers import TIMEOUT_S
 
 CLOSED = "<closed>"  # what expect() sees when the page's connection ends
 # Chromium opens spare connections ahead of need that may never send a
-# request; websockets' server waits this long for one before giving up, and
-# its shutdown waits for that.
+# request; websockets' server waits this long for one before giving up.
+# stop() ends those at once instead of waiting.
 OPEN_TIMEOUT_S = 2.0
 
 
@@ -109,17 +110,25 @@ class LibraryPageServer(PageServer):
     """The page and a scripted chat, served by websockets' threaded server."""
 
     def start(self) -> "LibraryPageServer":
+        self._accepted: "list[ServerConnection]" = []  # every connection accepted, guarded by _lock
         self._server = serve(
             self._serve,
             "127.0.0.1",
             self.port,
             process_request=self._process_request,
             open_timeout=OPEN_TIMEOUT_S,
+            create_connection=self._create_connection,
         )
         self.port = self._server.socket.getsockname()[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="page-server")
         self._thread.start()
         return self
+
+    def _create_connection(self, *args, **kwargs) -> ServerConnection:
+        connection = ServerConnection(*args, **kwargs)
+        with self._lock:
+            self._accepted.append(connection)
+        return connection
 
     def _process_request(self, connection, request):
         return answer(request, page_files())  # None for /ws: go on with the handshake
@@ -136,10 +145,27 @@ class LibraryPageServer(PageServer):
             self._closed(connection)
 
     def stop(self) -> None:
+        """Close every connection and stop, without waiting for spare connections to time out.
+
+        websockets' shutdown() waits for every connection's thread, and the
+        thread of a spare connection waits for a request until OPEN_TIMEOUT_S.
+        Once the server accepts no more connections, the ones still waiting
+        for their opening request are ended, which unblocks their threads.
+        """
         self.close_connections()
-        self._server.shutdown()
-        self._thread.join(TIMEOUT_S)
-        assert not self._thread.is_alive(), "the page server did not stop"
+        shutdown = threading.Thread(target=self._server.shutdown, name="page-server-shutdown")
+        shutdown.start()
+        assert self._server.socket_closed.wait(TIMEOUT_S), "the page server went on accepting"
+        with self._lock:
+            waiting = [c for c in self._accepted if c.protocol.state is State.CONNECTING]
+        for connection in waiting:
+            try:
+                connection.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:  # closed meanwhile
+                pass
+        for thread in (shutdown, self._thread):
+            thread.join(TIMEOUT_S)
+            assert not thread.is_alive(), "the page server did not stop"
 
 
 class AdapterPageServer(PageServer):
@@ -201,12 +227,14 @@ class AdapterPageServer(PageServer):
             sock.close()
 
     def stop(self) -> None:
-        self.close_connections()
         try:
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (closing would not)
-        except OSError:
-            pass
-        self._listener.close()
+            self.close_connections()
+        finally:  # whatever happened, the accepting thread must end, or the test run never would
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (closing would not)
+            except OSError:
+                pass
+            self._listener.close()
         self._accepting.join(TIMEOUT_S)
         with self._lock:
             for sock in self._sockets:

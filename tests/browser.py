@@ -42,6 +42,10 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--lang=en-US",
+    # The tests' pages are one origin each, without frames, which is what
+    # site isolation separates; without it, going from one test's page to
+    # the next and to about:blank takes about half as long.
+    "--disable-site-isolation-trials",
 )
 
 
@@ -86,40 +90,42 @@ def chromium(size=DESKTOP_SIZE):
         shutil.rmtree(profile, ignore_errors=True)
 
 
-# Whether a field can be typed into, as WebDriver's send_keys decides it:
-# shown, enabled and writable. It gets the focus with the caret at the end
-# of its text, unless it has the focus already (then the caret stays).
+# Finds the field by its id and tells whether it can be typed into, as
+# WebDriver's send_keys decides it: shown, enabled and writable. It gets the
+# focus with the caret at the end of its text, unless it has the focus
+# already (then the caret stays where it is).
 FOCUS_FOR_TYPING = """
-const field = arguments[0];
-if (field.disabled || field.readOnly || !field.checkVisibility({visibilityProperty: true})) return false;
+const field = document.getElementById(arguments[0]);
+if (!field || field.disabled || field.readOnly || !field.checkVisibility({visibilityProperty: true})) return false;
 if (document.activeElement !== field) {
   field.focus();
   field.setSelectionRange(field.value.length, field.value.length);
 }
 return document.activeElement === field;
 """
+# The key events of Enter, as chromedriver itself sends them for a key press.
+ENTER_KEY = {"key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13}
 
 
-def type_text(driver, field, text: str, enter: bool = False) -> None:
-    """Type ``text`` into ``field`` (an input element), then press Enter if ``enter``.
+def type_text(driver, field_id: str, text: str, enter: bool = False) -> None:
+    """Type ``text`` into the input element ``field_id``, then press Enter if ``enter``.
 
     The text arrives as one insertion, the way an emoji keyboard or an input
     method puts text in (the DevTools protocol's ``Input.insertText``): the
     field gets ``beforeinput`` and ``input`` events with inputType
     "insertText", and any character at all. ``send_keys`` cannot do that:
     older chromedrivers (Debian bookworm's 150) refuse characters outside the
-    Basic Multilingual Plane, emoji among them. Enter is a real key press
+    Basic Multilingual Plane, emoji among them. Enter is a key press
     (keydown, keypress, keyup), so a form is submitted as a user's Enter
     submits it.
     """
-    from selenium.webdriver.common.keys import Keys
-
-    if not driver.execute_script(FOCUS_FOR_TYPING, field):
-        raise AssertionError(f"cannot type into #{field.get_attribute('id')}: hidden, disabled or read-only")
+    if not driver.execute_script(FOCUS_FOR_TYPING, field_id):
+        raise AssertionError(f"cannot type into #{field_id}: missing, hidden, disabled or read-only")
     if text:
         driver.execute_cdp_cmd("Input.insertText", {"text": text})
     if enter:
-        field.send_keys(Keys.ENTER)
+        driver.execute_cdp_cmd("Input.dispatchKeyEvent", {"type": "keyDown", "text": "\r", **ENTER_KEY})
+        driver.execute_cdp_cmd("Input.dispatchKeyEvent", {"type": "keyUp", **ENTER_KEY})
 
 
 def set_viewport(driver, width: int, height: int) -> None:

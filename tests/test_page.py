@@ -97,7 +97,7 @@ def history_block(*stamped_lines: "tuple[str, str]") -> "list[str]":
 def join(driver, server, name: str = "Alice", others=("Bob",), history=()) -> None:
     """Open the page, join as ``name``, and play the server's history, welcome and /users reply."""
     driver.get(server.url)
-    type_text(driver, element(driver, "name"), name, enter=True)
+    type_text(driver, "name", name, enter=True)
     server.expect(f"/nick {name}")
     server.send(*history_block(*history), messages.welcome(name, len(others)))
     server.expect("/users")
@@ -106,7 +106,7 @@ def join(driver, server, name: str = "Alice", others=("Bob",), history=()) -> No
 
 
 def send_message(driver, text: str) -> None:
-    type_text(driver, element(driver, "message"), text, enter=True)
+    type_text(driver, "message", text, enter=True)
 
 
 # -- loading and joining ------------------------------------------------------------------
@@ -137,7 +137,7 @@ def test_joining_sends_the_name_and_shows_the_welcome_and_who_is_online(driver, 
 
 def test_a_name_that_cannot_be_used_is_refused_before_connecting(driver, server):
     driver.get(server.url)
-    type_text(driver, element(driver, "name"), "Alice Smith", enter=True)
+    type_text(driver, "name", "Alice Smith", enter=True)
     wait(driver, lambda d: element(d, "name").get_attribute("aria-invalid") == "true")
     assert "cannot be used" in element(driver, "name-hint").text
     assert server.connections_opened == 0
@@ -434,7 +434,7 @@ def test_what_the_user_sends_is_always_scrolled_into_view(driver, server):
 
 def test_after_a_server_restart_the_page_reconnects_by_itself_and_keeps_the_typed_text(driver, server):
     join(driver, server, "Alice")
-    type_text(driver, element(driver, "message"), "half typed")
+    type_text(driver, "message", "half typed")
     server.stop()
     server.expect(CLOSED)
     wait(driver, lambda d: "Reconnecting in" in element(d, "status").text)
@@ -638,7 +638,7 @@ def test_after_a_rename_and_a_server_shutdown_the_page_returns_under_the_new_nam
 
 def test_a_history_block_that_is_not_ended_ends_at_the_first_line_without_a_time(driver, server):
     driver.get(server.url)
-    type_text(driver, element(driver, "name"), "Alice", enter=True)
+    type_text(driver, "name", "Alice", enter=True)
     server.expect("/nick Alice")
     server.send(history_start(2), f"[10:00:00] {messages.chat('Bob', 'old')}", messages.welcome("Alice", 1))
     server.expect("/users")
@@ -738,7 +738,7 @@ def test_the_pages_unseen_is_the_terminal_clients_on_random_cases(driver, server
 
 def test_a_password_field_appears_when_the_server_asks_and_the_password_goes_first(driver, server):
     driver.get(server.url)
-    type_text(driver, element(driver, "name"), "Alice", enter=True)
+    type_text(driver, "name", "Alice", enter=True)
     server.expect("/nick Alice")
     server.send(PASSWORD_NEEDED)
     server.close_connections()
@@ -746,7 +746,7 @@ def test_a_password_field_appears_when_the_server_asks_and_the_password_goes_fir
     wait(driver, lambda d: element(d, "password").is_displayed(), "no password field")
     assert driver.switch_to.active_element == element(driver, "password")
     server.expect_nothing(QUIET_PERIOD_S)  # no reconnecting without the password
-    type_text(driver, element(driver, "password"), "wrong", enter=True)
+    type_text(driver, "password", "wrong", enter=True)
     server.expect("/pass wrong")
     server.expect("/nick Alice")
     server.send(PASSWORD_WRONG)
@@ -754,7 +754,7 @@ def test_a_password_field_appears_when_the_server_asks_and_the_password_goes_fir
     server.expect(CLOSED)
     wait(driver, lambda d: element(d, "password").get_attribute("aria-invalid") == "true")
     assert "Wrong password" in element(driver, "password-hint").text
-    type_text(driver, element(driver, "password"), "s3cret", enter=True)
+    type_text(driver, "password", "s3cret", enter=True)
     server.expect("/pass s3cret")
     server.expect("/nick Alice")
     server.send(messages.welcome("Alice", 0))

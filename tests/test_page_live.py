@@ -128,14 +128,14 @@ def ws_url(address) -> str:
 def join(driver, address, name: str) -> None:
     """Open the page from the chat server's port and join as ``name``, the online list filled in."""
     driver.get(page_url(address))
-    type_text(driver, element(driver, "name"), name, enter=True)
+    type_text(driver, "name", name, enter=True)
     wait_for_status(driver, f"Connected as {name}")
     # The page asks for /users once welcomed; its answer fills the list.
     wait(driver, lambda d: f"{name} (you)" in online_list(d), lambda: f"no {name} in {online_list(driver)!r}")
 
 
 def send_message(driver, text: str) -> None:
-    type_text(driver, element(driver, "message"), text, enter=True)
+    type_text(driver, "message", text, enter=True)
 
 
 # -- the page on the chat port, and joining ------------------------------------------------------
@@ -149,7 +149,7 @@ def test_the_page_comes_from_the_chat_port_and_joins_the_room_under_the_chosen_n
     loaded = page.execute_script("return [location.href, ...performance.getEntriesByType('resource').map(e => e.name)]")
     assert sorted(loaded) == [page_url(server.address) + path for path in ("", "app.js", "style.css")]
     assert page.execute_script("return getComputedStyle(document.body).display") == "grid"  # style.css applied
-    type_text(page, element(page, "name"), "Alice", enter=True)
+    type_text(page, "name", "Alice", enter=True)
     bob.expect(messages.joined("Alice"))
     wait_for_status(page, "Connected as Alice")
     wait_for_online(page, ["Alice (you)", "Bob"])
@@ -324,12 +324,12 @@ def test_with_a_room_password_the_page_asks_for_it_and_joins_once_it_is_right(pa
     ann.send("/nick Ann")
     assert ann.read_line().startswith("[SYSTEM] Welcome, Ann! ")
     page.get(page_url(server.address))
-    type_text(page, element(page, "name"), "Alice", enter=True)
+    type_text(page, "name", "Alice", enter=True)
     wait(page, lambda d: element(d, "password").is_displayed(), lambda: f"no password field; status {status(page)!r}")
     assert element(page, "password-hint").text == "This chat needs a password."
     assert page.switch_to.active_element == element(page, "password")
     assert PASSWORD_NEEDED.removeprefix("[SYSTEM] ") in lines_shown(page)
-    type_text(page, element(page, "password"), "a wrong guess", enter=True)
+    type_text(page, "password", "a wrong guess", enter=True)
     wait(
         page,
         lambda d: element(d, "password").get_attribute("aria-invalid") == "true",
@@ -337,7 +337,7 @@ def test_with_a_room_password_the_page_asks_for_it_and_joins_once_it_is_right(pa
     )
     assert "Wrong password" in element(page, "password-hint").text
     assert "Error: " + PASSWORD_WRONG.removeprefix("[ERROR] ") in lines_shown(page)
-    type_text(page, element(page, "password"), "open sesame", enter=True)
+    type_text(page, "password", "open sesame", enter=True)
     wait_for_status(page, "Connected as Alice")
     assert ann.read_line() == messages.joined("Alice")  # and nothing before it: no one else came in
     assert element(page, "password").get_attribute("value") == ""
@@ -456,7 +456,7 @@ def test_after_a_server_restart_the_page_rejoins_under_its_name_shows_what_was_s
         send_message(page, "/nick Alicia")  # the name to come back under
         bob.expect(messages.renamed("Alice", "Alicia"))
         wait_for_status(page, "Connected as Alicia")
-        type_text(page, element(page, "message"), "typed before the restart")
+        type_text(page, "message", "typed before the restart")
         relay.hold()  # the page's next connection waits at the relay until Bob has spoken
         first.terminate()
         bob.expect(messages.SHUTTING_DOWN)
@@ -547,7 +547,7 @@ def test_on_a_phone_the_messages_the_input_and_the_send_button_are_usable(page, 
     for element_id in ("message", "send-button"):
         assert tappable(page, element_id), element_id
     element(page, "message").click()
-    type_text(page, element(page, "message"), "sent from a phone")
+    type_text(page, "message", "sent from a phone")
     element(page, "send-button").click()
     bob.expect("Alice: sent from a phone")
     wait_for_line(page, "Alice: sent from a phone")

@@ -77,7 +77,7 @@ def test_chaos_leaves_healthy_clients_whole_and_the_server_idle(small_backlog_se
     idle = server.resources()
     rng = random.Random(2024)
     crowd = Crowd(server.address)
-    healthy = [crowd.connect(f"H{i}") for i in range(100)]
+    healthy = [crowd.connect(f"H{i}") for i in range(60)]
     closers = [crowd.connect(f"Closer{i}") for i in range(20)]
     garbage = [crowd.connect(f"Garbage{i}") for i in range(20)]
     non_readers = [crowd.connect(f"Deaf{i}", reading=False, receive_buffer=4096) for i in range(5)]

@@ -140,7 +140,7 @@ class Session:
             self._deadline = self._clock() + self._first_line_wait_s
         with self.room.deferred_flushes():  # each member's lines go out together
             if self.stage is Stage.NAMING and events:
-                wanted = requested_name(clean(decode_line(events[0])) or "") if isinstance(events[0], bytes) else None
+                wanted = name_asked_for(events[0])
                 if not self._join(wanted):
                     return self._end()
                 events = events[1:] if wanted is not None else events
@@ -267,6 +267,13 @@ class Session:
     def _end(self) -> bool:
         self.stage = Stage.ENDED
         return False
+
+
+def name_asked_for(first_line) -> "str | None":
+    """The NAME of a first line that says ``/nick NAME``; None for any other line."""
+    if not isinstance(first_line, bytes):
+        return None  # a line too long
+    return requested_name(clean(decode_line(first_line)) or "")
 
 
 def flood_notice(verdict: Verdict, flood: FloodControl) -> str:

@@ -45,9 +45,12 @@ def enable_keepalive(sock: socket.socket, idle_s: int) -> None:
 
 
 def wait_readable(sock: socket.socket, timeout: float) -> bool:
-    """Wait up to ``timeout`` seconds for ``sock`` to have input (or an end); True if it has."""
-    if timeout <= 0:
-        return False
+    """Wait up to ``timeout`` seconds for ``sock`` to have input (or an end); True if it has.
+
+    With no time left it still looks once: a line that is already waiting
+    counts, however late the thread got round to asking.
+    """
+    timeout = max(0.0, timeout)
     if hasattr(select, "poll"):  # no limit on descriptor numbers, unlike select()
         poller = select.poll()
         poller.register(sock, select.POLLIN)

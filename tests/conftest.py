@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from chat.config import Limits, ServerConfig  # noqa: E402
 from chat.server import ChatServer  # noqa: E402
 from tests.browser import chromium  # noqa: E402
-from tests.helpers import FAST, Peer, ServerProgram, Terminal  # noqa: E402
+from tests.helpers import FAST, FakeClock, Peer, ServerProgram, Terminal  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -33,6 +33,12 @@ def no_thread_dies():
         threading.excepthook = previous
         logging.getLogger().removeHandler(collector)
     assert not failures, f"a thread failed: {failures}"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock the test moves by hand."""
+    return FakeClock()
 
 
 @pytest.fixture

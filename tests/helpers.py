@@ -138,6 +138,19 @@ def wait_until(condition, timeout: float = TIMEOUT_S, interval: float = 0.01) ->
     return bool(result)
 
 
+class FakeClock:
+    """A clock that moves only when the test says so (for code that takes ``clock=``)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def serving_threads() -> "list[str]":
     """The names of the threads serving clients in this process (each connection's reader and writer)."""
     return [t.name for t in threading.enumerate() if t.name.startswith(("reader-", "writer-"))]

@@ -14,24 +14,6 @@ ALLOWED, TOO_FAST, ADDRESS_TOO_FAST, DROPPED_AGAIN, EXCESS_FLOOD = (
 )
 
 
-class FakeClock:
-    """A clock that moves only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 def verdicts(flood: FloodControl, lines: int) -> "list[Verdict]":
     return [flood.check() for _ in range(lines)]
 

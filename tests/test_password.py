@@ -7,24 +7,6 @@ from chat.core.messages import PASSWORD_NEEDED, PASSWORD_WRONG
 from chat.core.password import FailureTracker, password_matches
 
 
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 @pytest.fixture
 def tracker(clock) -> FailureTracker:
     return FailureTracker(first_delay_s=1, max_delay_s=8, forget_after_s=600, max_addresses=3, clock=clock)

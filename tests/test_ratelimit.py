@@ -1,23 +1,16 @@
 import pytest
 
 from chat.core.ratelimit import TokenBucket
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
+from tests.helpers import FakeClock
 
 
 def test_a_burst_passes_then_lines_are_refused():
-    bucket = TokenBucket(10, 20, clock=Clock())
+    bucket = TokenBucket(10, 20, clock=FakeClock())
     assert [bucket.allow() for _ in range(21)] == [True] * 20 + [False]
 
 
 def test_tokens_come_back_at_the_rate():
-    clock = Clock()
+    clock = FakeClock()
     bucket = TokenBucket(10, 20, clock=clock)
     for _ in range(20):
         bucket.allow()
@@ -26,7 +19,7 @@ def test_tokens_come_back_at_the_rate():
 
 
 def test_a_long_pause_refills_only_up_to_the_burst():
-    clock = Clock()
+    clock = FakeClock()
     bucket = TokenBucket(10, 20, clock=clock)
     clock.now += 3600
     assert sum(bucket.allow() for _ in range(100)) == 20

@@ -11,17 +11,6 @@ from chat.core.session import Session, Stage
 from tests.test_room_and_commands import FakeMember
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class FakeTransport:
     """Records the lines the session's member gets, as they would be sent."""
 
@@ -57,11 +46,6 @@ class FakeTransport:
 def heard(member: FakeMember) -> "list[str]":
     """The lines ``member`` got since last asked, one per line (a batch arrives as one block)."""
     return [line for block in member.take() for line in block.split("\n")]
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
 
 
 @pytest.fixture

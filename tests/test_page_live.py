@@ -420,6 +420,8 @@ def test_after_a_dropped_connection_the_page_shows_only_what_it_missed(page, sta
         # page comes back at once instead of waiting for its timer.
         page.execute_script("window.dispatchEvent(new Event('online'))")
         bob.send("said while Alice was away")
+        bob.send("/users")  # answered after Bob's line is in the room: Carol comes after it
+        bob.expect(lambda line: line.startswith("[SYSTEM] Online ("))
         carol = Peer.joined(server.address, "Carol")
         bob.expect(messages.joined("Carol"))
         relay.release()

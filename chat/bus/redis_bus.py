@@ -386,15 +386,17 @@ class Contact:
     def lost(self, error: "Exception | None") -> None:
         """Redis stopped answering (or ``error`` kept us from reaching it): say so once."""
         with self._lock:
-            if not self._in_reach.is_set():
-                if not self._ever_made and not self._said_unreachable:
-                    self._said_unreachable = True
-                    log.warning(
-                        "⚠️  Cannot reach Redis at %s (%s)%s: serving this server's clients alone, and trying again",
-                        without_password(self.url), error, _hint(error),
-                    )
-                return
+            was_in_reach = self._in_reach.is_set()
+            first_failure = not was_in_reach and not self._ever_made and not self._said_unreachable
+            self._said_unreachable |= first_failure
             self._in_reach.clear()
+        if first_failure:  # logged after the lock, like everything else here
+            log.warning(
+                "⚠️  Cannot reach Redis at %s (%s)%s: serving this server's clients alone, and trying again",
+                without_password(self.url), error, _hint(error),
+            )
+        if not was_in_reach:
+            return
         log.warning("⚠️  Lost contact with Redis (%s): serving this server's clients alone until it is back", error)
         self.room.announce(LOST)
 

@@ -71,6 +71,7 @@ class ClientConnection:
         self._on_close = on_close  # called with this connection once its socket is closed
         self.default_name = f"User_{address[1]}"
         self.outbox = Outbox(sock, limits.max_queue_bytes)
+        self._private_share_bytes = limits.max_queue_bytes // PRIVATE_SHARE
         self.opening: "Opening | None" = None  # what the client turned out to be
         self.transport: "LineTransport | WebSocketTransport | None" = None  # once it may chat
         self.session: "Session | None" = None  # the room's member for it, once it may chat
@@ -144,8 +145,7 @@ class ClientConnection:
             if self.transport is not None and not self._seat_by_forwarded_address(self.transport):
                 return
         elif opening is Opening.RAW:
-            share = self.limits.max_queue_bytes // PRIVATE_SHARE
-            self.transport = LineTransport(self.outbox, self.limits.max_line_bytes, share)
+            self.transport = LineTransport(self.outbox, self.limits.max_line_bytes, self._private_share_bytes)
             events, _ = self.transport.feed(data, time.monotonic())
             connected_at = self._connected_at  # its first line's wait began then, not now
         if self.transport is not None:
@@ -195,8 +195,9 @@ class ClientConnection:
         log.info("🌐 %s: HTTP %sanswered %d", self.name, target, received.status)
         if not received.opened:
             return None, []
-        share = self.limits.max_queue_bytes // PRIVATE_SHARE
-        transport = WebSocketTransport(adapter, self.outbox, share, self.timings.ping_interval_s, time.monotonic())
+        transport = WebSocketTransport(
+            adapter, self.outbox, self._private_share_bytes, self.timings.ping_interval_s, time.monotonic()
+        )
         return transport, received.lines
 
     def _seat_by_forwarded_address(self, transport: WebSocketTransport) -> bool:

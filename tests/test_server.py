@@ -89,7 +89,7 @@ def test_an_abrupt_disconnect_leaves_no_trace(server):
 
 
 def test_fifty_clients_get_every_line_once_in_one_order(server):
-    clients, lines_each = 50, 20
+    clients, lines_each = 50, 10
     peers = [Peer.joined(server.address, f"P{i}") for i in range(clients)]
     received = {peer.name: [] for peer in peers}
     expected_count = (clients - 1) * lines_each

@@ -1,3 +1,5 @@
+import ssl
+import struct
 from types import SimpleNamespace
 
 import pytest
@@ -8,11 +10,13 @@ from websockets.exceptions import InvalidMessage, SecurityError
 
 from chat.transports.handshake import (
     CONTENT_SECURITY_POLICY,
+    HTTP2_PREFACE,
     MAX_REQUEST_LINE_BYTES,
     Opening,
     Route,
     answer,
     error_response,
+    farewell_bytes,
     origin_allowed,
     page_response,
     refusal,
@@ -103,10 +107,95 @@ def test_a_decision_never_changes_when_more_bytes_arrive(start, more):
 
 
 @settings(max_examples=50, deadline=None)
+@given(st.integers(0, len(HTTP2_PREFACE)), st.binary(max_size=30), st.binary(max_size=30))
+def test_a_decision_never_changes_when_more_bytes_arrive_after_part_of_the_http2_preface(end, start, more):
+    first_bytes = HTTP2_PREFACE[:end] + start
+    first = sniff(first_bytes)
+    if first is not Opening.UNDECIDED:
+        assert sniff(first_bytes + more) is first
+
+
+@settings(max_examples=50, deadline=None)
 @given(st.sampled_from([b"GET", b"POST"]), st.text("/abc?=&%-_.~0123456789", min_size=1, max_size=30))
 def test_every_request_line_is_http(method, target):
     line = b"%s %s HTTP/1.1\r\n" % (method, target.encode())
     assert sniff(line) is Opening.HTTP
+
+
+# -- sniff: openings that are turned away ------------------------------------------
+
+
+def client_hello() -> bytes:
+    """The first flight of a real TLS client (Python's ssl, as curl or a browser would start)."""
+    context = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_a_tls_client_hello_is_tls_from_its_second_byte_however_it_is_split():
+    hello = client_hello()
+    assert hello[0] == 0x16
+    assert sniff(hello[:1]) is Opening.UNDECIDED
+    for end in range(2, len(hello) + 1):
+        assert sniff(hello[:end]) is Opening.TLS, end
+
+
+@pytest.mark.parametrize("version", [b"\x03\x00", b"\x03\x01", b"\x03\x03"])
+def test_every_tls_record_version_is_tls(version):
+    assert sniff(b"\x16" + version + b"\x02\x00\x01") is Opening.TLS
+
+
+def test_a_control_character_not_followed_by_a_tls_version_is_raw():
+    assert sniff(b"\x16hello\n") is Opening.RAW
+
+
+def test_the_http2_preface_is_http2_once_whole_and_undecided_before():
+    for end in range(len(HTTP2_PREFACE)):
+        assert sniff(HTTP2_PREFACE[:end]) is Opening.UNDECIDED, HTTP2_PREFACE[:end]
+    assert sniff(HTTP2_PREFACE) is Opening.HTTP2
+    settings = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+    assert sniff(HTTP2_PREFACE + settings) is Opening.HTTP2  # as curl --http2-prior-knowledge sends it
+
+
+def test_an_http1_request_with_the_method_pri_is_still_http():
+    assert sniff(b"PRI * HTTP/2.0\r\nHost: x\r\n\r\n") is Opening.HTTP
+    assert sniff(b"PRI / HTTP/1.1\r\n") is Opening.HTTP
+
+
+def test_only_the_kinds_turned_away_have_an_explanation_and_farewell_bytes():
+    assert Opening.TLS.explanation == "TLS on a plain port: use http:// or ws://, or put a TLS proxy in front"
+    assert Opening.HTTP2.explanation == "HTTP/2 without TLS (prior knowledge): use HTTP/1.1"
+    for served in (Opening.HTTP, Opening.RAW, Opening.UNDECIDED):
+        assert served.explanation is None and farewell_bytes(served) == b""
+
+
+def test_a_tls_client_fails_at_once_on_the_farewell_and_names_the_alert():
+    context = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    incoming.write(farewell_bytes(Opening.TLS))
+    with pytest.raises(ssl.SSLError, match="(?i)alert protocol version"):
+        tls.do_handshake()
+
+
+def test_an_http2_client_gets_settings_then_goaway_asking_for_http1():
+    farewell = farewell_bytes(Opening.HTTP2)
+    frames = []
+    while farewell:
+        length, kind, flags, stream = struct.unpack("!3sBBI", farewell[:9])
+        length = int.from_bytes(length, "big")
+        frames.append((kind, flags, stream, farewell[9 : 9 + length]))
+        farewell = farewell[9 + length :]
+    assert [(kind, flags, stream) for kind, flags, stream, _ in frames] == [(0x4, 0, 0), (0x7, 0, 0)]
+    assert frames[0][3] == b""  # an empty SETTINGS: the server's preface
+    last_stream, error = struct.unpack("!II", frames[1][3][:8])
+    assert (last_stream, error) == (0, 0xD)  # HTTP_1_1_REQUIRED
+    assert frames[1][3][8:] == b"use HTTP/1.1"
 
 
 def test_the_method_is_read_from_the_start_of_a_request():

@@ -9,7 +9,10 @@ over WebSocket. What a connection sends first tells which it is:
 * :func:`sniff` looks at the first bytes and says HTTP, RAW or "not yet".
   It decides RAW at the first byte that cannot belong to a request line, so a
   raw client's ``hello`` is recognised at once, and HTTP only once a whole
-  request line has arrived (browsers send it in one packet).
+  request line has arrived (browsers send it in one packet). Two more kinds
+  are recognised only to be turned away: TLS (``https://`` or ``wss://`` to
+  this plain port) and HTTP/2 without TLS; :attr:`Opening.explanation` says
+  why for the log and :func:`farewell_bytes` is what they get before the close.
 * :func:`route` takes the request that websockets' parser read and says which
   answer it gets: the page, the WebSocket handshake, or an HTTP error;
   :func:`refusal` does the same for a request the parser could not read.
@@ -24,6 +27,7 @@ values out. :mod:`chat.transports.websocket` feeds the parser and sends.
 import enum
 import http
 import re
+import struct
 from typing import Container, Mapping
 from urllib.parse import urlsplit
 
@@ -47,7 +51,28 @@ class Opening(enum.Enum):
     HTTP = "http"  # a request line: a browser, or another HTTP client
     RAW = "raw"  # a raw line client, served as always
     UNDECIDED = "undecided"  # a request line could still be on its way: read more
+    TLS = "tls"  # a TLS handshake: https:// or wss:// to this plain port; never joins
+    HTTP2 = "http2"  # HTTP/2 without TLS ("prior knowledge"); never joins
 
+    @property
+    def explanation(self) -> "str | None":
+        """One sentence for the log on why a client of this kind is turned away; None if it is served."""
+        return _EXPLANATIONS.get(self)
+
+
+_EXPLANATIONS = {
+    Opening.TLS: "TLS on a plain port: use http:// or ws://, or put a TLS proxy in front",
+    Opening.HTTP2: "HTTP/2 without TLS (prior knowledge): use HTTP/1.1",
+}
+
+# A TLS connection starts with a record of type 22 (handshake) whose version's
+# major byte is 3 (SSL 3.0 to TLS 1.3 alike): no raw client starts a chat line
+# with a control character followed by 0x03.
+TLS_HANDSHAKE_RECORD = 0x16
+TLS_MAJOR_VERSION = 0x03
+# RFC 9113, section 3.4: what an HTTP/2 client sends first. It starts like an
+# HTTP/1 request line (method PRI), so the sniffer waits for all of it.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 _METHOD = re.compile(rb"[A-Z]{1,%d}" % MAX_METHOD_CHARS)
 _TARGET = re.compile(rb"[\x21-\x7e]+")  # visible ASCII: no space, no control character
@@ -66,7 +91,20 @@ def sniff(first_bytes: bytes) -> Opening:
     MAX_REQUEST_LINE_BYTES are looked at. A raw client whose first line
     happens to be a request line is taken for HTTP: that is the one
     ambiguous case.
+
+    Two openings are told apart only to be turned away: TLS, from its first
+    two bytes (a handshake record, version 3.x), and HTTP/2's connection
+    preface, once all of its 24 bytes are there (until then it could still be
+    an HTTP/1 request with the method PRI).
     """
+    if first_bytes[:1] == bytes([TLS_HANDSHAKE_RECORD]):
+        if len(first_bytes) == 1:
+            return Opening.UNDECIDED
+        return Opening.TLS if first_bytes[1] == TLS_MAJOR_VERSION else Opening.RAW
+    if first_bytes.startswith(HTTP2_PREFACE):
+        return Opening.HTTP2
+    if HTTP2_PREFACE.startswith(first_bytes):
+        return Opening.UNDECIDED
     data = first_bytes[:MAX_REQUEST_LINE_BYTES]
     position = 0
     for part in (_METHOD, _TARGET):
@@ -98,6 +136,33 @@ def _sniff_version(rest: bytes, first_bytes: bytes) -> Opening:
 def _not_yet(first_bytes: bytes) -> Opening:
     """A valid beginning of a request line: wait for more, unless it is already too long."""
     return Opening.HTTP if len(first_bytes) >= MAX_REQUEST_LINE_BYTES else Opening.UNDECIDED
+
+
+# RFC 8446, section 6: a fatal alert (level 2) "protocol_version" (70), in a
+# record of type 21 (alert) with the record version TLS 1.2 uses for every
+# record. A TLS client stops at once and names it: curl and Python's ssl
+# say "tlsv1 alert protocol version".
+TLS_PROTOCOL_VERSION_ALERT = bytes([21, 3, 3, 0, 2, 2, 70])
+
+
+def _http2_frame(frame_type: int, payload: bytes) -> bytes:
+    """An HTTP/2 frame on stream 0, without flags (RFC 9113, section 4.1)."""
+    return struct.pack("!I", len(payload))[1:] + bytes([frame_type, 0]) + struct.pack("!I", 0) + payload
+
+
+# RFC 9113: a server's first frame must be SETTINGS (section 3.4); then
+# GOAWAY (type 7) for no stream (last stream 0) with the error
+# HTTP_1_1_REQUIRED (0xd), which exists to say exactly this. curl shows
+# "received GOAWAY, error=13".
+HTTP2_GOAWAY = _http2_frame(0x4, b"") + _http2_frame(0x7, struct.pack("!II", 0, 0xD) + b"use HTTP/1.1")
+
+
+def farewell_bytes(opening: Opening) -> bytes:
+    """What a client that is turned away for ``opening`` gets before the close, in its own protocol.
+
+    TLS gets a fatal alert, HTTP/2 a GOAWAY; b"" for the kinds that are served.
+    """
+    return {Opening.TLS: TLS_PROTOCOL_VERSION_ALERT, Opening.HTTP2: HTTP2_GOAWAY}.get(opening, b"")
 
 
 def request_method(head: bytes) -> "str | None":

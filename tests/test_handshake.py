@@ -11,6 +11,7 @@ from websockets.exceptions import InvalidMessage, SecurityError
 from chat.transports.handshake import (
     CONTENT_SECURITY_POLICY,
     HTTP2_PREFACE,
+    LOCAL_HOSTS,
     MAX_REQUEST_LINE_BYTES,
     Opening,
     Route,
@@ -18,10 +19,12 @@ from chat.transports.handshake import (
     error_response,
     farewell_bytes,
     origin_allowed,
+    origin_host,
     page_response,
     refusal,
     request_method,
     route,
+    server_names,
     sniff,
 )
 from chat.web import page_files
@@ -285,59 +288,130 @@ def test_any_other_refused_request_gets_400(head):
     assert refusal(parser_error(ValueError("invalid HTTP header line")), head) is Route.BAD_REQUEST
 
 
-# -- origin_allowed -------------------------------------------------------------------
+# -- origin_allowed and server_names: whose pages may open a WebSocket ---------------------
 
+CODESPACE = {"CODESPACE_NAME": "fluffy-robot-5g9x7qv6", "GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN": "app.github.dev"}
 CODESPACE_HOST = "fluffy-robot-5g9x7qv6-8080.app.github.dev"
+# A server on the LAN at 192.168.1.20:8080, in a Codespace, on a machine called
+# "studio", with one allowed origin: every kind of name at once.
+NAMES = server_names(("192.168.1.20", 8080), ["https://chat.example.org"], CODESPACE, hostname="studio")
 
 
 @pytest.mark.parametrize(
-    "origin, host, forwarded_host",
+    "origin",
     [
-        (None, "localhost:8080", None),  # not a browser, or a proxy dropped it
-        (None, None, None),
-        ("http://localhost:8080", "localhost:8080", None),
-        ("http://localhost:3000", "192.168.1.20:8080", None),  # a page opened on this machine
-        ("http://127.0.0.1:8080", "127.0.0.1:8080", None),
-        ("http://[::1]:8080", "[::1]:8080", None),
-        ("http://192.168.1.20:8080", "192.168.1.20:8080", None),  # our own page on the LAN
-        ("http://Chat.Example:8080", "chat.example:8080", None),  # host names ignore case
-        (f"https://{CODESPACE_HOST}", "localhost:8080", CODESPACE_HOST),  # Host rewritten by the proxy
-        (f"https://{CODESPACE_HOST}", CODESPACE_HOST, None),  # Host kept by the proxy
-        (f"https://{CODESPACE_HOST}", f"{CODESPACE_HOST}:443", None),  # ports are not compared
-        (f"https://{CODESPACE_HOST}", "localhost:8080", f"{CODESPACE_HOST}, proxy.internal"),
+        None,  # not a browser, or a proxy dropped it
+        "http://localhost:8080",
+        "http://localhost:5173",  # a page opened on this machine, whatever its port
+        "http://127.0.0.1:8080",
+        "http://[::1]:8080",
+        "http://192.168.1.20:8080",  # our own page, opened by the address the browser connected to
+        "http://studio:8080",
+        "http://studio.local:8080",  # the machine's mDNS name
+        "http://Studio.Local:8080",  # host names ignore case
+        f"https://{CODESPACE_HOST}",  # the Codespace's forwarded port
+        f"https://{CODESPACE_HOST}:443",
+        "https://chat.example.org",  # --allowed-origin
+        "http://chat.example.org:8080",  # ports and schemes are not compared
     ],
 )
-def test_these_origins_are_allowed(origin, host, forwarded_host):
-    assert origin_allowed(origin, host, forwarded_host)
-
-
-@pytest.mark.parametrize("origin", ["http://localhost:5173", "http://127.0.0.1:5173", "http://[::1]:5173"])
-@pytest.mark.parametrize("host", ["192.168.1.20:8080", "chat.example", None])
-def test_a_page_opened_on_this_machine_may_connect_whatever_the_host(origin, host):
-    assert origin_allowed(origin, host, None)
-
-
-@pytest.mark.parametrize("origin", ["http://localhost:5173", "http://127.0.0.1:5173", "http://[::1]:5173"])
-def test_a_websocket_from_a_page_on_this_machine_goes_on_to_the_handshake(origin):
-    assert route(request("/ws", Host="192.168.1.20:8080", Origin=origin), PAGES) is Route.WEBSOCKET
+def test_origins_naming_this_server_are_allowed(origin):
+    assert origin_allowed(origin, NAMES)
 
 
 @pytest.mark.parametrize(
-    "origin, host, forwarded_host",
+    "origin",
     [
-        ("https://evil.example", "localhost:8080", None),
-        ("https://evil.example", CODESPACE_HOST, None),
-        ("https://evil.example", "localhost:8080", CODESPACE_HOST),
-        ("https://localhost.evil.example", "localhost:8080", None),
-        ("https://app.github.dev", CODESPACE_HOST, None),  # a parent domain is not the host
-        ("null", "localhost:8080", None),  # a page opened from a file
-        ("http://[::1", "localhost:8080", None),  # not a URL at all
-        ("", "localhost:8080", None),
-        ("https://chat.example", None, None),
+        "http://evil.example:8080",  # DNS rebinding: the Host header says the same
+        "https://evil.example",
+        "https://localhost.evil.example",
+        "https://app.github.dev",  # a parent domain is not the host
+        "https://other-robot-8080.app.github.dev",  # another Codespace
+        "https://fluffy-robot-5g9x7qv6-3000.app.github.dev",  # another port of this one, served by something else
+        "https://example.org",
+        "http://192.168.1.21:8080",  # another machine on the LAN
+        "null",  # a page opened from a file
+        "http://[::1",  # not a URL at all
+        "",
     ],
 )
-def test_these_origins_are_refused(origin, host, forwarded_host):
-    assert not origin_allowed(origin, host, forwarded_host)
+def test_any_other_origin_is_refused(origin):
+    assert not origin_allowed(origin, NAMES)
+
+
+def test_a_dns_rebinding_page_is_refused_although_the_host_header_names_it_too():
+    rebound = request("/ws", Host="evil.example:8080", Origin="http://evil.example:8080")
+    assert route(rebound, PAGES, NAMES) is Route.FORBIDDEN
+    assert route(rebound, PAGES) is Route.FORBIDDEN  # the names known without a connection
+    forwarded = request("/ws", Host="evil.example:8080", X_Forwarded_Host="evil.example", Origin="http://evil.example")
+    assert route(forwarded, PAGES, NAMES) is Route.FORBIDDEN
+
+
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:41234", "http://localhost:41234", "http://[::1]:41234"])
+def test_without_a_connections_address_the_localhost_names_are_still_ours(origin):
+    """The page tests' Chromium opens http://127.0.0.1:PORT/ or http://localhost:PORT/."""
+    assert route(request("/ws", Host="127.0.0.1:41234", Origin=origin), PAGES) is Route.WEBSOCKET
+    assert "localhost" in server_names(hostname="studio")
+
+
+def test_a_lan_address_is_ours_only_as_the_address_the_connection_arrived_at():
+    lan_page = request("/ws", Host="192.168.1.20:8080", Origin="http://192.168.1.20:8080")
+    assert route(lan_page, PAGES, server_names(("192.168.1.20", 8080), hostname="studio")) is Route.WEBSOCKET
+    assert route(lan_page, PAGES, server_names(("10.0.0.5", 8080), hostname="studio")) is Route.FORBIDDEN
+
+
+@pytest.mark.parametrize(
+    "local_address, name",
+    [
+        (("192.168.1.20", 8080), "192.168.1.20"),
+        (("::ffff:192.168.1.20", 8080, 0, 0), "192.168.1.20"),  # IPv4 through a dual-stack socket
+        (("2001:db8::20", 8080, 0, 0), "2001:db8::20"),
+        (("fe80::1%eth0", 8080, 0, 2), "fe80::1"),  # a link-local address without its zone
+    ],
+)
+def test_the_local_address_is_named_as_an_origin_shows_it(local_address, name):
+    assert name in server_names(local_address, hostname="studio")
+
+
+def test_the_machines_name_counts_with_and_without_local():
+    assert {"studio.lan", "studio.local"} <= server_names(hostname="Studio.lan.")
+    assert {"studio", "studio.local"} <= server_names(hostname="studio")
+    assert server_names(hostname="studio") == LOCAL_HOSTS | {"studio", "studio.local"}
+
+
+def test_the_codespaces_forwarded_host_is_ours_for_the_port_the_connection_arrived_at():
+    assert CODESPACE_HOST in server_names(("127.0.0.1", 8080), environ=CODESPACE, hostname="studio")
+    assert CODESPACE_HOST not in server_names(("127.0.0.1", 9000), environ=CODESPACE, hostname="studio")
+    assert CODESPACE_HOST not in server_names(("127.0.0.1", 8080), environ={}, hostname="studio")
+
+
+@pytest.mark.parametrize(
+    "allowed, host",
+    [
+        ("https://chat.example.org", "chat.example.org"),
+        ("https://Chat.Example.org:8443/", "chat.example.org"),
+        ("chat.example.org", "chat.example.org"),
+        ("chat.example.org:8080", "chat.example.org"),
+        ("  chat.example.org ", "chat.example.org"),
+        ("http://[2001:db8::1]:8080", "2001:db8::1"),
+        ("[2001:db8::1]", "2001:db8::1"),
+        ("203.0.113.5", "203.0.113.5"),
+        ("https://bücher.example", "xn--bcher-kva.example"),  # as a browser sends it
+    ],
+)
+def test_an_allowed_origin_may_be_a_full_origin_or_a_host(allowed, host):
+    assert origin_host(allowed) == host
+    assert host in server_names(allowed_origins=[allowed], hostname="studio")
+
+
+@pytest.mark.parametrize(
+    "allowed",
+    ["", "null", "https://", "https://chat.example.org/chat", "chat.example.org:http", "user@chat.example.org",
+     "*.example.org", "http://[::1", "chat example", "https://chat.example.org?x=1"],
+)
+def test_an_allowed_origin_that_names_no_host_is_refused_with_a_reason(allowed):
+    with pytest.raises(ValueError, match="is not an origin"):
+        origin_host(allowed)
 
 
 # -- the responses -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from websockets.uri import parse_uri
 
 from chat.config import Timings
 from chat.core.framing import LineTooLong
-from chat.transports.handshake import Opening, sniff
+from chat.transports.handshake import Opening, server_names, sniff
 from chat.transports.websocket import WebSocketAdapter, WebSocketTransport
 from chat.web import page_files
 from tests.helpers import TIMEOUT_S
@@ -24,7 +24,7 @@ from tests.helpers import TIMEOUT_S
 class Browser:
     """A WebSocket client (websockets' ClientProtocol) wired straight to an adapter."""
 
-    def __init__(self, path: str = "/ws", origin: "str | None" = None, write=None, **options) -> None:
+    def __init__(self, path: str = "/ws", origin: "str | None" = None, write=None, host: str = "localhost:8080", **options) -> None:
         self.written: "list[bytes]" = []  # what the adapter wrote, call by call
 
         def record(data: bytes):
@@ -32,7 +32,7 @@ class Browser:
             return write(data) if write else None
 
         self.adapter = WebSocketAdapter(record, **options)
-        self.protocol = ClientProtocol(parse_uri(f"ws://localhost:8080{path}"), origin=origin)
+        self.protocol = ClientProtocol(parse_uri(f"ws://{host}{path}"), origin=origin)
         self.protocol.send_request(self.protocol.connect())
         self._read_up_to = 0
 
@@ -113,6 +113,17 @@ def test_a_handshake_from_another_sites_page_is_refused_with_403():
     browser = Browser(origin="https://evil.example")
     received = browser.send()
     assert (received.opened, received.status, received.closing) == (False, 403, True)
+
+
+def test_a_handshake_from_a_dns_rebinding_page_is_refused_with_403():
+    browser = Browser(origin="http://evil.example:8080", host="evil.example:8080")
+    assert browser.send().status == 403
+
+
+def test_a_page_opened_by_the_servers_lan_address_may_connect_when_the_adapter_knows_that_address():
+    lan = {"origin": "http://192.168.1.20:8080", "host": "192.168.1.20:8080"}
+    Browser(**lan, server_names=server_names(("192.168.1.20", 8080))).open()
+    assert Browser(**lan).send().status == 403  # by default, only the names known without a connection
 
 
 def test_a_get_of_ws_without_upgrade_gets_426():

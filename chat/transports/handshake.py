@@ -17,7 +17,8 @@ over WebSocket. What a connection sends first tells which it is:
   answer it gets: the page, the WebSocket handshake, or an HTTP error;
   :func:`refusal` does the same for a request the parser could not read.
 * :func:`origin_allowed` is the check that keeps other web sites' pages from
-  opening a WebSocket to this chat in their visitors' browsers.
+  opening a WebSocket to this chat in their visitors' browsers; the names it
+  accepts are this server's own, from :func:`server_names`.
 * :func:`page_response` and :func:`error_response` build the answers.
 
 Nothing here does I/O: bytes and request values in, decisions and response
@@ -26,14 +27,18 @@ values out. :mod:`chat.transports.websocket` feeds the parser and sends.
 
 import enum
 import http
+import ipaddress
 import re
+import socket
 import struct
-from typing import Container, Mapping
+from typing import Container, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from websockets import Headers, Request, Response
 from websockets.exceptions import SecurityError
 from websockets.http11 import MAX_LINE_LENGTH
+
+from chat.codespaces import forwarded_address
 
 WEBSOCKET_PATH = "/ws"
 
@@ -185,12 +190,14 @@ class Route(enum.Enum):
     HEAD_TOO_LARGE = http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
 
 
-def route(request: Request, pages: Container[str]) -> Route:
+def route(request: Request, pages: Container[str], names: "Container[str] | None" = None) -> Route:
     """Which answer ``request`` gets; ``pages`` holds the paths of the page's files.
 
     ``GET /ws`` goes on to the WebSocket handshake (websockets' ``accept``
-    then checks the Upgrade headers and answers 426 without them). A query
-    string is ignored. Only GET is served.
+    then checks the Upgrade headers and answers 426 without them), if its
+    ``Origin`` is one of ``names`` (see :func:`origin_allowed`; by default
+    :func:`server_names` without a connection). A query string is ignored.
+    Only GET is served.
     """
     # websockets 16 only ever parses GET requests; 17 parses any method.
     method = getattr(request, "method", "GET")
@@ -199,7 +206,7 @@ def route(request: Request, pages: Container[str]) -> Route:
         return Route.NOT_FOUND
     if method != "GET":
         return Route.METHOD_NOT_ALLOWED
-    if path == WEBSOCKET_PATH and not _origin_allowed_in(request.headers):
+    if path == WEBSOCKET_PATH and not _origin_allowed_in(request.headers, names):
         return Route.FORBIDDEN
     return Route.WEBSOCKET if path == WEBSOCKET_PATH else Route.PAGE
 
@@ -223,43 +230,120 @@ def refusal(exception: BaseException, head: bytes) -> Route:
     return Route.BAD_REQUEST
 
 
-def _origin_allowed_in(headers: Headers) -> bool:
+def _origin_allowed_in(headers: Headers, names: "Container[str] | None") -> bool:
     origins = headers.get_all("Origin")
     if len(origins) > 1:  # a browser sends one at most (RFC 6454, section 7.3)
         return False
-    hosts = headers.get_all("Host")
-    return origin_allowed(
-        origins[0] if origins else None,
-        host=hosts[0] if hosts else None,
-        forwarded_host=", ".join(headers.get_all("X-Forwarded-Host")) or None,
-    )
+    return origin_allowed(origins[0] if origins else None, server_names() if names is None else names)
 
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+MDNS_DOMAIN = "local"  # a machine's name on its LAN without DNS (Bonjour, Avahi)
 
 
-def origin_allowed(origin: "str | None", host: "str | None", forwarded_host: "str | None") -> bool:
+def origin_allowed(origin: "str | None", names: Container[str]) -> bool:
     """True if a WebSocket handshake with this ``Origin`` may join the chat.
 
     A browser lets any page open a WebSocket to any address, and names the
     page's site in ``Origin``, which a page cannot forge: without this check,
     another site could make its visitors' browsers post here in their names.
-    Accepted: no ``Origin`` (not a browser); a page on this machine
-    (``localhost``, ``127.0.0.1``, ``[::1]``, or a tunnel that ends here);
-    and our own page, whose host is the request's ``Host`` or one named in
-    ``X-Forwarded-Host`` (a Codespace's HTTPS proxy moves the public name
-    there; a page cannot set either header). Ports are ignored, since
-    proxies keep, change or drop them. Anything else, ``null`` included, gets 403.
+    Accepted: no ``Origin`` (not a browser), and an origin whose host is one
+    of ``names``, the names of this server (:func:`server_names`).
+
+    The request's ``Host`` proves nothing: after DNS rebinding, a page of
+    ``http://evil.example:8080`` reaches this server with ``Host:
+    evil.example:8080``, its own name. Neither does ``X-Forwarded-Host``,
+    which a proxy fills in from ``Host``.
+
+    Only the host is compared, not the scheme or the port: proxies and
+    forwarded ports change both (a Codespace serves port 8080 as
+    ``https://NAME-8080.app.github.dev``, port 443), and a page on another
+    port of one of this server's own names runs on this machine, or on one
+    its operator named. Anything else, ``null`` included, gets 403.
     """
     if origin is None:
         return True
     origin_host = _hostname(origin)
-    if origin_host is None:
-        return False
-    if origin_host in LOCAL_HOSTS:
-        return True
-    our_hosts = [host or ""] + (forwarded_host or "").split(",")
-    return any(origin_host == _hostname("//" + h.strip()) for h in our_hosts if h.strip())
+    return origin_host is not None and origin_host in names
+
+
+def server_names(
+    local_address: "tuple | None" = None,
+    allowed_origins: Iterable[str] = (),
+    environ: "Mapping[str, str] | None" = None,
+    hostname: "str | None" = None,
+) -> "frozenset[str]":
+    """The host names an ``Origin`` may carry: this server's own, in lower case.
+
+    * the localhost names (``localhost``, ``127.0.0.1``, ``::1``);
+    * ``local_address``, the connection's own end (``sock.getsockname()``):
+      its IP address, the one the browser connected to (an IPv4 address
+      seen through an IPv6 socket counts as itself), and with its port, in
+      a Codespace, that port's forwarded host (``NAME-PORT.DOMAIN``, see
+      :mod:`chat.codespaces`);
+    * this machine's name (``hostname``, by default ``socket.gethostname()``)
+      and its mDNS form, ``NAME.local``;
+    * the hosts of ``allowed_origins``, each a full origin
+      (``https://chat.example.org``) or a host (``chat.example.org``, with
+      or without a port): see :func:`origin_host`.
+
+    No DNS lookup: a name is this server's because it is configured or
+    local, never because of what it resolves to. Pure but for the hostname.
+    """
+    names = set(LOCAL_HOSTS)
+    if local_address:
+        names.add(_ip_text(local_address[0]))
+        forwarded = forwarded_address(local_address[1], environ) if len(local_address) > 1 else None
+        if forwarded is not None:
+            names.add(forwarded.host.lower())
+    machine = (socket.gethostname() if hostname is None else hostname).strip().rstrip(".").lower()
+    if machine:
+        names.add(machine)
+        names.add(f"{machine.split('.')[0]}.{MDNS_DOMAIN}")
+    names.update(origin_host(origin) for origin in allowed_origins)
+    return frozenset(names)
+
+
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def origin_host(text: str) -> str:
+    """The host of an origin given as ``https://chat.example.org``, or as a host with or without a port.
+
+    Lower case, an IPv6 address without brackets, an international name in
+    its ASCII form (as browsers send it). ValueError for anything else: a
+    path, a user, a port that is not a number, an empty or malformed host.
+    (For ``--allowed-origin``: check each when the server starts.)
+    """
+    value = text.strip()
+    try:
+        parts = urlsplit(value if "://" in value else "//" + value)
+        parts.port  # raises ValueError for a port that is not a number
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if value == "null":  # the origin of a page with none (a file, a sandbox): never one of ours
+        host = None
+    if not host or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username is not None:
+        raise ValueError(f"{text!r} is not an origin (https://host[:port]) or a host name")
+    try:
+        return _ip_text(host)
+    except ValueError:
+        pass
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{text!r} is not an origin (https://host[:port]) or a host name") from None
+    if not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"{text!r} is not an origin (https://host[:port]) or a host name")
+    return host
+
+
+def _ip_text(address: str) -> str:
+    """An IP address as an Origin shows it (without brackets or zone); ValueError if it is none."""
+    ip = ipaddress.ip_address(address.partition("%")[0])
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:192.168.1.20, from a dual-stack socket
+    return str(mapped or ip)
 
 
 def _hostname(url: str) -> "str | None":
@@ -336,12 +420,15 @@ def page_response(content_type: str, body: bytes) -> Response:
     return Response(http.HTTPStatus.OK.value, http.HTTPStatus.OK.phrase, headers, body)
 
 
-def answer(request: Request, pages: "Mapping[str, tuple[str, bytes]]") -> "Response | None":
+def answer(
+    request: Request, pages: "Mapping[str, tuple[str, bytes]]", names: "Container[str] | None" = None
+) -> "Response | None":
     """The whole answer to ``request`` when it is not a WebSocket handshake, else None.
 
-    ``pages`` maps each path of the page to its (content type, body).
+    ``pages`` maps each path of the page to its (content type, body);
+    ``names`` are the hosts a WebSocket's ``Origin`` may name (see :func:`route`).
     """
-    decision = route(request, pages)
+    decision = route(request, pages, names)
     if decision is Route.WEBSOCKET:
         return None
     if decision is Route.PAGE:

@@ -35,7 +35,7 @@ import codecs
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Container, Mapping
 
 from websockets import CloseCode, Frame, Opcode, Request, ServerProtocol
 from websockets.http11 import MAX_LINE_LENGTH
@@ -78,7 +78,12 @@ class WebSocketAdapter:
 
     Feed it every byte received, starting with the request line, through
     :meth:`receive_data`; what it must send goes to ``write``. The request
-    is answered as soon as its head is complete.
+    is answered as soon as its head is complete. Options, all keywords:
+
+    * ``server_names``: the hosts a WebSocket's ``Origin`` may name, from
+      :func:`chat.transports.handshake.server_names` with the connection's
+      local address and the allowed origins; by default the names known
+      without a connection (the localhost names and this machine's name).
     """
 
     def __init__(
@@ -88,11 +93,13 @@ class WebSocketAdapter:
         max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
         max_message_bytes: "int | None" = None,
         pages: "Mapping[str, PageFile] | None" = None,
+        server_names: "Container[str] | None" = None,
     ) -> None:
         self._write = write
         self.max_line_bytes = max_line_bytes
         self.max_message_bytes = max_message_bytes or MESSAGE_LINES * (max_line_bytes + 1)
         self._pages = page_files() if pages is None else pages
+        self._server_names = handshake.server_names() if server_names is None else server_names
         # Guards everything below, and is held while output goes to _write,
         # so that bytes leave in the order the protocol made them.
         self.lock = threading.Lock()
@@ -137,7 +144,7 @@ class WebSocketAdapter:
     def _answer(self, request: Request, received: Received) -> None:
         self.request = request
         self._answered = True
-        response = handshake.answer(request, self._pages)
+        response = handshake.answer(request, self._pages, self._server_names)
         if response is None:
             response = self._protocol.accept(request)
         self._protocol.send_response(response)

@@ -188,6 +188,46 @@ def test_bytes_after_an_answer_are_ignored():
     assert written == before
 
 
+TWO_REQUESTS = b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_two_requests_in_one_packet_get_one_answer_and_the_connection_ends():
+    received, response = http_exchange(TWO_REQUESTS)
+    assert (received.status, received.closing) == (200, True)
+    assert response.count(b"HTTP/1.1 ") == 1
+    assert response.endswith(page_files()["/"].body)
+
+
+def test_two_requests_split_anywhere_get_one_answer():
+    for cut in range(len(TWO_REQUESTS) + 1):
+        written = []
+        adapter = WebSocketAdapter(written.append)
+        statuses = [adapter.receive_data(part).status for part in (TWO_REQUESTS[:cut], TWO_REQUESTS[cut:])]
+        assert 200 in statuses, cut
+        assert b"".join(written).count(b"HTTP/1.1 ") == 1, cut
+
+
+@pytest.mark.parametrize("junk", [b"\x00\xff\xfe junk", b"\x81\x05hello", b"hello\r\n\r\n"])
+def test_a_page_request_followed_by_junk_gets_its_page_and_the_end(junk):
+    received, response = http_exchange(b"GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n" + junk)
+    assert (received.status, received.closing) == (200, True)
+    assert response.count(b"HTTP/1.1 ") == 1 and response.endswith(page_files()["/app.js"].body)
+
+
+def test_a_websocket_handshake_followed_by_another_request_opens_then_fails_with_1002():
+    browser = Browser()
+    received = browser.send(b"".join(browser.protocol.data_to_send()) + b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (received.status, received.opened, received.closing) == (101, True, True)
+    assert browser.close_code_received() == CloseCode.PROTOCOL_ERROR  # a request is no frame
+
+
+def test_frames_sent_right_behind_the_handshake_are_read_as_lines():
+    browser = Browser()
+    handshake = b"".join(browser.protocol.data_to_send())
+    received = browser.send(handshake + Frame(Opcode.TEXT, b"hello").serialize(mask=True))
+    assert received.opened and received.lines == [b"hello"]
+
+
 # -- lines in, from text messages ------------------------------------------------------
 
 

@@ -15,7 +15,11 @@ handshake). The adapter adds what the chat needs on top:
   no use for one), 1007 for a text message that is not UTF-8, 1009 for a
   message over ``max_message_bytes`` (websockets sends that one itself);
 * keepalive: :meth:`WebSocketAdapter.ping` sends a ping and says when the
-  previous one went unanswered.
+  previous one went unanswered;
+* one request per connection: bytes after the head of the request wait
+  until it is answered, so that a second request in the same packet is
+  never parsed as the answer goes out (after a page or an error they are
+  dropped, after the handshake they are read as frames).
 
 Driving it: :class:`WebSocketTransport` wraps an adapter whose handshake
 is done for the connection's reader thread (``feed``) and the room's
@@ -48,6 +52,8 @@ from chat.web import PageFile, page_files
 # A message may hold several lines (a paste, say); one longer than this many
 # lines' worth is refused with close code 1009.
 MESSAGE_LINES = 16
+# The end of a request's head: websockets reads only lines ending in CRLF.
+_HEAD_END = b"\r\n\r\n"
 
 # websockets logs every connection's opening and closing at INFO; the chat's
 # own log says that, with the user's name. Warnings and errors still show.
@@ -108,6 +114,7 @@ class WebSocketAdapter:
         # The start of the request, kept to read its method when the parser
         # refuses the request before handing it over.
         self._head = bytearray()
+        self._head_tail = b""  # the last bytes of the head searched for its end, at most 3
         self._answered = False
         self.request: "Request | None" = None  # the request, once parsed
         # The text message being received: its UTF-8 check, and whether its
@@ -123,17 +130,39 @@ class WebSocketAdapter:
         """Take bytes from the network; return the chat lines in them and what happened."""
         with self.lock:
             received = Received()
-            if not self._answered and len(self._head) < MAX_LINE_LENGTH:
-                self._head += data[: MAX_LINE_LENGTH - len(self._head)]
             if data:
                 self._awaiting_pong = False  # any word from the peer shows it is there
-            self._protocol.receive_data(data)
-            for event in self._protocol.events_received():
-                if isinstance(event, Request):
-                    self._answer(event, received)
-                elif self._protocol.state is OPEN:
-                    self._take_frame(event, received.lines)
+            if not self._answered:
+                data = self._receive_head(data, received)
+            if data:
+                self._protocol.receive_data(data)
+                self._take_events(received)
             return self._send_output(received)
+
+    def _receive_head(self, data: bytes, received: Received) -> bytes:
+        """Feed the parser the bytes up to the end of the request's head; return the rest.
+
+        The rest waits until the request is answered: websockets would
+        otherwise go on to parse it (as frames, the only thing it reads after
+        a request) and, failing, end the stream before the answer is sent.
+        """
+        if len(self._head) < MAX_LINE_LENGTH:
+            self._head += data[: MAX_LINE_LENGTH - len(self._head)]
+        searched = self._head_tail + data
+        found = searched.find(_HEAD_END)
+        self._head_tail = searched[-(len(_HEAD_END) - 1) :]
+        end = len(data) if found < 0 else found + len(_HEAD_END) - (len(searched) - len(data))
+        self._protocol.receive_data(data[:end])
+        self._take_events(received)
+        return data[end:]
+
+    def _take_events(self, received: Received) -> None:
+        """Act on what the parser read."""
+        for event in self._protocol.events_received():
+            if isinstance(event, Request):
+                self._answer(event, received)
+            elif self._protocol.state is OPEN:
+                self._take_frame(event, received.lines)
 
     def receive_eof(self) -> Received:
         """The peer closed its end (``recv`` returned ``b""``)."""

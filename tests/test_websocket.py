@@ -5,6 +5,7 @@ RFC 6455 independent of the adapter's, so every byte the adapter writes is
 checked by a parser that would reject a malformed frame.
 """
 
+import logging
 import socket
 import threading
 
@@ -16,7 +17,13 @@ from websockets.uri import parse_uri
 from chat.config import Timings
 from chat.core.framing import LineTooLong
 from chat.transports.handshake import Opening, server_names, sniff
-from chat.transports.websocket import WebSocketAdapter, WebSocketTransport
+from chat.transports.websocket import (
+    DEFAULT_MAX_FRAME_RATE,
+    EXCESS_FLOOD_REASON,
+    FEED_SLICE_BYTES,
+    WebSocketAdapter,
+    WebSocketTransport,
+)
 from chat.web import page_files
 from tests.helpers import TIMEOUT_S
 
@@ -342,6 +349,87 @@ def test_a_peer_that_vanishes_ends_the_connection():
     assert browser.adapter.receive_eof().closing
 
 
+# -- the frame budget: every frame counts, control frames and empty ones included --------------
+
+FRAMES_AT_ONCE = int(6 * DEFAULT_MAX_FRAME_RATE)  # a burst, and two more before it is a flood
+PING = Frame(Opcode.PING, b"").serialize(mask=True)
+EMPTY_CONTINUATION = Frame(Opcode.CONT, b"", fin=False).serialize(mask=True)
+
+
+def frames_of(browser: Browser, opcode: Opcode) -> int:
+    return sum(1 for event in browser.events() if isinstance(event, Frame) and event.opcode is opcode)
+
+
+def excess_flood_logs(caplog) -> int:
+    return sum("excess flood" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("kind", ["pings", "empty continuations"])
+def test_frames_sent_without_pause_are_an_excess_flood_closed_with_1008_and_logged_once(kind, clock, caplog):
+    browser = Browser(clock=clock).open()
+    if kind == "pings":
+        flood = PING * 10_000
+    else:
+        browser.protocol.send_text(b"a message that never ends", fin=False)
+        flood = b"".join(browser.protocol.data_to_send()) + EMPTY_CONTINUATION * 10_000
+    with caplog.at_level(logging.WARNING, logger="chat.transports.websocket"):
+        received = browser.send(flood)
+        assert (received.closing, received.excess_flood, received.lines) == (True, True, [])
+        assert browser.close_code_received() == CloseCode.POLICY_VIOLATION
+        assert browser.protocol.close_rcvd.reason == EXCESS_FLOOD_REASON
+        assert not browser.takes_lines()
+        assert not browser.send(PING * 1000).excess_flood  # nothing more is read
+    assert excess_flood_logs(caplog) == 1
+
+
+def test_parsing_stops_soon_after_the_budget_is_spent_not_at_the_end_of_the_read():
+    browser = Browser().open()
+    browser.send(PING * 10_000)  # 60 kB: one recv's worth
+    pongs = frames_of(browser, Opcode.PONG)
+    assert FRAMES_AT_ONCE <= pongs <= FRAMES_AT_ONCE + FEED_SLICE_BYTES // len(PING) + 1
+    assert pongs < 2 * FRAMES_AT_ONCE  # the slices are small: parsing stops near the budget, not at 10 000
+    assert browser.protocol.close_rcvd.code == CloseCode.POLICY_VIOLATION
+
+
+def test_a_paste_sent_one_frame_a_line_is_no_flood_up_to_six_times_the_rate_at_once(clock):
+    browser = Browser(clock=clock).open()
+    line = Frame(Opcode.TEXT, b"pasted").serialize(mask=True)
+    received = browser.send(line * FRAMES_AT_ONCE)
+    assert received.lines == [b"pasted"] * FRAMES_AT_ONCE  # the chat's flood control judges them
+    assert not received.closing
+    assert browser.send(PING).excess_flood
+
+
+def test_the_budget_comes_back_with_time(clock):
+    browser = Browser(clock=clock).open()
+    assert not browser.send(PING * FRAMES_AT_ONCE).closing
+    clock.advance(6.0)  # a burst back in two seconds, two bursts forgiven in four
+    assert not browser.send(PING * FRAMES_AT_ONCE).closing
+
+
+def test_a_client_within_the_rate_is_never_closed(clock):
+    browser = Browser(clock=clock).open()
+    for _ in range(300):  # a minute at the rate, in steps of a fifth of a second
+        clock.advance(0.2)
+        assert not browser.send(PING * int(DEFAULT_MAX_FRAME_RATE / 5)).closing
+
+
+def test_a_client_at_ten_times_the_rate_is_closed_within_a_second(clock):
+    browser = Browser(clock=clock).open()
+    step, sent_for = 0.05, 0.0
+    while not browser.send(PING * int(10 * DEFAULT_MAX_FRAME_RATE * step)).closing:
+        clock.advance(step)
+        sent_for += step
+        assert sent_for < 1.0
+    assert sent_for > 0.2  # a burst first, as for anyone
+
+
+def test_a_frame_rate_of_zero_is_no_limit():
+    browser = Browser(max_frame_rate=0).open()
+    assert not browser.send(PING * 3 * FRAMES_AT_ONCE).closing
+    assert frames_of(browser, Opcode.PONG) == 3 * FRAMES_AT_ONCE
+
+
 # -- lines out -----------------------------------------------------------------------------
 
 
@@ -501,3 +589,11 @@ def test_a_client_that_answers_its_pings_is_pinged_again_and_stays():
     transport.feed(b"".join(browser.protocol.data_to_send()), now=21.0)
     assert transport.seconds_until_due(40.9) > 0  # twenty seconds from its last word
     assert transport.on_due(41.0) and pings(browser) == 1
+
+
+def test_the_transport_counts_frames_at_the_time_it_is_given(clock):
+    browser = Browser(clock=clock).open()  # the adapter's own clock stands still
+    transport = WebSocketTransport(browser.adapter, FakeOutbox(), 1 << 20, Timings().ping_interval_s, now=clock.now)
+    assert not transport.feed(PING * FRAMES_AT_ONCE, now=clock.now)[1]
+    assert not transport.feed(PING * FRAMES_AT_ONCE, now=clock.now + 60.0)[1]  # a minute later: all forgiven
+    assert transport.feed(PING, now=clock.now + 60.0)[1]  # one more at that moment is one too many

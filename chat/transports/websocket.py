@@ -16,6 +16,10 @@ handshake). The adapter adds what the chat needs on top:
   message over ``max_message_bytes`` (websockets sends that one itself);
 * keepalive: :meth:`WebSocketAdapter.ping` sends a ping and says when the
   previous one went unanswered;
+* a budget for every frame the client sends, control frames and empty ones
+  included, which the chat's flood control never sees: a client far beyond
+  ``max_frame_rate`` is an excess flood, closed with 1008 (see
+  :class:`WebSocketAdapter`);
 * one request per connection: bytes after the head of the request wait
   until it is answered, so that a second request in the same packet is
   never parsed as the answer goes out (after a page or an error they are
@@ -38,6 +42,7 @@ outbox's ``put`` is right, a socket's ``sendall`` is not.
 import codecs
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Container, Mapping
 
@@ -46,12 +51,32 @@ from websockets.http11 import MAX_LINE_LENGTH
 from websockets.protocol import CLOSED, OPEN
 
 from chat.core.framing import DEFAULT_MAX_LINE_BYTES, LineFramer
+from chat.core.ratelimit import ExcessMeter, TokenBucket
 from chat.transports import handshake
 from chat.web import PageFile, page_files
+
+log = logging.getLogger(__name__)
 
 # A message may hold several lines (a paste, say); one longer than this many
 # lines' worth is refused with close code 1009.
 MESSAGE_LINES = 16
+# Frames per second a client may send, bursts of twice that. A browser sends
+# one text frame per chat line, which flood control holds to 10 a second,
+# and a pong now and then: fifty is far more than any client of the chat needs.
+DEFAULT_MAX_FRAME_RATE = 50.0
+# An excess flood: more than this many bursts of frames beyond the rate, net
+# of what the rate forgives. With the default, the 301st frame sent at once:
+# more than the 221 lines at once after which the chat's flood control
+# disconnects a client (chat.core.flood), so a paste sent one frame a line is
+# still the flood control's to judge, line by line.
+EXCESS_FRAME_BURSTS = 2
+EXCESS_FLOOD_REASON = "Excess flood"
+# websockets parses all the bytes it is given in one go, and has no public way
+# to stop after a frame; so the bytes of one recv are fed this many at a time,
+# and feeding stops once the budget is spent. A client's frame is at least 6
+# bytes (a header and the mask), so past the budget at most 170 more frames are
+# parsed, not the ten thousand of a 64 KiB recv.
+FEED_SLICE_BYTES = 1024
 # The end of a request's head: websockets reads only lines ending in CRLF.
 _HEAD_END = b"\r\n\r\n"
 
@@ -77,6 +102,29 @@ class Received:
     # queued and half-close, then close the socket once the peer has closed
     # its end (or after a short wait).
     closing: bool = False
+    # The client went far beyond its frame budget just now: it was closed
+    # with 1008, and the adapter logged it (once; no need to again).
+    excess_flood: bool = False
+
+
+class FrameBudget:
+    """Every frame one client sends, against ``rate`` frames a second, bursts of twice that.
+
+    The rule of the chat's flood control (:mod:`chat.core.flood`), for
+    frames: a frame beyond the rate is still read (a ping is answered, a
+    line goes on to the flood control), and counted; a client that keeps
+    going far beyond the rate, EXCESS_FRAME_BURSTS bursts net of what the
+    rate forgives, is an excess flood.
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float]) -> None:
+        burst = max(1.0, 2 * rate)
+        self._bucket = TokenBucket(rate, burst, clock)
+        self._excess = ExcessMeter(rate, EXCESS_FRAME_BURSTS * burst, clock)
+
+    def take(self) -> bool:
+        """Count one frame; False once the client is an excess flood."""
+        return self._bucket.allow() or not self._excess.add()
 
 
 class WebSocketAdapter:
@@ -90,6 +138,13 @@ class WebSocketAdapter:
       :func:`chat.transports.handshake.server_names` with the connection's
       local address and the allowed origins; by default the names known
       without a connection (the localhost names and this machine's name).
+    * ``max_frame_rate``: frames per second, bursts of twice that; 0 for no
+      limit. Every frame counts, pings, pongs, close frames and empty
+      continuations included (see :class:`FrameBudget`). A client far beyond
+      it is an excess flood: it gets a close frame with 1008 and "Excess
+      flood", the adapter logs it once, and nothing more it sent is read.
+    * ``name``: says who the client is, for the log line of an excess flood.
+    * ``clock``: the time when :meth:`receive_data` is not given ``now``.
     """
 
     def __init__(
@@ -100,12 +155,18 @@ class WebSocketAdapter:
         max_message_bytes: "int | None" = None,
         pages: "Mapping[str, PageFile] | None" = None,
         server_names: "Container[str] | None" = None,
+        max_frame_rate: float = DEFAULT_MAX_FRAME_RATE,
+        name: "Callable[[], str] | None" = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._write = write
         self.max_line_bytes = max_line_bytes
         self.max_message_bytes = max_message_bytes or MESSAGE_LINES * (max_line_bytes + 1)
         self._pages = page_files() if pages is None else pages
         self._server_names = handshake.server_names() if server_names is None else server_names
+        self.max_frame_rate = max_frame_rate
+        self._name = name or (lambda: "a WebSocket client")
+        self._clock = clock
         # Guards everything below, and is held while output goes to _write,
         # so that bytes leave in the order the protocol made them.
         self.lock = threading.Lock()
@@ -116,6 +177,9 @@ class WebSocketAdapter:
         self._head = bytearray()
         self._head_tail = b""  # the last bytes of the head searched for its end, at most 3
         self._answered = False
+        # The time as last given: every frame's token is counted against it.
+        self._now = clock()
+        self._frames: "FrameBudget | None" = None  # from the handshake on, unless there is no limit
         self.request: "Request | None" = None  # the request, once parsed
         # The text message being received: its UTF-8 check, and whether its
         # bytes so far end a line. None between messages.
@@ -126,17 +190,25 @@ class WebSocketAdapter:
 
     # -- receiving -----------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> Received:
-        """Take bytes from the network; return the chat lines in them and what happened."""
+    def receive_data(self, data: bytes, *, now: "float | None" = None) -> Received:
+        """Take bytes from the network; return the chat lines in them and what happened.
+
+        ``now`` is the time they arrived (``time.monotonic()``, as the
+        transport's ``feed`` is given it); by default the adapter's clock.
+        """
         with self.lock:
+            # Time as given never runs backwards here, so that a reading from
+            # another clock cannot refill the budget or overdraw it.
+            self._now = max(self._now, self._clock() if now is None else now)
             received = Received()
             if data:
                 self._awaiting_pong = False  # any word from the peer shows it is there
             if not self._answered:
                 data = self._receive_head(data, received)
-            if data:
-                self._protocol.receive_data(data)
-                self._take_events(received)
+            for start in range(0, len(data), FEED_SLICE_BYTES):
+                self._protocol.receive_data(data[start : start + FEED_SLICE_BYTES])
+                if not self._take_events(received):
+                    break
             return self._send_output(received)
 
     def _receive_head(self, data: bytes, received: Received) -> bytes:
@@ -156,13 +228,26 @@ class WebSocketAdapter:
         self._take_events(received)
         return data[end:]
 
-    def _take_events(self, received: Received) -> None:
-        """Act on what the parser read."""
+    def _take_events(self, received: Received) -> bool:
+        """Act on what the parser read; False once nothing more should be fed to it."""
         for event in self._protocol.events_received():
             if isinstance(event, Request):
                 self._answer(event, received)
-            elif self._protocol.state is OPEN:
+                continue
+            if self._frames is not None and not self._frames.take():
+                log.warning(
+                    "⛔ Disconnecting %s: excess flood (WebSocket frames far beyond %g a second)",
+                    self._name(),
+                    self.max_frame_rate,
+                )
+                self._protocol.fail(CloseCode.POLICY_VIOLATION, EXCESS_FLOOD_REASON)
+                received.excess_flood = True
+                return False
+            if self._protocol.state is OPEN:
                 self._take_frame(event, received.lines)
+        # Once the end of the stream is queued (after an answer other than
+        # 101, a failure, or the closing handshake) the parser only discards.
+        return not self._protocol.eof_sent
 
     def receive_eof(self) -> Received:
         """The peer closed its end (``recv`` returned ``b""``)."""
@@ -179,6 +264,8 @@ class WebSocketAdapter:
         self._protocol.send_response(response)
         received.status = response.status_code
         received.opened = response.status_code == 101
+        if received.opened and self.max_frame_rate > 0:
+            self._frames = FrameBudget(self.max_frame_rate, clock=lambda: self._now)
 
     def _take_frame(self, frame: Frame, lines: list) -> None:
         if frame.opcode is Opcode.TEXT:
@@ -305,7 +392,7 @@ class WebSocketTransport:
     def feed(self, data: bytes, now: float) -> "tuple[list, bool]":
         """The lines in ``data``, and whether the client is closing. Pongs and close frames go out at once."""
         self._heard = now
-        received = self.adapter.receive_data(data)
+        received = self.adapter.receive_data(data, now=now)
         self.outbox.flush()
         return received.lines, received.closing
 

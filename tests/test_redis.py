@@ -24,7 +24,7 @@ import time
 import pytest
 import redis
 
-from chat.bus.entry import Entry, MalformedEntry
+from chat.bus.entry import Entry, Kind, MalformedEntry
 from chat.bus.redis_bus import BACK, LOST, STREAM, RedisBus
 from chat.bus.registry import Registry, alive_key
 from chat.config import Limits, ServerConfig, Timings
@@ -235,10 +235,8 @@ def test_a_newcomer_on_a_server_started_later_gets_the_rooms_history_but_no_priv
     bob.expect("Ann: hello")
     bob.expect("[PM from Ann] a secret")  # in the stream by now, after Ann's hello
     later = shared_servers()
-    assert replay_of(Peer(later.address, "Cat")) == [
-        "[SYSTEM] Last 3 messages:",
-        messages.joined("Ann"),
-        messages.joined("Bob"),
+    assert replay_of(Peer(later.address, "Cat")) == [  # nor who joined: only the conversation is history
+        "[SYSTEM] Last 1 message:",
         "Ann: hello",
         "[SYSTEM] End of history.",
     ]
@@ -258,10 +256,8 @@ def test_lines_said_before_redis_was_first_reached_come_after_the_streams_histor
         relay.release()
         assert wait_until(later.room.bus.in_reach)
         assert replay_of(Peer(later.address, "Cat")) == [
-            "[SYSTEM] Last 4 messages:",
-            messages.joined("Ann"),
+            "[SYSTEM] Last 2 messages:",
             "Ann: said before",
-            messages.joined("Bob"),
             "Bob: said while alone",
             "[SYSTEM] End of history.",
         ]
@@ -423,9 +419,9 @@ def test_a_line_redis_took_but_answered_too_late_for_is_delivered_here_once(shar
 def test_a_malformed_entry_in_the_stream_is_skipped_and_joining_still_works(shared_servers, redis_server, caplog):
     one = shared_servers()
     ann = Peer.joined(one.address, "Ann")
-    entry = {"s": "other", "o": "0", "t": "1e20", "g": "1", "l": "Mallory: hi"}
+    entry = {"v": "2", "s": "other", "k": "chat", "n": "Mallory", "x": "hi", "o": "0", "t": "1e20", "g": "1"}
     redis_server.client().xadd(STREAM, entry)
-    assert wait_until(lambda: logged(caplog, "Skipped a malformed entry in the Redis stream"))
+    assert wait_until(lambda: logged(caplog, "of the Redis stream: time '1e20'"))
     bob = Peer.joined(one.address, "Bob")  # a newcomer's history is not broken by it
     bob.send("/users")
     bob.expect("[SYSTEM] Online (2): Ann, Bob")
@@ -470,6 +466,7 @@ class StubRoom:
         self.here = list(here)
         self.delivered: "list[list[str]]" = []
         self.announced: "list[str]" = []
+        self.remembered: "list[tuple[float, str]]" = []
 
     def names_here(self) -> "list[str]":
         return list(self.here)
@@ -481,7 +478,7 @@ class StubRoom:
         self.delivered.append([line])
 
     def remember(self, said) -> None:
-        pass
+        self.remembered = said
 
     def announce(self, line: str) -> None:
         self.announced.append(line)
@@ -517,7 +514,7 @@ def test_a_dead_servers_members_leave_once_even_when_two_servers_see_it_die(buse
     two._reap(dead.server_id)
     assert logged(caplog, "💀") == [f"💀 Server {dead.server_id} stopped answering: 1 of its users left"]
     notices = [Entry.from_fields(fields) for _, fields in client.xrange(STREAM)]
-    assert [entry.lines for entry in notices if entry.about == dead.server_id] == [(messages.left("Bob"),)]
+    assert [(entry.kind, entry.name) for entry in notices if entry.about == dead.server_id] == [(Kind.LEFT, "Bob")]
     assert one.names() == []
 
 
@@ -535,38 +532,36 @@ def test_the_release_script_never_releases_a_name_another_server_holds(redis_ser
 # -- the stream's entries, without Redis ---------------------------------------------------------------
 
 
-def test_an_entry_keeps_the_wire_format_of_the_version_before():
-    public = Entry("s1", ("Ann: hi", "Ann: there"), 1700000000.25, origin=3, log_it=False, number=7)
-    fields = {"s": "s1", "o": "3", "t": "1700000000.25", "g": "0", "l": "Ann: hi\nAnn: there", "i": "7"}
-    assert public.to_fields() == fields
-    notice = Entry("s1", ("Bob left",), 5.0, elsewhere_only=True, about="s2")
-    assert notice.to_fields() == {"s": "s1", "o": "0", "t": "5.0", "g": "1", "l": "Bob left", "r": "s2", "e": "1"}
-    private = Entry("s1", ("psst",), 5.0, origin=3, log_it=False, number=8, to_server="s2", recipient="Bob")
-    for entry in (public, notice, private):
+def test_an_entry_has_the_wire_format_of_version_2():
+    chat = Entry("s1", Kind.CHAT, "Ann", 1700000000.25, "hi", origin=3, log_it=False, number=7)
+    fields = {"v": "2", "s": "s1", "k": "chat", "n": "Ann", "x": "hi", "t": "1700000000.25", "o": "3", "g": "0", "i": "7"}
+    assert chat.to_fields() == fields
+    notice = Entry("s1", Kind.LEFT, "Bob", 5.0, elsewhere_only=True, about="s2")
+    assert notice.to_fields() == {"v": "2", "s": "s1", "k": "left", "n": "Bob", "t": "5.0", "o": "0", "g": "1", "r": "s2", "e": "1"}
+    private = Entry("s1", Kind.PRIVATE, "Ann", 5.0, "psst", 3, False, 8, to_server="s2", recipient="Bob")
+    assert (private.to_fields()["to"], private.to_fields()["p"]) == ("s2", "Bob")
+    for entry in (chat, notice, private):
         assert Entry.from_fields(entry.to_fields()) == entry
-    assert private.private and not public.private and not notice.private
-
-
-def test_a_private_message_of_the_version_before_without_a_time_is_read():
-    entry = Entry.from_fields({"s": "s1", "o": "3", "to": "s2", "n": "Bob", "l": "[PM from Ann] psst", "i": "4"})
-    assert (entry.private, entry.recipient, entry.lines, entry.number) == (True, "Bob", ("[PM from Ann] psst",), 4)
+    assert private.private and not chat.private and not notice.private
+    assert [chat.line, notice.line, private.line] == ["Ann: hi", messages.left("Bob"), "[PM from Ann] psst"]
 
 
 @pytest.mark.parametrize(
-    "fields, problem",
+    "change, problem",
     [
-        ({"o": "0", "t": "1.0", "l": "x"}, "no field 's'"),
-        ({"s": "s1", "o": "0", "l": "x"}, "no field 't'"),
-        ({"s": "s1", "o": "0", "t": "1e20", "l": "x"}, "time '1e20'"),
-        ({"s": "s1", "o": "0", "t": "nan", "l": "x"}, "time 'nan'"),
-        ({"s": "s1", "o": "zero", "t": "1.0", "l": "x"}, "invalid literal for int() with base 10: 'zero'"),
-        ({"s": "s1", "o": "0", "to": "s2", "l": "x"}, "no field 'n'"),
+        ({"s": None}, "a chat entry needs the field 's'"),
+        ({"t": None}, "a chat entry needs the field 't'"),
+        ({"t": "1e20"}, "time '1e20'"),
+        ({"t": "nan"}, "time 'nan'"),
+        ({"o": "zero"}, "origin 'zero'"),
+        ({"k": "private"}, "a private entry needs the field 'p'"),
     ],
 )
-def test_a_malformed_entry_says_what_is_wrong_with_it(fields, problem):
+def test_a_malformed_entry_says_what_is_wrong_with_it(change, problem):
+    fields = {"v": "2", "s": "s1", "k": "chat", "n": "Ann", "x": "hi", "t": "1.0", "o": "0", "g": "1", **change}
     with pytest.raises(MalformedEntry) as raised:
-        Entry.from_fields(fields)
-    assert (raised.value.fields, raised.value.problem) == (fields, problem)
+        Entry.from_fields({key: value for key, value in fields.items() if value is not None})
+    assert raised.value.problem == problem
 
 
 # -- the command line, and no Redis at all -------------------------------------------------------------

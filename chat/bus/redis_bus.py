@@ -6,11 +6,12 @@ share goes through Redis:
 =========================  =====================================================
 Key                        What it holds
 =========================  =====================================================
-``chat:stream``            every public line, notice and private message of
-                           every server, in one order (a stream: ``XADD``
-                           appends, ``XREAD`` reads on from the last entry seen,
-                           ``XREVRANGE`` gives the last N). What each entry's
-                           fields mean: :mod:`chat.bus.entry`
+``chat:stream``            every chat line, action, notice and private message
+                           of every server, one an entry, in one order (a
+                           stream: ``XADD`` appends; ``READ`` reads on from the
+                           last entry seen, or back from the newest for the
+                           history). What each entry's fields mean:
+                           :mod:`chat.bus.entry`
 ``chat:names``             who holds each name: ``name_key -> "SERVER\\tName"``
 ``chat:servers``           the servers sharing the room
 ``chat:alive:SERVER``      exists while SERVER is alive (a heartbeat renews it)
@@ -19,7 +20,8 @@ Key                        What it holds
 The parts: :mod:`chat.bus.entry`, the one schema of the stream's entries;
 :mod:`chat.bus.registry`, the last three keys (servers and names);
 :class:`Contact`, whether Redis answers, said once each time that changes;
-and :class:`RedisBus`, the room's bus and the thread that joins them up.
+:class:`SkipLog`, the entries skipped, said once and then counted; and
+:class:`RedisBus`, the room's bus and the thread that joins them up.
 
 A server publishes its members' lines to the stream and does not deliver
 them itself: its bus thread (:class:`RedisBus`) reads the stream, its own
@@ -31,6 +33,18 @@ its sender said just before it. A server that loses Redis for a while reads
 on from the last entry it delivered when it is back, so nothing the others
 published in the meantime is lost (as long as the stream still holds it: it
 keeps the last ``STREAM_MAX_ENTRIES``).
+
+Anyone who can reach the Redis server can write to these keys too, so
+nothing read back is trusted. Each entry is checked, and the lines members
+see are made here from what it says (:mod:`chat.bus.entry`); names read
+from the registry are checked as well. Entries are read by ``READ``, a Lua
+script that leaves out the fields of any entry over the size limit, so
+that no read returns more than ``READ_COUNT`` entries of that size. One
+bound is Redis's own: the XREAD that waits for the next entry returns it
+whole (redis-py reads a reply whole), as big as Redis let its writer make
+it (``proto-max-bulk-len``, 512 MB by default), and it is dropped unread.
+What is skipped is logged once, then counted (:class:`SkipLog`), so that a
+stream full of bad entries cannot fill the log.
 
 Why a stream and not Redis pub/sub: pub/sub forgets whatever is published
 while a subscriber is away, and it keeps no history for newcomers.
@@ -56,10 +70,11 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.retry import Retry
 
-from chat.bus.entry import Entry, MalformedEntry
+from chat.bus.entry import MAX_FIELDS, Entry, Kind, MalformedEntry, UnsharableLine, fields_of
 from chat.bus.registry import Registry
 from chat.config import Timings
 from chat.core import messages
+from chat.core.framing import DEFAULT_MAX_LINE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +85,15 @@ STREAM_MAX_ENTRIES = 10_000
 # The bus thread waits at most this long for new entries (less if its
 # heartbeat is due sooner), then does its chores.
 READ_BLOCK_S = 1.0
-READ_COUNT = 1_000
+# Entries one read returns at most: with the size limit of an entry
+# (4 line limits: 16 KiB by default), no read holds more than 1.6 MiB.
+READ_COUNT = 100
+# A newcomer's history is the last conversation lines of the stream, but
+# joins and leaves are not history: the bus looks this many entries back
+# per line of history at most, to find them.
+HISTORY_ENTRIES_PER_LINE = 20
+# Skipped entries are logged the first time, then counted: how often the count is logged, at most.
+SKIPS_REPORTED_EVERY_S = 60.0
 # Redis answers in well under a millisecond: a command that takes a second
 # means Redis is stalled, and the room carries on alone after that one wait.
 CONNECT_TIMEOUT_S = 1.0
@@ -80,6 +103,29 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
 # How long close() waits for the bus thread (which it wakes at once).
 CLOSE_WAIT_S = READ_BLOCK_S + 1.0
+
+# The entries after (ARGV[1] "after") or before ("before") the ID ARGV[2]
+# ("+": the newest included), ARGV[3] of them at most, newest first if
+# before. Each is {id, fields}, but an entry of more than ARGV[4] bytes or
+# ARGV[5] fields comes as {id, its size}: Redis checks sizes, so no reply
+# holds more than ARGV[3] times ARGV[4] bytes, whatever anyone wrote.
+READ = """
+local entries
+if ARGV[1] == 'after' then
+    entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], '+', 'COUNT', ARGV[3])
+elseif ARGV[2] == '+' then
+    entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', ARGV[3])
+else
+    entries = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[2], '-', 'COUNT', ARGV[3])
+end
+local max_bytes, max_parts = tonumber(ARGV[4]), 2 * tonumber(ARGV[5])
+for _, entry in ipairs(entries) do
+    local size = 0
+    for _, part in ipairs(entry[2]) do size = size + #part end
+    if size > max_bytes or #entry[2] > max_parts then entry[2] = size end
+end
+return entries
+"""
 
 LOST = messages.system("Lost contact with the other servers; messages stay on this server until it is back.")
 BACK = messages.system("Back in contact with the other servers.")
@@ -122,25 +168,38 @@ class RedisBus:
 
     ``timings.heartbeat_s`` and ``timings.alive_ttl_s`` say how often this
     server says it is alive, and how long after its last word it is taken
-    for dead.
+    for dead. An entry of the stream may hold up to four times
+    ``max_line_bytes`` (this server's line limit): any bigger one is
+    skipped unread.
     """
 
-    def __init__(self, url: str, room, history_lines: int, timings: Timings = Timings()) -> None:
+    def __init__(
+        self,
+        url: str,
+        room,
+        history_lines: int,
+        timings: Timings = Timings(),
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
         self.timings = timings
         self.url = url
         self.room = room
         self.history_lines = history_lines
+        self.max_entry_bytes = 4 * max_line_bytes
         self.server_id = uuid.uuid4().hex[:12]
         # A heartbeat is never kept waiting by a read (and 0 would block for ever).
         self._read_block_ms = max(1, round(min(READ_BLOCK_S, timings.heartbeat_s) * 1000))
         # Our own loop retries; redis-py must not retry (and wait) inside a call.
-        options = dict(decode_responses=True, socket_connect_timeout=CONNECT_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
-        # Commands from any thread (a pool, thread-safe); the bus thread's reads on a client of their own.
-        self._redis = redis.Redis.from_url(url, socket_timeout=COMMAND_TIMEOUT_S, **options)
+        options = dict(socket_connect_timeout=CONNECT_TIMEOUT_S, retry=Retry(NoBackoff(), 0))
+        # Commands from any thread (a pool, thread-safe); the bus thread's reads on a client of their own,
+        # which leaves the entries undecoded until their size is checked.
+        self._redis = redis.Redis.from_url(url, socket_timeout=COMMAND_TIMEOUT_S, decode_responses=True, **options)
         read_timeout_s = self._read_block_ms / 1000 + COMMAND_TIMEOUT_S
-        self._reader = redis.Redis.from_url(url, socket_timeout=read_timeout_s, **options)
+        self._reader = redis.Redis.from_url(url, socket_timeout=read_timeout_s, decode_responses=False, **options)
+        self._read_script = self._reader.register_script(READ)
         self.registry = Registry(self._redis, self.server_id, timings.alive_ttl_s)
         self.contact = Contact(url, room)
+        self.skips = SkipLog()
         self._stopping = threading.Event()
         # Only the bus thread touches these: where it has read up to.
         self._last_id: "str | None" = None
@@ -154,6 +213,7 @@ class RedisBus:
         # atomic set operation.
         self._numbers = itertools.count(1)
         self._delivered_here: "set[int]" = set()
+        self._said_unsharable = False  # a line of ours no entry carries was logged (once: our bug)
         self._thread = threading.Thread(target=self._run, name="redis-bus", daemon=True)
 
     def start(self) -> None:
@@ -170,7 +230,7 @@ class RedisBus:
             try:
                 gone = self.registry.reap(self.server_id, stopping=True)
                 if gone:
-                    self._add(self._notice([messages.left(name) for name in gone]))
+                    self._add(self._notices(Kind.LEFT, gone))
             except RedisError as error:
                 log.warning("⚠️  Could not tell the other servers that this one stopped: %s", error)
         self.contact.end()  # from now on every call is a no-op
@@ -185,7 +245,8 @@ class RedisBus:
         return self.contact.in_reach()
 
     def publish(self, lines: "list[str]", origin: "int | None", when: float, log_it: bool = True) -> bool:
-        return self._append(Entry(self.server_id, tuple(lines), when, origin or 0, log_it))
+        entries = self._entries(lines, when, origin=origin or 0, log_it=log_it)
+        return entries is not None and self._append(entries)
 
     def claim(self, name: str) -> "bool | None":
         return self._while_in_reach(self.registry.claim, name)
@@ -201,8 +262,8 @@ class RedisBus:
         if holder is None:
             return None
         server, name = holder
-        entry = Entry(self.server_id, (line,), time.time(), origin, log_it=False, to_server=server, recipient=name)
-        return name if self._append(entry) else None  # if not, the room tries its own members
+        entries = self._entries([line], time.time(), origin=origin, log_it=False, to_server=server, recipient=name)
+        return name if entries is not None and self._append(entries) else None  # if not, the room tries its own members
 
     def _while_in_reach(self, call, *args):
         """``call(*args)``; None at once if Redis is out of reach, or if it stops answering now."""
@@ -214,25 +275,49 @@ class RedisBus:
             self.contact.lost(error)
             return None
 
-    def _append(self, entry: Entry) -> bool:
-        """Append one of our entries to the stream; False if Redis is out of reach (the room delivers it here)."""
+    def _entries(self, lines: "list[str]", when: float, **options) -> "list[Entry] | None":
+        """The entries that say this server's ``lines``; None if one cannot be shared (logged once: our bug)."""
+        try:
+            entries = [Entry.of_line(self.server_id, line, when, **options) for line in lines]
+        except UnsharableLine as error:
+            problem = f"{error}: it is shown on this server only"
+        else:
+            size = max(entry.size for entry in entries)
+            if size <= self.max_entry_bytes:
+                return entries
+            problem = f"an entry of {size} bytes is over the {self.max_entry_bytes} the others read: shown on this server only"
+        if not self._said_unsharable:
+            self._said_unsharable = True
+            log.error("Cannot share a line through Redis (%s)", problem)
+        return None
+
+    def _append(self, entries: "list[Entry]") -> bool:
+        """Append some of our entries to the stream, all or none; False if Redis is out of reach (the room delivers them here)."""
         if not self.contact.in_reach():
             return False
-        number = next(self._numbers)
+        numbered = [replace(entry, number=next(self._numbers)) for entry in entries]
         try:
-            self._add(replace(entry, number=number))
+            self._add(numbered)
         except RedisError as error:
-            self._delivered_here.add(number)
+            self._delivered_here.update(entry.number for entry in numbered)
             self.contact.lost(error)
             return False
         return True
 
-    def _add(self, entry: Entry) -> None:
-        self._redis.xadd(STREAM, entry.to_fields(), maxlen=STREAM_MAX_ENTRIES, approximate=True)
+    def _add(self, entries: "list[Entry]") -> None:
+        if len(entries) == 1:
+            self._redis.xadd(STREAM, entries[0].to_fields(), maxlen=STREAM_MAX_ENTRIES, approximate=True)
+            return
+        # In MULTI and EXEC: lines said together stay together, and Redis takes them all or none.
+        pipe = self._redis.pipeline(transaction=True)
+        for entry in entries:
+            pipe.xadd(STREAM, entry.to_fields(), maxlen=STREAM_MAX_ENTRIES, approximate=True)
+        pipe.execute()
 
-    def _notice(self, lines: "list[str]", elsewhere_only: bool = False, about: "str | None" = None) -> Entry:
-        """An entry for notices this server gives about others (not its members' own doing)."""
-        return Entry(self.server_id, tuple(lines), time.time(), elsewhere_only=elsewhere_only, about=about)
+    def _notices(self, kind: Kind, names: "list[str]", elsewhere_only: bool = False, about: "str | None" = None):
+        """Entries saying that ``names`` joined or left, given by this server about others (not its members' own doing)."""
+        when = time.time()
+        return [Entry(self.server_id, kind, name, when, elsewhere_only=elsewhere_only, about=about) for name in names]
 
     # -- the bus thread ----------------------------------------------------------
 
@@ -266,15 +351,27 @@ class RedisBus:
         self.contact.made(self.server_id)
 
     def _load_history(self) -> None:
-        """Read on from the stream's last entry, and give the room the public lines before it as history."""
-        newest_first = self._redis.xrevrange(STREAM, count=max(self.history_lines, 1))
-        self._last_id = newest_first[0][0] if newest_first else "0-0"
-        said = []
-        for _, fields in reversed(newest_first):
-            entry = _readable(fields)
-            if entry is not None and not entry.private:  # a private message is never history
-                said += [(entry.when, line) for line in entry.lines]
-        self.room.remember(said[-self.history_lines :] if self.history_lines else [])
+        """Read on from the stream's last entry, and give the room the conversation before it as history.
+
+        Joins, leaves and private messages are not history: the bus looks
+        further back past them, as far as HISTORY_ENTRIES_PER_LINE entries
+        per line it wants.
+        """
+        wanted = self.history_lines
+        said: "list[tuple[float, str]]" = []  # newest first
+        before, looked_at = "+", 0
+        while True:
+            page = self._read_entries("before", before, READ_COUNT if wanted else 1)
+            if before == "+":
+                self._last_id = page[0][0] if page else "0-0"
+            for entry_id, entry in page:
+                if entry is not None and entry.in_history:
+                    said.append((entry.when, entry.line))
+            looked_at += len(page)
+            if len(said) >= wanted or len(page) < READ_COUNT or looked_at >= wanted * HISTORY_ENTRIES_PER_LINE:
+                break
+            before = page[-1][0]
+        self.room.remember(said[:wanted][::-1])
 
     def _register(self) -> None:
         """Say this server is alive, and make the names it holds in Redis those of its members now.
@@ -286,23 +383,47 @@ class RedisBus:
         self.registry.heartbeat()
         went, clashes = self.registry.hold_only(self.room.names_here())
         if went:  # the others still thought them here (our own members saw them leave)
-            self._add(self._notice([messages.left(name) for name in went], elsewhere_only=True))
+            self._add(self._notices(Kind.LEFT, went, elsewhere_only=True))
         for name in clashes:
             log.warning("⚠️  %s is also the name of someone on another server (taken while we were apart)", name)
         self._next_heartbeat = time.monotonic() + self.timings.heartbeat_s
 
-    def _read(self):
-        return self._reader.xread({STREAM: self._last_id}, count=READ_COUNT, block=self._read_block_ms) or []
+    def _read(self) -> "list[tuple[str, Entry | None]]":
+        """The entries after the last one read: those there are now, or the first to come within the read block.
 
-    def _deliver(self, response) -> None:
+        XREAD waits for an entry, but returns it whole, however big: here it
+        only wakes the bus thread, for one entry at most, and what it
+        returned is dropped undecoded. The entries are read by READ, which
+        leaves out what is too big to read.
+        """
+        entries = self._read_entries("after", self._last_id, READ_COUNT)
+        if entries or not self._reader.xread({STREAM: self._last_id}, count=1, block=self._read_block_ms):
+            return entries
+        return self._read_entries("after", self._last_id, READ_COUNT)
+
+    def _read_entries(self, direction: str, start: str, count: int) -> "list[tuple[str, Entry | None]]":
+        """Up to ``count`` entries after or before the ID ``start``, each with its ID; None for one skipped (logged)."""
+        args = [direction, start, count, self.max_entry_bytes, MAX_FIELDS]
+        read = [(raw_id.decode(), raw) for raw_id, raw in self._read_script(keys=[STREAM], args=args)]
+        return [(entry_id, self._entry_of(entry_id, raw)) for entry_id, raw in read]
+
+    def _entry_of(self, entry_id: str, raw) -> "Entry | None":
+        """The entry, or None if it is not one this server reads (counted in ``skips``)."""
+        try:
+            if isinstance(raw, int):  # too big: READ left its fields out
+                raise MalformedEntry(f"{raw} bytes, over the {self.max_entry_bytes} an entry may hold")
+            return Entry.from_fields(fields_of(raw, self.max_entry_bytes))
+        except MalformedEntry as error:
+            self.skips.skipped(entry_id, error.problem)
+            return None
+
+    def _deliver(self, entries: "list[tuple[str, Entry | None]]") -> None:
         """Hand what was read to the room, in the stream's order."""
-        for _, entries in response:
-            with self.room.deferred_flushes():  # each member's lines go out together
-                for entry_id, fields in entries:
-                    entry = _readable(fields)
-                    if entry is not None:
-                        self._deliver_entry(entry)
-                    self._last_id = entry_id
+        with self.room.deferred_flushes():  # each member's lines go out together
+            for entry_id, entry in entries:
+                if entry is not None:
+                    self._deliver_entry(entry)
+                self._last_id = entry_id
 
     def _deliver_entry(self, entry: Entry) -> None:
         """Hand one entry to the room, unless this server's members have it already or it is not for them."""
@@ -317,19 +438,18 @@ class RedisBus:
             return
         origin = entry.origin if ours else None  # member numbers are per server
         if not entry.private:
-            self.room.deliver(list(entry.lines), origin, entry.when, not ours or entry.log_it)
+            self.room.deliver([entry.line], origin, entry.when, not ours or entry.log_it)
         elif entry.to_server == self.server_id:
-            self.room.deliver_private(entry.recipient, entry.lines[0], origin)
+            self.room.deliver_private(entry.recipient, entry.line, origin)
 
     def _say_we_are_back(self, notice: Entry) -> None:
-        """Tell the other servers that our members another server said had left are here.
+        """Tell the other servers that a member of ours another server said had left is here.
 
-        Said in answer to that notice, so that the others see them leave,
+        Said in answer to that notice, so that the others see it leave,
         then come back, in that order.
         """
-        back = [name for name in self.room.names_here() if messages.left(name) in notice.lines]
-        if back:
-            self._add(self._notice([messages.joined(name) for name in back], elsewhere_only=True))
+        if notice.kind is Kind.LEFT and notice.name in self.room.names_here():
+            self._add(self._notices(Kind.JOINED, [notice.name], elsewhere_only=True))
 
     def _keep_alive(self) -> None:
         """Once a heartbeat: say this server is alive, and remove those that are not."""
@@ -340,6 +460,7 @@ class RedisBus:
             log.warning("⚠️  The other servers took this one for dead: registered again")
         for server in self.registry.dead_servers():
             self._reap(server)
+        self.skips.report_if_due()
         self._next_heartbeat = time.monotonic() + self.timings.heartbeat_s
 
     def _reap(self, server: str) -> None:
@@ -349,7 +470,45 @@ class RedisBus:
             return
         log.warning("💀 Server %s stopped answering: %d of its users left", server, len(gone))
         if gone:  # should that server still be alive, it reads this and says they are back
-            self._add(self._notice([messages.left(name) for name in gone], about=server))
+            self._add(self._notices(Kind.LEFT, gone, about=server))
+
+
+class SkipLog:
+    """The entries of the stream the bus skipped: the first is logged with why, then how many more, now and then.
+
+    Whoever can write to the stream can fill it with entries this server
+    skips: each of them logged would flood the log. So only the first is
+    logged, with its reason; after it, the count of those skipped since,
+    with the latest reason, at most once per ``every_s`` (looked at by
+    ``report_if_due``, which the bus thread calls once a heartbeat).
+    Only the bus thread uses it.
+    """
+
+    def __init__(self, every_s: float = SKIPS_REPORTED_EVERY_S, clock=time.monotonic) -> None:
+        self._every_s = every_s
+        self._clock = clock
+        self._next_report: "float | None" = None  # None: none skipped yet
+        self._count = 0  # skipped since the last line logged
+        self._latest = ""
+
+    def skipped(self, entry_id: str, problem: str) -> None:
+        if self._next_report is None:
+            log.warning(
+                "⚠️  Skipped entry %s of the Redis stream: %s. Something other than this version's servers "
+                "writes to it; from now on, skipped entries are counted, and the count logged now and then",
+                entry_id, problem,
+            )
+            self._next_report = self._clock() + self._every_s
+            return
+        self._count += 1
+        self._latest = f"{entry_id}: {problem}"
+        self.report_if_due()
+
+    def report_if_due(self) -> None:
+        if self._count and self._clock() >= self._next_report:
+            log.warning("⚠️  Skipped %d more entries of the Redis stream (the latest, %s)", self._count, self._latest)
+            self._count = 0
+            self._next_report = self._clock() + self._every_s
 
 
 class Contact:
@@ -405,15 +564,6 @@ class Contact:
         with self._lock:
             self._in_reach.clear()
             self._ever_made = self._said_unreachable = True
-
-
-def _readable(fields: dict) -> "Entry | None":
-    """The entry, or None if it is not ours to read (logged: someone wrote to our stream)."""
-    try:
-        return Entry.from_fields(fields)
-    except MalformedEntry as error:
-        log.warning("⚠️  Skipped a malformed entry in the Redis stream: %s", error)
-        return None
 
 
 def _hint(error: "Exception | None") -> str:

@@ -120,3 +120,14 @@ def test_a_newcomers_history_from_the_stream_is_the_conversation_however_many_ca
     assert writer.claim("Anna") and writer.send_private("Anna", messages.private_from("Bob", "psst"), 2) == "Anna"
     reader = buses()  # keeps 10 lines of history
     assert [line for _, line in reader.room.remembered] == said
+
+
+def test_names_someone_else_wrote_into_the_registry_are_not_shown(shared_servers, redis_server):  # noqa: F811
+    server = shared_servers()
+    ann = Peer.joined(server.address, "Ann")
+    attacker = redis_server.client()
+    attacker.hset("chat:names", mapping={"mallory": "evil\tMal\x1b[2Jlory", "eve": "no server", "sys": "x\tSYSTEM"})
+    ann.send("/users")
+    ann.expect("[SYSTEM] Online (1): Ann")
+    ann.send("/msg eve hello")
+    ann.expect("[ERROR] No user named eve is online.")

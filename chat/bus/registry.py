@@ -15,11 +15,20 @@ it and its names in one step, so that exactly one server does so.
 Every method here is one or a few Redis calls and raises redis-py's
 ``RedisError`` if Redis does not answer: :class:`chat.bus.redis_bus.RedisBus`
 decides what that means.
+
+Anyone who can reach the Redis server can write here too, so a holder
+read back is checked: a name that breaks the rules for a user name, or a
+server that is no server id, counts as no holder at all (it would
+otherwise be shown to users in ``/users`` or ``[PM to ...]``).
 """
+
+import re
 
 import redis
 
-from chat.core.text import name_key
+from chat.core.text import name_key, name_problem
+
+_SERVER_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 NAMES = "chat:names"
 SERVERS = "chat:servers"
@@ -82,15 +91,12 @@ class Registry:
 
     def everyone(self) -> "list[str]":
         """The names held on every server."""
-        return [holder.partition("\t")[2] for holder in self._redis.hvals(NAMES)]
+        return [held[1] for held in map(_holder, self._redis.hvals(NAMES)) if held is not None]
 
     def holder(self, name: str) -> "tuple[str, str] | None":
         """Which server holds ``name``, and the name as it was given; None if nobody does."""
         held = self._redis.hget(NAMES, name_key(name))
-        if held is None:
-            return None
-        server, _, given = held.partition("\t")
-        return server, given
+        return None if held is None else _holder(held)
 
     def heartbeat(self) -> bool:
         """Say this server is alive for another alive_ttl_s; True if it had been taken for dead and reaped."""
@@ -110,7 +116,7 @@ class Registry:
         wanted = {name_key(name): name for name in names}
         held = self._redis.hgetall(NAMES)
         ours = {key: holder[len(self._mine) :] for key, holder in held.items() if holder.startswith(self._mine)}
-        went = [name for key, name in ours.items() if key not in wanted]
+        went = [name for key, name in ours.items() if key not in wanted and name_problem(name) is None]
         for name in went:
             self.release(name)
         clashes = []
@@ -134,4 +140,12 @@ class Registry:
         alive, or another server reaped it first.
         """
         gone = self._reap(keys=[SERVERS, NAMES, alive_key(server)], args=[server, "stopping" if stopping else ""])
-        return None if gone is None else sorted(gone, key=name_key)
+        return None if gone is None else sorted((name for name in gone if name_problem(name) is None), key=name_key)
+
+
+def _holder(held: str) -> "tuple[str, str] | None":
+    """``(server, name)`` from a ``"SERVER\\tName"`` value; None if it is not one a server wrote."""
+    server, _, given = held.partition("\t")
+    if not _SERVER_ID.fullmatch(server) or name_problem(given) is not None:
+        return None
+    return server, given

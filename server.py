@@ -1,9 +1,11 @@
 """Start the chat server: python server.py [--host HOST] [--port PORT] [--password P] [--history N] [--redis URL] [limits...]"""
 
 import argparse
+import ipaddress
 import os
 import sys
 
+from chat.codespaces import forwarded_address
 from chat.core.history import DEFAULT_HISTORY_LINES
 from chat.config import Limits, ServerConfig, Timings
 from chat.server import run
@@ -27,6 +29,15 @@ def rate(text: str) -> float:
     return value
 
 
+def proxy(text: str) -> str:
+    """An argparse type: an IP address or network (``127.0.0.1``, ``10.0.0.0/8``)."""
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address or network") from None
+    return text
+
+
 def redis_url(text: str) -> str:
     """An argparse type: a URL redis-py can use (checked only when given, so Redis is imported only then)."""
     try:
@@ -48,6 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--history", type=bounded_int(0, 10_000, "line count"), default=DEFAULT_HISTORY_LINES, metavar="N", help="public lines kept and replayed to each newcomer; 0 keeps none (default: %(default)s)")
     parser.add_argument("--redis", type=redis_url, default=os.environ.get("CHAT_REDIS_URL"), metavar="URL", help="share one room with other servers through Redis: redis://HOST:PORT/DB, rediss://... (TLS) or unix:///PATH (default: CHAT_REDIS_URL, else none)")
     parser.add_argument("--heartbeat", type=float, default=Timings().heartbeat_s, metavar="S", help="with --redis: seconds between this server's heartbeats in Redis; the others take it for dead after 4 missed (default: %(default)g)")
+    parser.add_argument("--trusted-proxy", type=proxy, action="append", default=[], metavar="ADDRESS", help="a proxy in front of the server (an address or network; may be repeated): the client address it adds to X-Forwarded-For is the one counted (default: none; in a Codespace, its port forwarder on 127.0.0.1)")
+    parser.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN", help="another name under which the chat page is served, e.g. https://chat.example.org behind a proxy (may be repeated): its pages may join; this machine's own names always may")
+    parser.add_argument("--rejoin-grace", type=float, default=Timings().rejoin_grace_s, metavar="S", help="seconds before a leave is announced: a name back within them (a reloaded page, a reconnecting client) was never gone, for the others; 0 announces at once (default: %(default)g)")
     limits = parser.add_argument_group("limits", "protections against misbehaving clients (see the README)")
     limits.add_argument("--max-line-bytes", type=bounded_int(64, 1 << 20, "byte count"), default=defaults.max_line_bytes, metavar="N", help="longest line a client may send (default: %(default)s)")
     limits.add_argument("--max-rate", type=rate, default=defaults.max_rate, metavar="N", help="lines per second per client, bursts of 2N; 0 turns flood control off (default: %(default)g)")
@@ -56,8 +70,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     limits.add_argument("--max-clients", type=bounded_int(1, 100_000, "client count"), default=defaults.max_clients, metavar="N", help="most clients connected at once (default: %(default)s)")
     limits.add_argument("--max-per-address", type=bounded_int(1, 100_000, "connection count"), default=defaults.max_per_address, metavar="N", help="most connections from one IP address at once; not for this machine's own (default: %(default)s)")
     limits.add_argument("--max-address-rate", type=rate, default=defaults.max_address_rate, metavar="N", help="lines per second from one IP address, all its connections together, bursts of 2N; 0 turns it off (default: %(default)g)")
+    limits.add_argument("--max-opening", type=bounded_int(1, 100_000, "connection count"), default=defaults.max_opening, metavar="N", help="most connections still opening (sending an HTTP head, or their first line) at once (default: %(default)s)")
+    limits.add_argument("--max-opening-per-address", type=bounded_int(1, 100_000, "connection count"), default=defaults.max_opening_per_address, metavar="N", help="most connections still opening from one IP address; not for this machine's own (default: %(default)s)")
+    limits.add_argument("--max-connect-rate", type=rate, default=defaults.max_connect_rate, metavar="N", help=f"new connections per second from one IP address, bursts of {defaults.max_connect_burst}; 0 turns it off (default: %(default)g)")
+    limits.add_argument("--max-password-rate", type=rate, default=defaults.max_password_rate, metavar="N", help="password checks per second for all addresses that gave a wrong one lately (default: %(default)g)")
     limits.add_argument("--keepalive-idle", type=bounded_int(1, 86_400, "number of seconds"), default=defaults.keepalive_idle_s, metavar="S", help="seconds of silence before TCP keepalive probes a client (default: %(default)s)")
     args = parser.parse_args(argv)
+    if not 0 <= args.rejoin_grace <= 3600:
+        parser.error(f"argument --rejoin-grace: {args.rejoin_grace:g} is not a number of seconds from 0 to 3600")
     if not 0.01 <= args.heartbeat <= 3600:
         parser.error(f"argument --heartbeat: {args.heartbeat:g} is not a number of seconds from 0.01 to 3600")
     return args
@@ -72,6 +92,10 @@ def limits_from(args: argparse.Namespace) -> Limits:
         max_clients=args.max_clients,
         max_per_address=args.max_per_address,
         max_address_rate=args.max_address_rate,
+        max_opening=args.max_opening,
+        max_opening_per_address=args.max_opening_per_address,
+        max_connect_rate=args.max_connect_rate,
+        max_password_rate=args.max_password_rate,
         keepalive_idle_s=args.keepalive_idle,
     )
 
@@ -81,11 +105,18 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         port=args.port,
         limits=limits_from(args),
-        timings=Timings(heartbeat_s=args.heartbeat, alive_ttl_s=4 * args.heartbeat),
+        timings=Timings(heartbeat_s=args.heartbeat, alive_ttl_s=4 * args.heartbeat, rejoin_grace_s=args.rejoin_grace),
         password=args.password,
         history_lines=args.history,
         redis_url=args.redis,
+        trusted_proxies=tuple(args.trusted_proxy) or default_proxies(args.port),
+        allowed_origins=tuple(args.allowed_origin),
     )
+
+
+def default_proxies(port: int) -> "tuple[str, ...]":
+    """In a Codespace, its port forwarder: it connects from this machine and adds the client to X-Forwarded-For."""
+    return ("127.0.0.1", "::1") if forwarded_address(port) is not None else ()
 
 
 def main(argv=None) -> int:

@@ -32,6 +32,23 @@ class Limits:
     max_per_address: int = 100
     # Lines per second from one address, all its connections together, bursts of twice that; 0: no limit.
     max_address_rate: float = 40.0
+    # Connections still opening (an HTTP request's head, a WebSocket
+    # handshake, a raw client's first second): they hold no seat, so a
+    # crowd of half-open connections cannot keep anyone out. At most this
+    # many at once from one address, and from all together.
+    max_opening_per_address: int = 10
+    max_opening: int = 200
+    # New connections per second from one address, bursts of max_connect_burst;
+    # 0: no limit. A class behind one router that reconnects after a restart
+    # gets in within a few seconds.
+    max_connect_rate: float = 5.0
+    max_connect_burst: int = 30
+    # Join notices per minute for one address (bursts of that many); past it,
+    # its joins, and their leaves, are not announced. 0: no limit.
+    max_join_notices_per_minute: float = 10.0
+    # Password checks per second, room-wide, for addresses that gave a wrong
+    # one recently (a newcomer's first try is never held up by them); 0: no limit.
+    max_password_rate: float = 2.0
     keepalive_idle_s: int = 60
     # Loopback peers are not counted per address; tests switch this off to
     # check the per-address limits with clients on this machine.
@@ -46,12 +63,16 @@ class Timings:
     # "/pass" if the room has a password); one that sends nothing joins
     # under its default name after this long.
     first_line_wait_s: float = 1.0
-    # A browser must send the whole head of its HTTP request within this long.
-    http_head_wait_s: float = 10.0
+    # A browser must send the whole head of its HTTP request within this long
+    # of connecting: a connection still opening must not hold on for long.
+    opening_wait_s: float = 5.0
     # A WebSocket client that has said nothing for this long gets a ping
     # (proxies drop connections idle for a minute or so); one that answers
     # none of two in a row has vanished.
     ping_interval_s: float = 20.0
+    # A leave is announced this late: a name back within it (a page
+    # reloaded, a client reconnecting) was never gone, for the others.
+    rejoin_grace_s: float = 5.0
     # After a wrong password, checks from the same address are at least this
     # far apart, doubling with each further failure (chat.core.password).
     password_delay_s: float = 1.0
@@ -72,3 +93,7 @@ class ServerConfig:
     password: "str | None" = None  # None or "": anyone may join
     history_lines: int = DEFAULT_HISTORY_LINES
     redis_url: "str | None" = None  # share the room with other servers through Redis
+    # Proxies whose X-Forwarded-For header is believed (addresses or networks).
+    trusted_proxies: "tuple[str, ...]" = ()
+    # Other names than this server's own under which its page may open a WebSocket.
+    allowed_origins: "tuple[str, ...]" = ()

@@ -25,13 +25,13 @@ import socket
 import threading
 import time
 
-from chat.admission import Admission, Seat
+from chat.admission import Admission, Arrival
 from chat.codespaces import forwarded_address
 from chat.core import messages
 from chat.core.room import Room
 from chat.config import ServerConfig
 from chat.logs import configure_logging
-from chat.transports.refusals import Refusals
+from chat.transports.refusals import RefusalLog, Refusals
 from chat.sockets import enable_keepalive
 from chat.transports.connection import THREAD_JOIN_S, ClientConnection
 
@@ -42,7 +42,8 @@ SHUTDOWN_GRACE_S = 1.0
 THREAD_STACK_BYTES = 512 * 1024
 # After accept() fails (out of file descriptors, say), wait this long before trying again.
 ACCEPT_RETRY_S = 0.1
-# How often the accept loop adds up every client's unsent bytes (Limits.max_total_queue_bytes).
+# How often the accept loop adds up every client's unsent bytes (Limits.max_total_queue_bytes)
+# and announces the leaves whose grace is over (Timings.rejoin_grace_s).
 QUEUE_CHECK_S = 0.1
 # Each client socket's send buffer in the kernel (Linux doubles the figure for
 # its own bookkeeping). Left alone, Linux grows it up to 4 MiB for a client
@@ -60,12 +61,14 @@ class ChatServer:
     def __init__(self, config: ServerConfig = ServerConfig()) -> None:
         self.config = config
         self.limits = config.limits
-        self.room = Room(config.history_lines)
+        self.room = Room(config.history_lines, rejoin_grace_s=config.timings.rejoin_grace_s)
         if config.redis_url is not None:  # only then is anything of Redis imported
             from chat.bus.redis_bus import RedisBus
 
             self.room.bus = RedisBus(config.redis_url, self.room, config.history_lines, config.timings)
-        self.admission = Admission(config.limits, config.password, config.timings.password_delay_s)
+        self.admission = Admission(
+            config.limits, config.password, config.timings.password_delay_s, config.trusted_proxies
+        )
         self.address: "tuple[str, int] | None" = None
         self._listener: "socket.socket | None" = None
         # Guards _connections: every client socket that is open, joined or not.
@@ -78,6 +81,7 @@ class ChatServer:
         # connections) that are being answered and closed. Only the accept
         # loop touches it.
         self._refusals: "Refusals | None" = None
+        self._refusal_log = RefusalLog()  # only the accept loop touches it
         self._stop_requested = threading.Event()
         self._stopped = threading.Event()
 
@@ -127,6 +131,7 @@ class ChatServer:
                     self._refusals.handle_due()
                     if time.monotonic() >= next_queue_check:
                         self._enforce_total_queue_bound()
+                        self.room.announce_due_leaves()
                         next_queue_check = time.monotonic() + QUEUE_CHECK_S
                 self._refusals.close_all()
         finally:
@@ -179,9 +184,9 @@ class ChatServer:
                 sock.close()
 
     def _start_connection(self, sock: socket.socket, address) -> None:
-        seat = self.admission.admit(address[0])
-        if not isinstance(seat, Seat):
-            self._turn_away(sock, address, refusal=seat)
+        arrival = self.admission.arrive(address[0])
+        if not isinstance(arrival, Arrival):
+            self._turn_away(sock, address, refusal=arrival)
             return
         try:
             sock.setblocking(True)
@@ -189,24 +194,24 @@ class ChatServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
             enable_keepalive(sock, self.limits.keepalive_idle_s)
-            connection = ClientConnection(sock, address, self.room, self.limits, self.config.timings, seat, self._forget)
+            connection = ClientConnection(sock, address, self.room, self.limits, self.config.timings, arrival, self._forget)
             with self._connections_lock:
                 self._connections.add(connection)
             log.info("✅ %s connected from %s", connection.name, format_peer(address))
         except BaseException:
-            seat.release()
+            arrival.release()
             raise
         try:
             connection.start()
         except RuntimeError:  # the system has no thread left to give: this client only
             log.error("⚠️  Could not start a thread for %s: too many threads", connection.name)
-            seat.release()
+            arrival.release()
             sock.close()
             self._forget(connection)
 
     def _turn_away(self, sock: socket.socket, address, refusal: str) -> None:
         """Refuse a client: it is answered, then closed, by the accept loop (see chat.transports.refusals)."""
-        log.warning("⛔ Refused %s: %s", format_peer(address), refusal)
+        self._refusal_log.refused(format_peer(address), address[0], refusal)
         self._refusals.add(sock, refusal)
 
     def _forget(self, connection: "ClientConnection") -> None:

@@ -47,8 +47,10 @@ def start_server():
     started = []
 
     # No history unless a test asks for it: most tests check exactly what a newcomer is sent.
-    def start(password=None, history_lines=0, timings=FAST, **limits) -> ChatServer:
-        config = ServerConfig("127.0.0.1", 0, Limits(**limits), timings, password, history_lines)
+    def start(password=None, history_lines=0, timings=FAST, trusted_proxies=(), **limits) -> ChatServer:
+        config = ServerConfig(
+            "127.0.0.1", 0, Limits(**limits), timings, password, history_lines, trusted_proxies=trusted_proxies
+        )
         server = ChatServer(config)
         server.bind()
         thread = threading.Thread(target=server.serve_forever, name="accept-loop")

@@ -1,6 +1,6 @@
-"""Admission without sockets: seats, the limits per address, and each address's flood budget."""
+"""Admission without sockets: places for opening connections, seats, the limits per address, and each address's budgets."""
 
-from chat.admission import Admission, Seat, address_key
+from chat.admission import Admission, Arrival, Seat, address_key
 from chat.config import Limits
 
 # Loopback is exempt in production; these tests count every address.
@@ -66,7 +66,7 @@ def test_an_address_whose_last_connection_is_gone_starts_again_with_a_full_budge
 
 def test_an_ipv4_mapped_address_counts_as_its_ipv4_address():
     assert address_key("::ffff:10.0.0.1") == "10.0.0.1"
-    assert address_key("fe80::1%eth0") == "fe80::1"
+    assert address_key("fe80::1%eth0") == "fe80::/64"
     admission = Admission(Limits(**COUNTED))
     assert admitted(admission, "::ffff:10.0.0.1").address_budget is admitted(admission, "10.0.0.1").address_budget
 
@@ -118,3 +118,97 @@ def test_loopback_is_exempt_from_the_limit_per_address_and_has_no_budget():
 def test_an_address_rate_of_zero_means_no_budget():
     admission = Admission(Limits(exempt_loopback=False, max_address_rate=0))
     assert admitted(admission, "10.0.0.1").address_budget is None
+
+
+def arrived(admission: Admission, host: str) -> Arrival:
+    arrival = admission.arrive(host)
+    assert isinstance(arrival, Arrival), arrival
+    return arrival
+
+
+def test_an_ipv6_client_is_counted_by_its_64_bit_network_one_home_or_phone():
+    assert address_key("2001:db8:1:2::5") == address_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    admission = Admission(Limits(max_per_address=1, **COUNTED))
+    admitted(admission, "2001:db8:1:2::5")
+    assert "Too many connections" in admission.admit("2001:db8:1:2::6")
+    admitted(admission, "2001:db8:1:3::5")
+
+
+def test_connections_still_opening_are_limited_per_address_and_hold_no_seat():
+    # Before: half-open HTTP heads held seats, and 12 addresses kept out everyone.
+    admission = Admission(Limits(max_clients=5, max_opening_per_address=2, **COUNTED))
+    openings = [arrived(admission, "10.0.0.1") for _ in range(2)]
+    assert admission.arrive("10.0.0.1") == (
+        "Too many connections from your address are opening at once (limit: 2). Try again in a few seconds."
+    )
+    seats = [admitted(admission, f"10.0.1.{n}") for n in range(5)]  # every seat is still there for others
+    assert "Server is full" in admission.seat(openings[0])
+    seats[0].release()
+    admitted(admission, "10.0.0.1")  # its place among those opening was given back
+
+
+def test_connections_still_opening_are_limited_for_the_whole_server_loopback_included():
+    admission = Admission(Limits(max_opening=2))
+    arrived(admission, "127.0.0.1")
+    second = arrived(admission, "10.0.0.2")
+    assert admission.arrive("10.0.0.3").startswith("The server is busy")
+    second.release()
+    second.release()  # idempotent
+    arrived(admission, "10.0.0.3")
+
+
+def test_new_connections_from_one_address_are_limited_per_second_after_a_burst(clock):
+    # Before: one address reconnected a thousand times a second.
+    admission = Admission(Limits(max_connect_rate=2, max_connect_burst=3, **COUNTED), clock=clock)
+    for _ in range(3):
+        arrived(admission, "10.0.0.1").release()
+    assert admission.arrive("10.0.0.1") == (
+        "Too many new connections from your address (limit: 2 a second). Try again in a few seconds."
+    )
+    arrived(admission, "10.0.0.2")  # another address is not held up
+    clock.advance(0.5)
+    arrived(admission, "10.0.0.1")
+
+
+def test_a_class_behind_one_router_gets_forty_connections_in_within_a_few_seconds(clock):
+    admission = Admission(Limits(**COUNTED), clock=clock)
+    admitted_at = []
+    while len(admitted_at) < 40:
+        if isinstance(admission.admit("10.0.0.1"), Seat):
+            admitted_at.append(clock.now)
+        else:
+            clock.advance(0.1)
+    assert admitted_at[-1] <= admitted_at[0] + 3
+
+
+def test_loopback_is_exempt_from_the_rate_of_new_connections(clock):
+    admission = Admission(Limits(max_connect_rate=1, max_connect_burst=1), clock=clock)
+    for _ in range(10):
+        arrived(admission, "127.0.0.1").release()
+
+
+def test_a_trusted_proxy_is_exempt_at_arrival_and_its_client_is_counted_when_seated(clock):
+    limits = Limits(max_per_address=1, max_opening_per_address=1, **COUNTED)
+    admission = Admission(limits, trusted_proxies=("10.0.0.9",), clock=clock)
+    first, second = arrived(admission, "10.0.0.9"), arrived(admission, "10.0.0.9")
+    assert isinstance(admission.seat(first, "203.0.113.7"), Seat)
+    assert "Too many connections" in admission.seat(second, "203.0.113.7")
+    assert isinstance(admission.seat(arrived(admission, "10.0.0.9"), "203.0.113.8"), Seat)
+
+
+def test_an_address_may_announce_so_many_joins_a_minute_whatever_its_reconnections(clock):
+    admission = Admission(Limits(max_join_notices_per_minute=3, **COUNTED), clock=clock)
+    announced = []
+    for _ in range(5):
+        seat = admitted(admission, "10.0.0.1")
+        announced.append(seat.may_announce())
+        seat.release()  # gone before it comes back: the budget is remembered all the same
+    assert announced == [True, True, True, False, False]
+    clock.advance(20)
+    assert admitted(admission, "10.0.0.1").may_announce()
+    assert admitted(admission, "10.0.0.2").may_announce()
+
+
+def test_loopback_joins_are_always_announced():
+    admission = Admission(Limits(max_join_notices_per_minute=1))
+    assert all(admitted(admission, "127.0.0.1").may_announce() for _ in range(5))

@@ -306,8 +306,7 @@ def test_the_rooms_history_comes_before_the_welcome_each_line_with_its_time_and_
     client = terminals("127.0.0.1", str(server.port), "--name", "Bob")
     ann.expect(messages.joined("Bob"))
     history = [
-        "📨 [SYSTEM] Last 4 messages:",
-        "📨 [HH:MM:SS] " + messages.joined("Ann"),
+        "📨 [SYSTEM] Last 3 messages:",
         "📨 [HH:MM:SS] Ann: hello",
         "📨 [HH:MM:SS] * Ann waves",
         "📨 [HH:MM:SS] " + messages.renamed("Ann", "Anna"),

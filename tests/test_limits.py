@@ -7,14 +7,16 @@ client connects from here: so the tests that check them start the server with
 
 import logging
 import threading
+from dataclasses import replace
 
 import pytest
 
 from chat.admission import Admission, address_key
 from chat.config import Limits
+from chat.core import messages
 from server import limits_from, parse_args
 from tests.crowd import Crowd
-from tests.helpers import Peer, join_all, wait_until
+from tests.helpers import FAST, Peer, join_all, wait_until
 
 
 def test_one_address_cannot_take_more_than_its_share_of_seats(start_server):
@@ -166,7 +168,7 @@ def test_every_limit_on_the_command_line_reaches_the_server(flag, field, value):
 
 @pytest.mark.parametrize(
     "host, key",
-    [("10.1.2.3", "10.1.2.3"), ("::ffff:10.1.2.3", "10.1.2.3"), ("fe80::1%eth0", "fe80::1"), ("2001:db8::1", "2001:db8::1")],
+    [("10.1.2.3", "10.1.2.3"), ("::ffff:10.1.2.3", "10.1.2.3"), ("fe80::1%eth0", "fe80::/64"), ("2001:db8::1", "2001:db8::/64"), ("::1", "::1")],
 )
 def test_an_address_is_counted_in_one_form(host, key):
     assert address_key(host) == key
@@ -188,3 +190,16 @@ def test_admission_counts_each_address_and_frees_its_seats():
     for seat in (second, other, *loopback):
         seat.release()
     assert [isinstance(admission.admit(f"10.0.1.{n}"), str) for n in range(5)] == [False] * 4 + [True]
+
+
+def test_a_client_back_under_its_name_within_the_grace_was_never_gone_for_the_others(start_server):
+    # As when a page is reloaded, or a client reconnects: before, everyone read a leave and a join.
+    server = start_server(timings=replace(FAST, rejoin_grace_s=0.5))
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    bob.close()
+    assert wait_until(lambda: "Bob" not in server.room.names_here())
+    bob = Peer.joined(server.address, "Bob")
+    bob.send("still here")
+    assert ann.read_line() == "Bob: still here"  # no leave, no join between
+    bob.close()
+    assert ann.read_line() == messages.left("Bob")  # once the grace is over

@@ -376,19 +376,13 @@ def test_a_newcomer_sees_the_rooms_history_apart_from_the_live_chat_and_no_priva
     bob.send("live, after Alice came")
     wait_for_line(page, "Bob: live, after Alice came")
     shown = lines_shown(page)
-    # A raw client that comes next gets the same block, then Alice's joining and Bob's live line.
+    # A raw client that comes next gets the same block, then Bob's live line (joins are not history).
     probe = Peer(server.address, "Probe")
     replayed = [unstamped(line) for line in replay_of(probe)]
-    assert [line for _, line in replayed[-2:]] == [messages.joined("Alice"), "Bob: live, after Alice came"]
-    replayed = replayed[:-2]
+    assert replayed[-1][1] == "Bob: live, after Alice came"
+    replayed = replayed[:-1]
     said = [line.removeprefix("[SYSTEM] ") for _, line in replayed]
-    assert said == [
-        "Bob joined the chat!",
-        "Carol joined the chat!",
-        "Bob: hello <i>there</i>",
-        "* Carol waves",
-        "Carol is now known as Caz",
-    ]
+    assert said == ["Bob: hello <i>there</i>", "* Carol waves", "Carol is now known as Caz"]
     assert history_blocks(page) == [
         {"heading": "Earlier messages", "lines": said, "times": [time for time, _ in replayed], "end": "Live", "live": "off"}
     ]
@@ -397,7 +391,7 @@ def test_a_newcomer_sees_the_rooms_history_apart_from_the_live_chat_and_no_priva
     assert shown == [*said, welcome, "Bob: live, after Alice came"]
     assert not [line for line in lines_shown(page) if "secret" in line]
     assert page.execute_script("return document.querySelectorAll('#messages i').length") == 0
-    assert announced(page) == "5 earlier messages"
+    assert announced(page) == "3 earlier messages"
     wait_for_online(page, ["Alice (you)", "Bob", "Caz", "Probe"])
 
 
@@ -428,8 +422,9 @@ def test_after_a_dropped_connection_the_page_shows_only_what_it_missed(page, sta
         bob.expect(messages.joined("Alice"))
         wait_for_status(page, "Connected as Alice")
         blocks = history_blocks(page)
-        assert [block["heading"] for block in blocks] == ["Earlier messages", "2 messages while you were away"]
-        assert blocks[1]["lines"] == ["Bob: said while Alice was away", "Carol joined the chat!"]
+        # Joins are no history: Alice had none to see when she came, and misses only Bob's line.
+        assert [block["heading"] for block in blocks] == ["1 message while you were away"]
+        assert blocks[0]["lines"] == ["Bob: said while Alice was away"]
         shown = lines_shown(page)
         for line in ["Bob: seen before the drop", "Alice: mine, before the drop", "Bob: said while Alice was away"]:
             assert shown.count(line) == 1, line
@@ -481,8 +476,8 @@ def test_after_a_server_restart_the_page_rejoins_under_its_name_shows_what_was_s
         bob.expect(messages.joined("Alicia"))
         # A new server process remembers nothing from before: what it has is new to the page.
         away = history_blocks(page)[-1]
-        assert away["heading"] == "2 messages while you were away (earlier ones may be missing)"
-        assert away["lines"] == ["Bob joined the chat!", "Bob: said while the page was away"]
+        assert away["heading"] == "1 message while you were away (earlier ones may be missing)"
+        assert away["lines"] == ["Bob: said while the page was away"]
         shown = lines_shown(page)
         assert shown.count("Bob: before the restart") == 1
         assert shown.count("Bob: said while the page was away") == 1

@@ -366,3 +366,59 @@ def test_every_member_gets_concurrent_broadcasts_in_one_order(room):
     for member in members:  # each hears everyone's lines but its own, in the one order
         heard = [line for line in member.in_order if not line.startswith("[")]
         assert heard == [line for line in said if not line.startswith(f"{member.name}:")]
+
+
+# -- comings and goings ------------------------------------------------------------
+
+
+def test_a_join_that_may_not_be_announced_is_quiet_and_so_is_its_leave(room):
+    ann = FakeMember()
+    room.join(ann, "User_1", "Ann")
+    quiet = FakeMember()
+    name, _ = room.join(quiet, "User_2", "Quiet", announce=False)
+    assert name == "Quiet" and quiet.take()[-1].startswith("[SYSTEM] Welcome, Quiet!")
+    room.leave(quiet)
+    assert ann.take() == ["[SYSTEM] Welcome, Ann! 0 other user(s) online. Type /help for commands."]
+
+
+def test_a_name_back_within_the_grace_is_not_announced_however_often_it_reconnects(clock):
+    # Before: one address reconnecting made everyone read thousands of notices.
+    room = Room(rejoin_grace_s=5, clock=clock)
+    ann = FakeMember()
+    room.join(ann, "User_1", "Ann")
+    ann.take()
+    for _ in range(5):
+        bob = FakeMember()
+        room.join(bob, "User_2", "Bob")
+        clock.advance(1)
+        room.leave(bob)
+        clock.advance(4.9)
+        room.announce_due_leaves()
+    assert ann.take() == ["[SYSTEM] Bob joined the chat!"]
+    clock.advance(0.1)
+    room.announce_due_leaves()
+    assert ann.take() == ["[SYSTEM] Bob left the chat."]
+    room.join(FakeMember(), "User_2", "bob")  # the same name, whatever its case, after its leave was told
+    assert ann.take() == ["[SYSTEM] bob joined the chat!"]
+
+
+def test_without_a_grace_a_leave_is_announced_at_once(room):
+    ann, bob = FakeMember(), FakeMember()
+    room.join(ann, "User_1", "Ann")
+    room.join(bob, "User_2", "Bob")
+    ann.take()
+    room.leave(bob)
+    assert ann.take() == ["[SYSTEM] Bob left the chat."]
+
+
+def test_leaves_still_in_their_grace_are_not_announced_after_the_room_closes(clock):
+    room = Room(rejoin_grace_s=5, clock=clock)
+    ann, bob = FakeMember(), FakeMember()
+    room.join(ann, "User_1", "Ann")
+    room.join(bob, "User_2", "Bob")
+    room.leave(bob)
+    room.close("[SYSTEM] Server is shutting down.")
+    ann.take()
+    clock.advance(5)
+    room.announce_due_leaves()
+    assert ann.take() == []

@@ -19,7 +19,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from chat.admission import address_in, forwarded_client
+from chat.admission import TrustedProxies, address_in
 from chat.transports.handshake import Opening
 from chat.transports.websocket import text_frames
 from tests.helpers import FAST, TIMEOUT_S, Peer, wait_until
@@ -107,7 +107,7 @@ def test_a_malformed_or_over_long_head_gets_400_or_431(server):
 
 
 def test_a_client_that_starts_an_http_head_and_stalls_is_closed(start_server):
-    server = start_server(timings=replace(FAST, http_head_wait_s=0.5))
+    server = start_server(timings=replace(FAST, opening_wait_s=0.5))
     started = time.monotonic()
     assert raw_exchange(server, b"GET / HTTP/1.1\r\nHost: x\r\n") == b""
     assert time.monotonic() - started < TIMEOUT_S
@@ -183,15 +183,16 @@ def test_a_binary_message_is_closed_with_1003_and_a_huge_one_with_1009(start_ser
         assert closed.value.rcvd.code == code
 
 
-def test_a_full_server_answers_a_browser_in_http_and_a_raw_client_in_a_line(start_server):
+def test_a_full_server_still_serves_the_page_and_tells_each_kind_of_client_in_a_line(start_server):
     server = start_server(max_clients=1)
     Peer.joined(server.address, "Ann")
-    status, content_type, body = http_get(server, "/")
-    assert status == 503 and content_type.startswith("text/plain")
-    assert b"Server is full (1 user). Try again later." in body
-    with pytest.raises(InvalidStatus) as refused:
-        open_web_client(server)
-    assert refused.value.response.status_code == 503
+    status, _, _ = http_get(server, "/")
+    assert status == 200  # a file of the page takes no seat
+    web = open_web_client(server)
+    assert web.recv(timeout=TIMEOUT_S) == "[SYSTEM] Server is full (1 user). Try again later."
+    with pytest.raises(ConnectionClosed) as closed:
+        web.recv(timeout=TIMEOUT_S)
+    assert closed.value.rcvd is not None  # a proper close frame
     assert Peer(server.address).read_until_closed() == ["[SYSTEM] Server is full (1 user). Try again later."]
 
 
@@ -255,11 +256,11 @@ def test_a_websocket_peer_that_answers_pings_stays(start_server):
     assert web.recv(timeout=TIMEOUT_S) == "Ann: still there?"
 
 
-# -- behind a proxy on this machine --------------------------------------------------
+# -- behind a trusted proxy --------------------------------------------------
 
 
-def test_clients_forwarded_by_a_local_proxy_count_by_their_own_address(start_server):
-    server = start_server(max_per_address=1)
+def test_clients_forwarded_by_a_trusted_proxy_count_by_their_own_address(start_server):
+    server = start_server(max_per_address=1, trusted_proxies=("127.0.0.1",))
     forwarded_for = {"X-Forwarded-For": "203.0.113.7, 10.1.2.3"}
     web_client(server, "First", additional_headers=forwarded_for)
     second = open_web_client(server, additional_headers=forwarded_for)
@@ -272,13 +273,27 @@ def test_clients_forwarded_by_a_local_proxy_count_by_their_own_address(start_ser
     web_client(server, "Other", additional_headers={"X-Forwarded-For": "10.9.9.9"})
 
 
+def test_x_forwarded_for_from_a_peer_that_is_no_trusted_proxy_changes_nothing(start_server):
+    # Before --trusted-proxy, any loopback peer was believed: 30 connections
+    # claiming one address joined against a limit of 5 (each claim is ignored now,
+    # and this machine's own connections are not counted per address).
+    server = start_server(max_per_address=1, exempt_loopback=False)
+    web_client(server, "First", additional_headers={"X-Forwarded-For": "203.0.113.7"})
+    second = open_web_client(server, additional_headers={"X-Forwarded-For": "198.51.100.9"})
+    assert second.recv(timeout=TIMEOUT_S) == (
+        "[SYSTEM] Too many connections from your address (limit: 1). Close one, or try again later."
+    )
+
+
 # -- the room password -----------------------------------------------------------------
 
 
 @pytest.fixture
 def locked_server(start_server):
     # A wrong password makes the next check from its address wait PASSWORD_DELAY_S, then twice that...
-    return start_server(password="open sesame", timings=replace(FAST, password_delay_s=PASSWORD_DELAY_S))
+    return start_server(
+        password="open sesame", timings=replace(FAST, password_delay_s=PASSWORD_DELAY_S), trusted_proxies=("127.0.0.1",)
+    )
 
 
 PASSWORD_DELAY_S = 0.2
@@ -369,20 +384,37 @@ def test_a_forwarded_entry_counts_only_if_it_is_an_address(entry, address):
     assert address_in(entry) == address
 
 
-def test_x_forwarded_for_is_believed_only_from_a_proxy_on_this_machine():
+def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy():
     # Anyone else could write any address there, and so get around every per-address limit.
-    assert forwarded_client("203.0.113.9", ["198.51.100.1"]) is None
-    assert forwarded_client("::ffff:203.0.113.9", ["198.51.100.1"]) is None
-    assert forwarded_client("127.0.0.1", ["198.51.100.1"]) == "198.51.100.1"
-    assert forwarded_client("::1", ["198.51.100.1"]) == "198.51.100.1"
-    assert forwarded_client("127.0.0.1", []) is None
+    proxies = TrustedProxies(["127.0.0.1", "::1"])
+    assert proxies.client_behind("203.0.113.9", ["198.51.100.1"]) is None
+    assert proxies.client_behind("::ffff:203.0.113.9", ["198.51.100.1"]) is None
+    assert proxies.client_behind("127.0.0.1", ["198.51.100.1"]) == "198.51.100.1"
+    assert proxies.client_behind("::1", ["198.51.100.1"]) == "198.51.100.1"
+    assert proxies.client_behind("127.0.0.1", []) is None
+
+
+def test_without_a_trusted_proxy_x_forwarded_for_is_ignored_even_from_this_machine():
+    assert TrustedProxies().client_behind("127.0.0.1", ["198.51.100.1"]) is None
+
+
+def test_a_trusted_proxy_may_be_given_as_a_network():
+    proxies = TrustedProxies(["10.0.0.0/8"])
+    assert proxies.client_behind("10.1.2.3", ["198.51.100.1"]) == "198.51.100.1"
+    assert proxies.client_behind("11.1.2.3", ["198.51.100.1"]) is None
 
 
 def test_only_the_entry_the_proxy_added_counts_not_those_the_client_forged():
     # The proxy appends its own peer last: what comes before it came from the client.
-    assert forwarded_client("127.0.0.1", ["10.9.9.9, 198.51.100.1"]) == "198.51.100.1"
-    assert forwarded_client("127.0.0.1", ["10.9.9.9", "198.51.100.1"]) == "198.51.100.1"
-    assert forwarded_client("127.0.0.1", ["198.51.100.1, garbage"]) is None
+    proxies = TrustedProxies(["127.0.0.1"])
+    assert proxies.client_behind("127.0.0.1", ["10.9.9.9, 198.51.100.1"]) == "198.51.100.1"
+    assert proxies.client_behind("127.0.0.1", ["10.9.9.9", "198.51.100.1"]) == "198.51.100.1"
+    assert proxies.client_behind("127.0.0.1", ["198.51.100.1, garbage"]) is None
+
+
+def test_behind_a_chain_of_trusted_proxies_the_first_entry_that_is_no_proxy_counts():
+    proxies = TrustedProxies(["127.0.0.1", "10.0.0.0/8"])
+    assert proxies.client_behind("127.0.0.1", ["203.0.113.5, 198.51.100.1, 10.0.0.7"]) == "198.51.100.1"
 
 
 def test_behind_a_proxy_wrong_passwords_slow_down_that_client_only(locked_server):

@@ -9,6 +9,7 @@ This module does no I/O: it is fed bytes and returns values, so the same code
 serves the threaded server, the terminal client and the tests.
 """
 
+import codecs
 from dataclasses import dataclass
 
 ENCODING = "utf-8"
@@ -104,3 +105,20 @@ def encode_line(text: str) -> bytes:
 def encode_lines(lines: "list[str]") -> bytes:
     """Encode several lines as one block of framed lines (one bytes object to queue)."""
     return "".join(f"{line}\n" for line in lines).encode(ENCODING)
+
+
+def is_text(first_bytes: bytes) -> bool:
+    """Whether the first line in ``first_bytes`` could be text: no NUL, and valid UTF-8.
+
+    A character cut off at the end may be completed by the next read, so it
+    counts as text. Whatever sends anything else (a TLS handshake, a binary
+    protocol) is no chat client.
+    """
+    line = first_bytes.partition(b"\n")[0]
+    if b"\0" in line:
+        return False
+    try:
+        codecs.getincrementaldecoder(ENCODING)().decode(line, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -1,12 +1,14 @@
 """The room's recent past: the last N public lines, replayed to whoever joins.
 
-Chat lines, actions, and join, leave and rename notices are kept; private
-messages and replies to commands never are. A newcomer gets them first,
-marked off from the live chat and each with the time it was said::
+Chat lines, actions and rename notices are kept. Join and leave notices
+are not: a crowd coming and going (a class after a restart, or someone
+reconnecting on purpose, again and again) would push the conversation out.
+Private messages and replies to commands never are. A newcomer gets them
+first, marked off from the live chat and each with the time it was said::
 
     [SYSTEM] Last 2 messages:
     [14:02:01] Alice: hello
-    [14:02:09] [SYSTEM] Bob joined the chat!
+    [14:02:09] [SYSTEM] Bob is now known as Robert
     [SYSTEM] End of history.
 
 The lines between the markers are ordinary lines with ``[HH:MM:SS] `` in
@@ -62,13 +64,15 @@ class History:
         return len(self._lines)
 
     def add(self, line: str, when: "float | None" = None) -> None:
-        if self.max_lines:
+        """Keep ``line``, said at ``when`` (now if None), unless it is a join or leave notice."""
+        if self.max_lines and not messages.is_coming_or_going(line):
             self._lines.append((time.time() if when is None else when, line))
 
     def add_earlier(self, said: "list[tuple[float, str]]") -> None:
         """Put lines said before all those kept in front of them (``(when, line)``, oldest first)."""
         if self.max_lines:
-            self._lines = deque([*said, *self._lines], maxlen=self.max_lines)  # keeps the newest
+            kept = [(when, line) for when, line in said if not messages.is_coming_or_going(line)]
+            self._lines = deque([*kept, *self._lines], maxlen=self.max_lines)  # keeps the newest
 
     def replay(self) -> "list[str]":
         """The lines a newcomer gets: nothing if there is no history, else the block with its markers."""

@@ -76,9 +76,15 @@ PASSWORD_NEEDED = system("This chat needs a password: send /pass PASSWORD first.
 PASSWORD_WRONG = error("Wrong password.")
 PASSWORD_TOO_MANY_TRIES = error("Too many wrong passwords from your address. Try again in a minute.")
 
+_COMING_OR_GOING = re.compile(r"\[SYSTEM\] [A-Za-z0-9_-]+ (?:joined the chat!|left the chat\.)")
 _CHAT = re.compile(r"([A-Za-z0-9_-]+): ")
 _ACTION = re.compile(r"\* ([A-Za-z0-9_-]+) ")
 _PRIVATE = re.compile(r"\[PM (?:from|to) ([A-Za-z0-9_-]+)\] ")
+
+
+def is_coming_or_going(line: str) -> bool:
+    """True for a notice that someone joined or left (see :func:`joined` and :func:`left`)."""
+    return _COMING_OR_GOING.fullmatch(line) is not None
 
 
 def classify(line: str) -> "tuple[Kind, str | None]":

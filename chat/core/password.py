@@ -12,6 +12,9 @@ Two things protect the password from being guessed:
   an address makes its next check wait longer (doubling, up to a bound), so
   trying a thousand passwords takes hours instead of seconds. An address that
   stays quiet for a while is forgotten, and a success forgets it at once.
+  All the addresses with failures also take turns room-wide (``room_rate``
+  checks a second), so guessing from many addresses is no faster, while
+  a newcomer's first check never waits for them.
 
 Like the rest of ``chat.core`` this module does no I/O and never sleeps: the
 tracker says how long to wait, and the connection's own thread waits, so a
@@ -82,16 +85,22 @@ class FailureTracker:
         max_delay_s: float = MAX_DELAY_S,
         forget_after_s: float = FORGET_AFTER_S,
         max_addresses: int = MAX_ADDRESSES,
+        room_rate: float = 0.0,
         clock=time.monotonic,
     ) -> None:
         self.first_delay_s = first_delay_s
         self.max_delay_s = max_delay_s
         self.forget_after_s = forget_after_s
         self.max_addresses = max_addresses
+        # Checks a second for all addresses with failures together (0: no limit).
+        self.room_gap_s = 1 / room_rate if room_rate > 0 else 0.0
         self._clock = clock
-        # Guards _records: address -> its failures. Insertion order is the
-        # order of last failure, oldest first (a failure moves it to the end).
+        # Guards the two below. _room_next_check: the earliest time the next
+        # check from any address with failures may happen. _records: address
+        # -> its failures; insertion order is the order of last failure,
+        # oldest first (a failure moves it to the end).
         self._lock = threading.Lock()
+        self._room_next_check = 0.0
         self._records: "dict[str, _Record]" = {}
 
     def delay_after(self, failures: int) -> float:
@@ -111,11 +120,14 @@ class FailureTracker:
             record = self._current_locked(address, now)
             if record is None:
                 return 0.0
-            wait = max(0.0, record.next_check - now)
-            if wait > self.max_delay_s:
+            # The room's turns come room_gap_s apart; the address's own come later still.
+            room_turn = max(now, self._room_next_check)
+            turn = max(room_turn, record.next_check)
+            if turn - now > self.max_delay_s:
                 return None
-            record.next_check = now + wait + self.delay_after(record.failures)
-            return wait
+            record.next_check = turn + self.delay_after(record.failures)
+            self._room_next_check = room_turn + self.room_gap_s
+            return turn - now
 
     def failed(self, address: str) -> None:
         """Count a wrong (or missing) password from ``address``."""

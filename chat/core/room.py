@@ -21,6 +21,17 @@ are published to the bus, which hands every server's lines back, in one
 order for all, to :meth:`Room.deliver`. Names are claimed on the bus, so
 that they are unique across servers. When the bus cannot be reached, the
 room carries on alone.
+
+Joins and leaves are announced, but a stream of them must not drown the
+conversation, so:
+
+* a leave is announced ``rejoin_grace_s`` late (:meth:`Room.announce_due_leaves`,
+  which the server calls often): if the same name comes back meanwhile (a
+  page reloaded, a client reconnecting), neither is announced;
+* a member may join quietly, when its address has announced too many
+  joins lately (see ``Seat.may_announce``); it then leaves quietly too.
+
+The log always tells.
 """
 
 import contextlib
@@ -69,10 +80,18 @@ class Bus(Protocol):
 
 
 class Room:
-    def __init__(self, history_lines: int = 0, bus: "Bus | None" = None) -> None:
-        # Guards _members, _history and _closed. Held only for table updates and queueing.
+    def __init__(
+        self, history_lines: int = 0, bus: "Bus | None" = None, rejoin_grace_s: float = 0.0, clock=time.monotonic
+    ) -> None:
+        # Guards _members, _history, _closed, _quiet and _leaving. Held only
+        # for table updates and queueing.
         self._lock = threading.Lock()
         self._members = MemberTable()
+        self._quiet: "set[int]" = set()  # the numbers of members whose joining was not announced
+        # Leaves not announced yet: name_key(name) -> (name, when it is due, by ``clock``).
+        self._leaving: "dict[str, tuple[str, float]]" = {}
+        self.rejoin_grace_s = rejoin_grace_s
+        self._clock = clock
         # The other servers sharing this room, if any: set before serving, never changed after.
         self.bus = bus
         # The last public lines, replayed to each newcomer before its welcome.
@@ -95,13 +114,15 @@ class Room:
 
     # -- membership ---------------------------------------------------------
 
-    def join(self, member: Member, default_name: str, wanted_name: "str | None" = None):
+    def join(self, member: Member, default_name: str, wanted_name: "str | None" = None, announce: bool = True):
         """Add ``member`` under ``wanted_name`` if possible, else under ``default_name``.
 
         The member's first lines are the reason ``wanted_name`` was refused,
         if it was, the room's history and a welcome; everyone else is told
-        that it joined. Returns ``(name, problem)``: the name given (None if
-        the room is closed) and the reason ``wanted_name`` was refused, if it was.
+        that it joined, if ``announce`` and its name did not leave just now
+        (then its leaving is not announced either).
+        Returns ``(name, problem)``: the name given (None if the room is
+        closed) and the reason ``wanted_name`` was refused, if it was.
         """
         problem = name_problem(wanted_name) if wanted_name is not None else None
         wanted = wanted_name if problem is None else None
@@ -117,6 +138,10 @@ class Room:
                     closed = self._closed
                     if not closed and self._members.named(name) is None:
                         self._admit_locked(member, name, problem, everyone)
+                        back = self._leaving.pop(name_key(name), None) is not None
+                        if not announce and not back:
+                            self._quiet.add(member.member_id)
+                        announce = announce and not back
                         online = self._members.first_names(LOGGED_NAMES_MAX)
                         admitted = True
             finally:
@@ -127,11 +152,12 @@ class Room:
             if closed:
                 return None, None
             problem = problem or (f"The name {name} is taken." if name == wanted else None)
-        # Published before the welcome is sent: whoever hears from the
-        # newcomer has heard of its joining first.
-        self._publish([messages.joined(name)], member, log_it=False)
+        if announce:
+            # Published before the welcome is sent: whoever hears from the
+            # newcomer has heard of its joining first.
+            self._publish([messages.joined(name)], member, log_it=False)
         self._flushes.flush([member])
-        log.info(messages.joined(name))
+        log.info("%s%s", messages.joined(name), "" if announce else " (not announced)")
         log_online(online, self.bus is not None)
         return name, problem
 
@@ -150,13 +176,31 @@ class Room:
                 return
             closed = self._closed
             online = self._members.first_names(LOGGED_NAMES_MAX)
+            announce = member.member_id not in self._quiet
+            self._quiet.discard(member.member_id)
+            later = announce and not closed and self.rejoin_grace_s > 0
+            if later:
+                self._leaving[name_key(member.name)] = (member.name, self._clock() + self.rejoin_grace_s)
         if closed:  # the shutdown notice was the last word here (and the bus tells the others)
             return
         if self.bus is not None:
             self.bus.release(member.name)
-        self._publish([messages.left(member.name)], None, log_it=False)
-        log.info(messages.left(member.name))
+        if announce and not later:
+            self._publish([messages.left(member.name)], None, log_it=False)
+        log.info("%s%s", messages.left(member.name), "" if announce else " (not announced)")
         log_online(online, self.bus is not None)
+
+    def announce_due_leaves(self) -> None:
+        """Announce the leaves whose grace is over: their names did not come back."""
+        with self._lock:
+            if not self._leaving or self._closed:
+                return
+            now = self._clock()
+            due = [name for key, (name, when) in self._leaving.items() if when <= now]
+            for name in due:
+                del self._leaving[name_key(name)]
+        for name in due:
+            self._publish([messages.left(name)], None, log_it=False)
 
     def rename(self, member: Member, new_name: str) -> "str | None":
         """Rename ``member`` and announce it to all; return a problem instead if refused."""

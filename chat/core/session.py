@@ -90,6 +90,7 @@ class Session:
         password: "PasswordGate | None" = None,
         clock=time.monotonic,
         connected_at: "float | None" = None,
+        may_announce=lambda: True,
     ) -> None:
         self.room = room
         self.transport = transport
@@ -107,6 +108,7 @@ class Session:
         self._password = password
         self._first_line_wait_s = first_line_wait_s
         self._clock = clock
+        self._may_announce = may_announce  # () -> whether joining may be announced
         self.stage = Stage.PASSWORD if password is not None else Stage.NAMING
         # The first line of the stage is due by then. The first stage's wait
         # began when the client connected, if that was before (by ``clock``).
@@ -187,7 +189,7 @@ class Session:
 
     def _join(self, wanted_name: "str | None") -> bool:
         """Join the room, under ``wanted_name`` if it may be had; False if the room is closed."""
-        name, _ = self.room.join(self, self.name, wanted_name)
+        name, _ = self.room.join(self, self.name, wanted_name, announce=self._may_announce())
         if name is None:
             return False
         self.stage = Stage.CHATTING

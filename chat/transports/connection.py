@@ -20,10 +20,16 @@ connections:
   socket, the reader and writer threads, the opening (telling the kinds
   apart, answering HTTP), and the close.
 
+A connection starts with one thread, its reader, and no seat: while it is
+*opening* (see :mod:`chat.admission`) it holds only a place among the
+connections opening, for at most ``Timings.opening_wait_s``. A request for
+a file of the page is answered and closed from there. Only a client that
+is about to chat takes a seat and starts its writer thread.
+
 The reader thread owns the connection: it starts the writer and, however the
-client leaves, gives back its seat, takes it out of the room, stops the
-writer and closes the socket. Every blocking call can be woken: ``poll`` and
-``recv`` by shutting the socket down, ``sendall`` likewise.
+client leaves, gives back its place and its seat, takes it out of the room,
+stops the writer and closes the socket. Every blocking call can be woken:
+``poll`` and ``recv`` by shutting the socket down, ``sendall`` likewise.
 """
 
 import logging
@@ -31,11 +37,11 @@ import socket
 import threading
 import time
 
-from chat.admission import Seat, address_key, forwarded_client
+from chat.admission import Arrival, Seat, address_key
 from chat.config import Limits, Timings
 from chat.core import messages
 from chat.core.flood import FloodControl
-from chat.core.framing import encode_line
+from chat.core.framing import encode_line, is_text
 from chat.core.password import PasswordGate
 from chat.core.room import Room
 from chat.core.session import Session, Stage
@@ -55,19 +61,20 @@ PRIVATE_SHARE = 4
 class ClientConnection:
     """One client: its socket, its outbox, and the reader and writer threads that serve it.
 
-    It is handed what it needs: the room, the limits and timings, its seat
-    (see :mod:`chat.admission`) and a function to call once its socket is
-    closed. Once the client has shown its kind, :attr:`session` is the
-    room's member for it.
+    It is handed what it needs: the room, the limits and timings, its place
+    among the connections opening (see :mod:`chat.admission`) and a function
+    to call once its socket is closed. Once the client has shown its kind
+    and taken a seat, :attr:`session` is the room's member for it.
     """
 
-    def __init__(self, sock: socket.socket, address, room: Room, limits: Limits, timings: Timings, seat: Seat, on_close) -> None:
+    def __init__(self, sock: socket.socket, address, room: Room, limits: Limits, timings: Timings, arrival: Arrival, on_close) -> None:
         self.sock = sock
         self.address = address
         self.room = room
         self.limits = limits
         self.timings = timings
-        self.seat = seat
+        self.arrival = arrival
+        self.seat: "Seat | None" = None  # once it is about to chat
         self._on_close = on_close  # called with this connection once its socket is closed
         self.default_name = f"User_{address[1]}"
         self.outbox = Outbox(sock, limits.max_queue_bytes)
@@ -86,7 +93,7 @@ class ClientConnection:
         return session.name if session is not None else self.default_name
 
     def start(self) -> None:
-        """Start serving: the reader thread starts, and owns, the writer thread."""
+        """Start serving: the reader thread, which starts (and owns) the writer once the client takes a seat."""
         self.reader.start()
 
     def stop(self, farewell: str) -> None:
@@ -110,14 +117,6 @@ class ClientConnection:
 
     def _run(self) -> None:
         try:
-            self.writer.start()
-        except RuntimeError:  # no thread could be started: nothing to clean up but the socket
-            log.error("⚠️  Could not start a thread for %s: too many threads", self.name)
-            self.seat.release()
-            self.sock.close()
-            self._on_close(self)
-            return
-        try:
             self._serve()
         except Exception:  # a bug of ours: log it, and still clean up below
             log.exception("Unexpected error while serving %s", self.name)
@@ -130,26 +129,57 @@ class ClientConnection:
                 )
             # The seat is free before the others hear that this client left,
             # and while it lingers below.
-            self.seat.release()
+            self.arrival.release()
+            if self.seat is not None:
+                self.seat.release()
             if self.session is not None:
                 self.room.leave(self.session)  # harmless if it never joined
             self._close()
 
     def _serve(self) -> None:
-        """Tell what the client is, open its transport, and converse until it leaves."""
+        """Tell what the client is, open its transport, take a seat, and converse until it leaves."""
         opening, data = self._wait_for_opening()
         self.opening = opening
+        client = None  # the client's own address, when a trusted proxy names it
         connected_at = None  # a WebSocket client's first line is awaited from its handshake on
         if opening is Opening.HTTP:
-            self.transport, events = self._open_websocket(data)
-            if self.transport is not None and not self._seat_by_forwarded_address(self.transport):
-                return
+            transport, events = self._open_websocket(data)
+            if transport is None:
+                return  # a file of the page, an error, or gone
+            forwarded_for = transport.adapter.request.headers.get_all("X-Forwarded-For")
+            client = self.arrival.admission.proxies.client_behind(self.address[0], forwarded_for)
         elif opening is Opening.RAW:
-            self.transport = LineTransport(self.outbox, self.limits.max_line_bytes, self._private_share_bytes)
-            events, _ = self.transport.feed(data, time.monotonic())
+            if not is_text(data):
+                log.warning("⛔ %s sent bytes that are not text: no chat client, closing", self.name)
+                return
+            transport = LineTransport(self.outbox, self.limits.max_line_bytes, self._private_share_bytes)
+            events, _ = transport.feed(data, time.monotonic())
             connected_at = self._connected_at  # its first line's wait began then, not now
-        if self.transport is not None:
-            self._converse(self.transport, events, connected_at)
+        else:
+            return  # it left before saying what it is
+        self.transport = transport
+        if self._take_seat(transport, client) and self._start_writer():
+            self._converse(transport, events, connected_at)
+
+    def _take_seat(self, transport: "LineTransport | WebSocketTransport", client: "str | None") -> bool:
+        """Take a seat in the room, counted by ``client`` if a proxy named it; False if refused (it was told)."""
+        seat = self.arrival.admission.seat(self.arrival, client)
+        if isinstance(seat, str):
+            behind = f" (for {client})" if client is not None else ""
+            log.warning("⛔ Refused %s%s: %s", self.name, behind, seat)
+            if transport.queue(encode_line(messages.system(seat))):
+                transport.flush()
+            return False
+        self.seat = seat
+        return True
+
+    def _start_writer(self) -> bool:
+        try:
+            self.writer.start()
+        except RuntimeError:  # the system has no thread left to give: this client only
+            log.error("⚠️  Could not start a thread for %s: too many threads", self.name)
+            return False
+        return True
 
     def _wait_for_opening(self) -> "tuple[Opening | None, bytes]":
         """Read until the client shows what it is: HTTP or RAW, with the bytes so far; None if it left first.
@@ -176,7 +206,7 @@ class ClientConnection:
     def _open_websocket(self, data: bytes) -> "tuple[WebSocketTransport | None, list]":
         """Answer an HTTP client: a file, or an error; a transport and its first lines if it opened a WebSocket."""
         adapter = WebSocketAdapter(self.outbox.put, max_line_bytes=self.limits.max_line_bytes)
-        deadline = time.monotonic() + self.timings.http_head_wait_s
+        deadline = self._connected_at + self.timings.opening_wait_s
         received = adapter.receive_data(data)
         self.outbox.flush()
         while received.status is None:  # the request's head is not complete yet
@@ -200,24 +230,6 @@ class ClientConnection:
         )
         return transport, received.lines
 
-    def _seat_by_forwarded_address(self, transport: WebSocketTransport) -> bool:
-        """Behind a proxy on this machine, count the client by the address the proxy saw.
-
-        The proxy connects from loopback, which the per-address limits do not
-        count. False if the client's own address has no seat left: it was told.
-        """
-        client = forwarded_client(self.address[0], transport.adapter.request.headers.get_all("X-Forwarded-For"))
-        if client is None:
-            return True
-        seat = self.seat.admission.readmit(self.seat, client)
-        if isinstance(seat, str):
-            log.warning("⛔ Refused %s (for %s): %s", self.name, client, seat)
-            if transport.queue(encode_line(messages.system(seat))):
-                transport.flush()
-            return False
-        self.seat = seat
-        return True
-
     def _converse(self, transport: "LineTransport | WebSocketTransport", first_events: list, connected_at: "float | None") -> None:
         """Hand everything the client sends to its session, and the timers' turns, until it ends."""
         session = self.session = Session(
@@ -230,6 +242,7 @@ class ClientConnection:
             self.limits.max_queue_bytes,
             self._password_gate(),
             connected_at=connected_at,
+            may_announce=self.seat.may_announce,
         )
         going_on = session.receive(first_events)
         while going_on and not self._stopping.is_set():
@@ -279,10 +292,14 @@ class ClientConnection:
         if self.transport is not None:
             self.transport.close()  # a WebSocket ends with a close frame, whatever ended it
         self.outbox.close()
-        self.writer.join(LINGER_S)
-        if self.writer.is_alive():  # stuck sending to a client that does not read
-            self.outbox.abort()
-            self.writer.join(THREAD_JOIN_S)
+        if self.writer.ident is None:  # it never took a seat: this thread sends the rest itself
+            self.sock.settimeout(LINGER_S)  # a client that does not read gets no longer
+            self.outbox.run_writer()
+        else:
+            self.writer.join(LINGER_S)
+            if self.writer.is_alive():  # stuck sending to a client that does not read
+                self.outbox.abort()
+                self.writer.join(THREAD_JOIN_S)
         # Only now, with the writer done: the linger's socket timeout would apply to its sends too.
         linger_and_close(self.sock)
         self._on_close(self)

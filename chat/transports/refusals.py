@@ -13,6 +13,7 @@ make the kernel reset the connection, which could destroy the answer before
 the client reads it.
 """
 
+import logging
 import math
 import selectors
 import socket
@@ -24,8 +25,16 @@ from chat.core.framing import encode_line
 from chat.sockets import LINGER_S, RECV_BYTES
 from chat.transports.handshake import Opening, sniff, unavailable_response
 
+log = logging.getLogger(__name__)
+
 # How long to wait for a refused client's first bytes before answering it as a raw client.
 ANSWER_WAIT_S = 0.25
+# Refused clients being answered at once, at most: past this (a flood of
+# connections), a refused client is closed without an answer, so that the
+# refused cannot use up the server's file descriptors.
+MAX_REFUSED = 256
+# A refused address, refused again for the same reason, is logged again only after this long.
+REFUSAL_LOG_EVERY_S = 10.0
 
 
 @dataclass
@@ -47,6 +56,9 @@ class Refusals:
         return sock in self._refused
 
     def add(self, sock: socket.socket, refusal: str) -> None:
+        if len(self._refused) >= MAX_REFUSED:
+            sock.close()
+            return
         sock.setblocking(False)
         self._refused[sock] = _Refused(refusal, time.monotonic() + ANSWER_WAIT_S)
         self._selector.register(sock, selectors.EVENT_READ)
@@ -104,3 +116,30 @@ class Refusals:
         self._selector.unregister(sock)
         del self._refused[sock]
         sock.close()
+
+
+class RefusalLog:
+    """Logs refused clients, once per address and reason every REFUSAL_LOG_EVERY_S at most.
+
+    A flood of connections from one address is refused a thousand times a
+    second; the log says so once, then how many more there were.
+    """
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
+        # (host, refusal) -> [when last logged, refused since]; oldest first.
+        self._logged: "dict[tuple[str, str], list]" = {}
+
+    def refused(self, peer: str, host: str, refusal: str) -> None:
+        now = self._clock()
+        key = (host, refusal)
+        record = self._logged.get(key)
+        if record is not None and now - record[0] < REFUSAL_LOG_EVERY_S:
+            record[1] += 1
+            return
+        more = f" ({record[1]} more from there since)" if record is not None and record[1] else ""
+        log.warning("⛔ Refused %s: %s%s", peer, refusal, more)
+        self._logged.pop(key, None)
+        self._logged[key] = [now, 0]
+        if len(self._logged) > MAX_REFUSED:
+            del self._logged[next(iter(self._logged))]

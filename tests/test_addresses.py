@@ -1,0 +1,145 @@
+"""Limits per address, tried from other addresses than this machine's own.
+
+Loopback is exempt from every limit per address, so these tests make a
+network namespace whose loopback interface also carries 10.77.0.0/16
+addresses: the server listens on 10.77.0.1, and each client binds the
+address it stands for. Clients run as small Python programs inside the
+namespace (``ip netns exec``) and print what they saw as JSON.
+
+Needs root and iproute2 (``ip netns``); elsewhere the tests are skipped.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.helpers import PROJECT, TIMEOUT_S, Program
+
+SERVER_IP, PORT = "10.77.0.1", 8080
+
+# What every client program starts with: joining as NAME from ADDRESS, and reading lines.
+CLIENT_TOOLS = f"""
+import json, socket, time
+SERVER = ({SERVER_IP!r}, {PORT})
+
+def connect(address):
+    sock = socket.socket()
+    sock.bind((address, 0))
+    sock.settimeout(5)
+    sock.connect(SERVER)
+    return sock
+
+def lines_until(sock, wanted):
+    seen, data = [], b""
+    while not any(wanted in line for line in seen):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+        *complete, data = data.split(b"\\n")
+        seen += [line.decode() for line in complete]
+    return seen
+
+def join(address, name):
+    sock = connect(address)
+    sock.sendall(f"/nick {{name}}\\n".encode())
+    return sock, lines_until(sock, "Welcome, ")
+"""
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def namespace():
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces (ip netns)")
+    ns = f"chat-addr-{os.getpid()}"
+    try:
+        ip("netns", "add", ns)
+    except (OSError, subprocess.SubprocessError) as error:
+        pytest.skip(f"cannot make network namespaces here ({error}); install iproute2 and run as root")
+    try:
+        ip("-n", ns, "link", "set", "lo", "up")
+        ip("-n", ns, "addr", "add", "10.77.0.1/16", "dev", "lo")
+        yield ns
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+
+
+def start_server(ns: str, *options: str) -> Program:
+    server = Program(["server.py", "--host", SERVER_IP, "--port", str(PORT), *options], netns=ns)
+    server.expect("Waiting for clients")
+    return server
+
+
+def run_clients(ns: str, program: str) -> dict:
+    """Run ``program`` (after CLIENT_TOOLS) inside the namespace; what it printed, as JSON."""
+    code = CLIENT_TOOLS + textwrap.dedent(program)
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, "-c", code],
+        cwd=PROJECT, capture_output=True, text=True, timeout=4 * TIMEOUT_S,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_half_open_http_heads_from_one_address_take_no_seat_and_keep_nobody_out(namespace):
+    # Before: each half-open head held a seat; 12 addresses with 100 each filled all 1,000.
+    server = start_server(namespace, "--max-clients", "2", "--max-opening-per-address", "3")
+    try:
+        seen = run_clients(namespace, """
+            stalled = []
+            for _ in range(6):
+                sock = connect("10.77.0.2")
+                sock.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\nX-a: ")
+                stalled.append(sock)
+            refused = 0
+            for sock in stalled:
+                sock.settimeout(0.5)
+                try:
+                    refused += b"Too many connections from your address are opening" in sock.recv(4096)
+                except socket.timeout:
+                    pass
+            ann, ann_lines = join("10.77.0.3", "Ann")
+            bob, bob_lines = join("10.77.0.4", "Bob")
+            print(json.dumps({"refused": refused, "ann": ann_lines[-1], "bob": bob_lines[-1]}))
+        """)
+    finally:
+        server.kill()
+    assert seen["refused"] == 3
+    assert seen["ann"].startswith("[SYSTEM] Welcome, Ann!")
+    assert seen["bob"].startswith("[SYSTEM] Welcome, Bob!")
+
+
+def test_one_address_reconnecting_fast_is_slowed_down_and_its_comings_and_goings_mostly_unannounced(namespace):
+    # Before: one address reconnecting 1,000 times a second sent everyone 1,000 joins and leaves a second.
+    server = start_server(namespace, "--max-connect-rate", "5")
+    try:
+        seen = run_clients(namespace, """
+            watcher, _ = join("10.77.0.3", "Watcher")
+            refused = 0
+            for n in range(40):
+                sock = connect("10.77.0.2")
+                sock.sendall(f"/nick Churn{n}\\n".encode())
+                refused += "Too many new connections" in lines_until(sock, "[SYSTEM] ")[-1]
+                sock.close()
+            talker, _ = join("10.77.0.4", "Talker")
+            talker.sendall(b"the end\\n")
+            heard = lines_until(watcher, "Talker: the end")
+            print(json.dumps({"refused": refused, "heard": heard}))
+        """)
+    finally:
+        server.kill()
+    assert seen["refused"] >= 5  # a burst of 30, then 5 a second: the loop is faster than that
+    churn = [line for line in seen["heard"] if "Churn" in line]
+    joins = [line for line in churn if line.endswith("joined the chat!")]
+    # Ten join notices a minute for one address, and a leave only after an announced join.
+    assert 1 <= len(joins) <= 10, churn
+    assert len(churn) <= 2 * len(joins)
+    assert "[SYSTEM] Talker joined the chat!" in seen["heard"]  # another address: announced

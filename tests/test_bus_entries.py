@@ -19,7 +19,7 @@ from chat.bus.entry import (
     fields_of,
     quoted,
 )
-from chat.bus.redis_bus import SkipLog
+from chat.bus.redis_bus import SkipLog, check_url, without_password
 from chat.core import messages
 
 CHAT = {"v": "2", "s": "s1", "k": "chat", "n": "Mallory", "x": "hi", "t": "1700000000.5", "o": "0", "g": "1"}
@@ -172,3 +172,26 @@ def test_a_flood_of_skipped_entries_is_logged_once_then_counted_now_and_then(clo
     skips.skipped("1001-0", "kind 'x'")
     assert skip_lines(caplog)[2:] == ["⚠️  Skipped 1 more entries of the Redis stream (the latest, 1001-0: kind 'x')"]
     assert all(record.levelno == logging.WARNING for record in caplog.records)
+
+
+# -- passwords in URLs ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+        ("rediss://chat:s3cret@host:6380/1?ssl_cert_reqs=none", "rediss://chat:***@host:6380/1?ssl_cert_reqs=none"),
+        ("redis://host/0?password=s3cret&db=0", "redis://host/0?password=***&db=0"),
+        ("rediss://host/0?ssl_ca_certs=/etc/ca.pem&ssl_password=s3cret", "rediss://host/0?ssl_ca_certs=/etc/ca.pem&ssl_password=***"),
+        ("redis://host:6379/0", "redis://host:6379/0"),
+    ],
+)
+def test_a_password_is_kept_out_of_what_is_shown_of_a_url(url, shown):
+    assert without_password(url) == shown
+
+
+def test_a_url_refused_is_quoted_without_its_password():
+    with pytest.raises(ValueError) as raised:
+        check_url("redis://:s3cret@host:6379/abc")
+    assert "s3cret" not in str(raised.value) and "redis://:***@host:6379/abc" in str(raised.value)

@@ -42,11 +42,16 @@ DEATH_NOTICED_S = 4 * QUICK_HEARTBEAT_S + 2 * WATCHFUL.heartbeat_s
 
 
 class RedisServer:
-    """A redis-server on a free loopback port (or a unix socket), keeping nothing on disk."""
+    """A redis-server on a free loopback port (or a unix socket), keeping nothing on disk.
 
-    def __init__(self, port: "int | None" = None, unix_socket: "str | None" = None) -> None:
+    ``options`` are more of redis-server's: a password, say, or a TLS port
+    (the plain port stays open on loopback, to see when it is ready).
+    """
+
+    def __init__(self, port: "int | None" = None, unix_socket: "str | None" = None, options=()) -> None:
         self.port = port or free_port()
         self.unix_socket = unix_socket
+        self.options = list(options)
         self.process = None
         self.start()
 
@@ -58,6 +63,7 @@ class RedisServer:
         options = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         if self.unix_socket:
             options += ["--unixsocket", self.unix_socket]
+        options += self.options
         self.process = subprocess.Popen([REDIS_SERVER, *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         assert wait_until(self._answers, timeout=TIMEOUT_S), "redis-server did not start"
 
@@ -65,7 +71,7 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
                 sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
+                return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 

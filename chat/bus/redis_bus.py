@@ -63,7 +63,7 @@ import threading
 import time
 import uuid
 from dataclasses import replace
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -134,27 +134,32 @@ BACK = messages.system("Back in contact with the other servers.")
 def check_url(url: str) -> str:
     """``url`` if redis-py can use it (``redis://``, ``rediss://``, ``unix://``); else ValueError saying why."""
     parts = urlsplit(url)
+    shown = repr(without_password(url))  # these sentences end up on a terminal or in a log
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"{url!r} is not a Redis URL: use redis://HOST:PORT/DB, rediss://... (TLS) or unix:///PATH")
+        raise ValueError(f"{shown} is not a Redis URL: use redis://HOST:PORT/DB, rediss://... (TLS) or unix:///PATH")
     try:
         redis.connection.ConnectionPool.from_url(url)
     except ValueError as error:
-        raise ValueError(f"{url!r} is not a Redis URL: {error}") from None
+        raise ValueError(f"{shown} is not a Redis URL: {error}") from None
     if parts.scheme != "unix" and not parts.hostname:
-        raise ValueError(f"{url!r} has no host: use redis://HOST:PORT/DB")
+        raise ValueError(f"{shown} has no host: use redis://HOST:PORT/DB")
     if parts.scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
-        raise ValueError(f"{url!r} names no database: the path is a number, as in redis://HOST:PORT/0")
+        raise ValueError(f"{shown} names no database: the path is a number, as in redis://HOST:PORT/0")
     return url
 
 
 def without_password(url: str) -> str:
-    """``url`` fit for a log: any password replaced by ``***``."""
+    """``url`` fit for a log: any password replaced by ``***``, in the address or the query (``?password=``)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
+    if parts.password is not None:
+        netloc = parts.netloc.rpartition("@")[2]
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        parts = parts._replace(netloc=user + netloc)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any("password" in key for key, _ in query):  # redis-py takes password= and ssl_password= there too
+        hidden = [(key, "***" if "password" in key else value) for key, value in query]
+        parts = parts._replace(query=urlencode(hidden, safe="*/"))
+    return urlunsplit(parts)
 
 
 class RedisBus:
@@ -549,7 +554,13 @@ class Contact:
             first_failure = not was_in_reach and not self._ever_made and not self._said_unreachable
             self._said_unreachable |= first_failure
             self._in_reach.clear()
-        if first_failure:  # logged after the lock, like everything else here
+        if first_failure and isinstance(error, AuthenticationError):  # logged after the lock, like everything else here
+            log.warning(
+                "⚠️  Redis at %s refused to let this server in (%s): check the user name and password in the URL; "
+                "serving this server's clients alone, and trying again",
+                without_password(self.url), error,
+            )
+        elif first_failure:
             log.warning(
                 "⚠️  Cannot reach Redis at %s (%s)%s: serving this server's clients alone, and trying again",
                 without_password(self.url), error, _hint(error),
@@ -568,6 +579,6 @@ class Contact:
 
 def _hint(error: "Exception | None") -> str:
     """What to check when Redis answers, but refuses us."""
-    if isinstance(error, (AuthenticationError, ResponseError)):
+    if isinstance(error, ResponseError):
         return "; check the password and the database number in the URL"
     return ""

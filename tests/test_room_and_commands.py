@@ -422,3 +422,18 @@ def test_leaves_still_in_their_grace_are_not_announced_after_the_room_closes(clo
     clock.advance(5)
     room.announce_due_leaves()
     assert ann.take() == []
+
+
+def test_a_member_that_says_quit_is_not_coming_back_so_its_leave_is_told_at_once(clock):
+    room = Room(rejoin_grace_s=5, clock=clock)
+    ann, bob = FakeMember(), FakeMember()
+    room.join(ann, "User_1", "Ann")
+    room.join(bob, "User_2", "Bob")
+    ann.take()
+    handle_line(room, bob, "/quit")
+    assert ann.take() == ["[SYSTEM] Bob left the chat."]
+    assert bob.take()[-1] == "[SYSTEM] Goodbye!" and bob.quit_called
+    room.leave(bob)  # as the connection does once it closes: nothing more
+    clock.advance(5)
+    room.announce_due_leaves()
+    assert ann.take() == []

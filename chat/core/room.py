@@ -27,7 +27,8 @@ conversation, so:
 
 * a leave is announced ``rejoin_grace_s`` late (:meth:`Room.announce_due_leaves`,
   which the server calls often): if the same name comes back meanwhile (a
-  page reloaded, a client reconnecting), neither is announced;
+  page reloaded, a client reconnecting), neither is announced. A member
+  that says /quit is not coming back: its leave is told at once;
 * a member may join quietly, when its address has announced too many
   joins lately (see ``Seat.may_announce``); it then leaves quietly too.
 
@@ -169,8 +170,12 @@ class Room:
         member.queue(encode_lines([*self._history.replay(), messages.welcome(name, others)]))
         self._members.add(member, name)
 
-    def leave(self, member: Member) -> None:
-        """Remove ``member`` and tell the others, unless it already left."""
+    def leave(self, member: Member, at_once: bool = False) -> None:
+        """Remove ``member`` and tell the others, unless it already left.
+
+        The others are told after the rejoin grace, or ``at_once`` (the
+        member said /quit: it is not coming back).
+        """
         with self._lock:
             if not self._members.remove(member):
                 return
@@ -178,7 +183,7 @@ class Room:
             online = self._members.first_names(LOGGED_NAMES_MAX)
             announce = member.member_id not in self._quiet
             self._quiet.discard(member.member_id)
-            later = announce and not closed and self.rejoin_grace_s > 0
+            later = announce and not closed and not at_once and self.rejoin_grace_s > 0
             if later:
                 self._leaving[name_key(member.name)] = (member.name, self._clock() + self.rejoin_grace_s)
         if closed:  # the shutdown notice was the last word here (and the bus tells the others)

@@ -4,7 +4,9 @@ their messages, once, in order, and that the server still answers afterwards."""
 import logging
 import random
 import socket
+import ssl
 
+import pytest
 
 from chat.server import SEND_BUFFER_BYTES
 from chat.sockets import KEEPALIVE_PROBES
@@ -251,3 +253,26 @@ def test_stopping_while_a_refused_client_lingers_still_stops_cleanly(start_serve
     assert extra.read_line() == "[SYSTEM] Server is full (1 user). Try again later."
     assert server.shutdown(timeout=5)  # while the refused socket is still open on our side
     assert ann.read_until_closed()[-1] == "[SYSTEM] Server is shutting down."
+
+
+def test_https_on_the_plain_port_fails_at_once_with_a_tls_alert_and_the_log_says_what_to_do(server, caplog):
+    # Before: the ClientHello joined the chat as User_NNNNN and its bytes were said to everyone.
+    ann = Peer.joined(server.address, "Ann")
+    context = ssl.create_default_context()
+    with socket.create_connection(server.address, timeout=5) as sock:
+        with pytest.raises(ssl.SSLError, match="PROTOCOL_VERSION|protocol version"):
+            context.wrap_socket(sock, server_hostname="localhost")
+    assert wait_until(lambda: "TLS on a plain port" in caplog.text)
+    Peer.joined(server.address, "Bob")
+    assert ann.read_line() == "[SYSTEM] Bob joined the chat!"  # and nobody before him
+
+
+@pytest.mark.parametrize("first_bytes", [b"\x00\x01binary\n", b"SSH-2.0\xff\xfe\n", b"\x05\x01\x00"])
+def test_a_first_line_that_is_not_text_never_joins(server, first_bytes, caplog):
+    ann = Peer.joined(server.address, "Ann")
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(first_bytes)
+        assert sock.recv(4096) == b""  # closed, without a word of the chat
+    assert "not text" in caplog.text
+    Peer.joined(server.address, "Bob")
+    assert ann.read_line() == "[SYSTEM] Bob joined the chat!"

@@ -46,7 +46,7 @@ from chat.core.password import PasswordGate
 from chat.core.room import Room
 from chat.core.session import Session, Stage
 from chat.sockets import LINGER_S, RECV_BYTES, linger_and_close, wait_readable
-from chat.transports.handshake import Opening, sniff
+from chat.transports.handshake import Opening, farewell_bytes, sniff
 from chat.transports.lines import LineTransport
 from chat.transports.outbox import Outbox, State
 from chat.transports.websocket import WebSocketAdapter, WebSocketTransport
@@ -155,6 +155,11 @@ class ClientConnection:
             transport = LineTransport(self.outbox, self.limits.max_line_bytes, self._private_share_bytes)
             events, _ = transport.feed(data, time.monotonic())
             connected_at = self._connected_at  # its first line's wait began then, not now
+        elif opening is not None:  # another protocol than ours (TLS, HTTP/2): it never joins
+            log.warning("⛔ %s: %s", self.name, opening.explanation)
+            if self.outbox.put(farewell_bytes(opening)):
+                self.outbox.flush()
+            return
         else:
             return  # it left before saying what it is
         self.transport = transport

@@ -8,6 +8,7 @@ import sys
 from chat.codespaces import forwarded_address
 from chat.core.history import DEFAULT_HISTORY_LINES
 from chat.config import Limits, ServerConfig, Timings
+from chat.transports.handshake import origin_host
 from chat.server import run
 
 
@@ -38,6 +39,15 @@ def proxy(text: str) -> str:
     return text
 
 
+def origin(text: str) -> str:
+    """An argparse type: an origin (``https://chat.example.org``) or a host name, checked now rather than at a first visit."""
+    try:
+        origin_host(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def redis_url(text: str) -> str:
     """An argparse type: a URL redis-py can use (checked only when given, so Redis is imported only then)."""
     try:
@@ -60,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--redis", type=redis_url, default=os.environ.get("CHAT_REDIS_URL"), metavar="URL", help="share one room with other servers through Redis: redis://HOST:PORT/DB, rediss://... (TLS) or unix:///PATH (default: CHAT_REDIS_URL, else none)")
     parser.add_argument("--heartbeat", type=float, default=Timings().heartbeat_s, metavar="S", help="with --redis: seconds between this server's heartbeats in Redis; the others take it for dead after 4 missed (default: %(default)g)")
     parser.add_argument("--trusted-proxy", type=proxy, action="append", default=[], metavar="ADDRESS", help="a proxy in front of the server (an address or network; may be repeated): the client address it adds to X-Forwarded-For is the one counted (default: none; in a Codespace, its port forwarder on 127.0.0.1)")
-    parser.add_argument("--allowed-origin", action="append", default=[], metavar="ORIGIN", help="another name under which the chat page is served, e.g. https://chat.example.org behind a proxy (may be repeated): its pages may join; this machine's own names always may")
+    parser.add_argument("--allowed-origin", type=origin, action="append", default=[], metavar="ORIGIN", help="another name under which the chat page is served, e.g. https://chat.example.org behind a proxy (may be repeated): its pages may join; this machine's own names always may")
     parser.add_argument("--rejoin-grace", type=float, default=Timings().rejoin_grace_s, metavar="S", help="seconds before a leave is announced: a name back within them (a reloaded page, a reconnecting client) was never gone, for the others; 0 announces at once (default: %(default)g)")
     limits = parser.add_argument_group("limits", "protections against misbehaving clients (see the README)")
     limits.add_argument("--max-line-bytes", type=bounded_int(64, 1 << 20, "byte count"), default=defaults.max_line_bytes, metavar="N", help="longest line a client may send (default: %(default)s)")
@@ -70,6 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     limits.add_argument("--max-clients", type=bounded_int(1, 100_000, "client count"), default=defaults.max_clients, metavar="N", help="most clients connected at once (default: %(default)s)")
     limits.add_argument("--max-per-address", type=bounded_int(1, 100_000, "connection count"), default=defaults.max_per_address, metavar="N", help="most connections from one IP address at once; not for this machine's own (default: %(default)s)")
     limits.add_argument("--max-address-rate", type=rate, default=defaults.max_address_rate, metavar="N", help="lines per second from one IP address, all its connections together, bursts of 2N; 0 turns it off (default: %(default)g)")
+    limits.add_argument("--max-frame-rate", type=rate, default=defaults.max_frame_rate, metavar="N", help="WebSocket frames per second per client, pings and empty ones included, bursts of 2N; far beyond it is an excess flood; 0 turns it off (default: %(default)g)")
     limits.add_argument("--max-opening", type=bounded_int(1, 100_000, "connection count"), default=defaults.max_opening, metavar="N", help="most connections still opening (sending an HTTP head, or their first line) at once (default: %(default)s)")
     limits.add_argument("--max-opening-per-address", type=bounded_int(1, 100_000, "connection count"), default=defaults.max_opening_per_address, metavar="N", help="most connections still opening from one IP address; not for this machine's own (default: %(default)s)")
     limits.add_argument("--max-connect-rate", type=rate, default=defaults.max_connect_rate, metavar="N", help=f"new connections per second from one IP address, bursts of {defaults.max_connect_burst}; 0 turns it off (default: %(default)g)")
@@ -92,6 +103,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
         max_clients=args.max_clients,
         max_per_address=args.max_per_address,
         max_address_rate=args.max_address_rate,
+        max_frame_rate=args.max_frame_rate,
         max_opening=args.max_opening,
         max_opening_per_address=args.max_opening_per_address,
         max_connect_rate=args.max_connect_rate,

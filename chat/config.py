@@ -32,6 +32,10 @@ class Limits:
     max_per_address: int = 100
     # Lines per second from one address, all its connections together, bursts of twice that; 0: no limit.
     max_address_rate: float = 40.0
+    # WebSocket frames per second per client, bursts of twice that; 0: no
+    # limit. Pings, pongs and empty frames count too: line flood control
+    # never sees them.
+    max_frame_rate: float = 50.0
     # Connections still opening (an HTTP request's head, a WebSocket
     # handshake, a raw client's first second): they hold no seat, so a
     # crowd of half-open connections cannot keep anyone out. At most this

@@ -194,7 +194,10 @@ class ChatServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
             enable_keepalive(sock, self.limits.keepalive_idle_s)
-            connection = ClientConnection(sock, address, self.room, self.limits, self.config.timings, arrival, self._forget)
+            connection = ClientConnection(
+                sock, address, self.room, self.limits, self.config.timings, arrival, self._forget,
+                allowed_origins=self.config.allowed_origins,
+            )
             with self._connections_lock:
                 self._connections.add(connection)
             log.info("✅ %s connected from %s", connection.name, format_peer(address))

@@ -47,9 +47,10 @@ def start_server():
     started = []
 
     # No history unless a test asks for it: most tests check exactly what a newcomer is sent.
-    def start(password=None, history_lines=0, timings=FAST, trusted_proxies=(), **limits) -> ChatServer:
+    def start(password=None, history_lines=0, timings=FAST, trusted_proxies=(), allowed_origins=(), **limits) -> ChatServer:
         config = ServerConfig(
-            "127.0.0.1", 0, Limits(**limits), timings, password, history_lines, trusted_proxies=trusted_proxies
+            "127.0.0.1", 0, Limits(**limits), timings, password, history_lines,
+            trusted_proxies=trusted_proxies, allowed_origins=allowed_origins,
         )
         server = ChatServer(config)
         server.bind()

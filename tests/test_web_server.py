@@ -445,3 +445,21 @@ def test_a_client_in_the_middle_of_an_http_request_gets_no_chat_line_at_shutdown
         while chunk := sock.recv(65536):
             data += chunk
     assert b"[SYSTEM]" not in data
+
+
+# -- which pages may connect ------------------------------------------------------------
+
+
+def test_a_page_of_a_name_rebound_to_this_server_may_not_join_though_host_agrees(server):
+    # DNS rebinding: evil.example now points here, so the browser sends Host and Origin alike.
+    # Before: 101, and the other site's page was in the chat.
+    with pytest.raises(InvalidStatus) as refused:
+        open_web_client(server, origin="http://evil.example:8080", additional_headers={"Host": "evil.example:8080"})
+    assert refused.value.response.status_code == 403
+
+
+def test_a_page_served_under_an_allowed_origin_may_join(start_server):
+    server = start_server(allowed_origins=("https://chat.example.org",))
+    web_client(server, "Proxied", origin="https://chat.example.org")
+    with pytest.raises(InvalidStatus):
+        open_web_client(server, origin="https://other.example.org")

@@ -46,7 +46,7 @@ from chat.core.password import PasswordGate
 from chat.core.room import Room
 from chat.core.session import Session, Stage
 from chat.sockets import LINGER_S, RECV_BYTES, linger_and_close, wait_readable
-from chat.transports.handshake import Opening, farewell_bytes, sniff
+from chat.transports.handshake import Opening, farewell_bytes, server_names, sniff
 from chat.transports.lines import LineTransport
 from chat.transports.outbox import Outbox, State
 from chat.transports.websocket import WebSocketAdapter, WebSocketTransport
@@ -62,12 +62,23 @@ class ClientConnection:
     """One client: its socket, its outbox, and the reader and writer threads that serve it.
 
     It is handed what it needs: the room, the limits and timings, its place
-    among the connections opening (see :mod:`chat.admission`) and a function
-    to call once its socket is closed. Once the client has shown its kind
+    among the connections opening (see :mod:`chat.admission`), a function
+    to call once its socket is closed, and the names its page may be
+    served under besides this machine's own (``--allowed-origin``). Once the client has shown its kind
     and taken a seat, :attr:`session` is the room's member for it.
     """
 
-    def __init__(self, sock: socket.socket, address, room: Room, limits: Limits, timings: Timings, arrival: Arrival, on_close) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        address,
+        room: Room,
+        limits: Limits,
+        timings: Timings,
+        arrival: Arrival,
+        on_close,
+        allowed_origins: "tuple[str, ...]" = (),
+    ) -> None:
         self.sock = sock
         self.address = address
         self.room = room
@@ -76,6 +87,7 @@ class ClientConnection:
         self.arrival = arrival
         self.seat: "Seat | None" = None  # once it is about to chat
         self._on_close = on_close  # called with this connection once its socket is closed
+        self._allowed_origins = allowed_origins  # other names of this server, for the Origin check
         self.default_name = f"User_{address[1]}"
         self.outbox = Outbox(sock, limits.max_queue_bytes)
         self._private_share_bytes = limits.max_queue_bytes // PRIVATE_SHARE
@@ -108,7 +120,7 @@ class ClientConnection:
             session.tell(farewell)
             session.quit()
             return
-        if self.opening is not Opening.HTTP:
+        if self.opening in (None, Opening.RAW):  # one that speaks chat lines
             if self.outbox.put(encode_line(farewell)):
                 self.outbox.flush()
         self.outbox.close()
@@ -210,7 +222,13 @@ class ClientConnection:
 
     def _open_websocket(self, data: bytes) -> "tuple[WebSocketTransport | None, list]":
         """Answer an HTTP client: a file, or an error; a transport and its first lines if it opened a WebSocket."""
-        adapter = WebSocketAdapter(self.outbox.put, max_line_bytes=self.limits.max_line_bytes)
+        adapter = WebSocketAdapter(
+            self.outbox.put,
+            max_line_bytes=self.limits.max_line_bytes,
+            server_names=server_names(self.sock.getsockname(), self._allowed_origins),
+            max_frame_rate=self.limits.max_frame_rate,
+            name=lambda: self.name,
+        )
         deadline = self._connected_at + self.timings.opening_wait_s
         received = adapter.receive_data(data)
         self.outbox.flush()
@@ -228,7 +246,7 @@ class ClientConnection:
             self.outbox.flush()
         target = f"{adapter.request.path} " if adapter.request is not None else ""
         log.info("🌐 %s: HTTP %sanswered %d", self.name, target, received.status)
-        if not received.opened:
+        if not received.opened or received.closing:  # a file, an error, or a flood with the handshake
             return None, []
         transport = WebSocketTransport(
             adapter, self.outbox, self._private_share_bytes, self.timings.ping_interval_s, time.monotonic()

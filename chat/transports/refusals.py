@@ -3,8 +3,8 @@
 They get no threads: the accept loop watches their sockets with its
 selector and does everything here without blocking. A refused client still
 gets one clear answer, in its own language: a browser's HTTP request gets
-``503 Service Unavailable`` with the reason, anyone else the reason as a
-``[SYSTEM]`` line. So the answer waits for the client's first bytes, or for
+``503 Service Unavailable`` with the reason, a raw client the reason as a
+``[SYSTEM]`` line, and another protocol (TLS, HTTP/2) its own farewell. So the answer waits for the client's first bytes, or for
 ANSWER_WAIT_S if it sends nothing (a raw client may stay silent).
 
 The socket is only closed once the client has closed its end, or after
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from chat.core import messages
 from chat.core.framing import encode_line
 from chat.sockets import LINGER_S, RECV_BYTES
-from chat.transports.handshake import Opening, sniff, unavailable_response
+from chat.transports.handshake import Opening, farewell_bytes, sniff, unavailable_response
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Refusals:
             refused.received += data
             kind = sniff(refused.received)
             if kind is not Opening.UNDECIDED:
-                self._answer(sock, refused, as_http=kind is Opening.HTTP)
+                self._answer(sock, refused, kind)
 
     def seconds_until_due(self) -> float:
         """How long select() may wait before one of them needs an answer or closing."""
@@ -93,17 +93,19 @@ class Refusals:
             if refused.answered:
                 self._close(sock)
             else:
-                self._answer(sock, refused, as_http=False)  # silent, or still undecided: a raw client
+                self._answer(sock, refused, Opening.RAW)  # silent, or still undecided: a raw client
 
     def close_all(self) -> None:
         for sock in list(self._refused):
             self._close(sock)
 
-    def _answer(self, sock: socket.socket, refused: _Refused, as_http: bool) -> None:
-        if as_http:
+    def _answer(self, sock: socket.socket, refused: _Refused, kind: Opening) -> None:
+        if kind is Opening.HTTP:
             answer = unavailable_response(refused.refusal).serialize()
-        else:
+        elif kind is Opening.RAW:
             answer = encode_line(messages.system(refused.refusal))
+        else:  # another protocol (TLS, HTTP/2): its own farewell
+            answer = farewell_bytes(kind)
         refused.answered = True
         refused.deadline = time.monotonic() + LINGER_S
         try:

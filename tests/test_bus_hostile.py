@@ -27,6 +27,13 @@ def entry(kind: str, name: str, text: "str | None" = None, **fields) -> dict:
     return {"v": "2", "s": "mallory", "k": kind, "n": name, **said, "t": repr(time.time()), "o": "0", "g": "1", **fields}
 
 
+def in_the_room(first: Peer, second: Peer) -> None:
+    """Wait until each has heard all there is to hear of the other's joining (which comes through the stream)."""
+    first.expect(messages.joined(second.name))
+    first.send("ready")
+    second.expect(f"{first.name}: ready")  # and whatever came before it in the stream
+
+
 def lines_until(peer: Peer, last: str) -> "list[str]":
     """The lines ``peer`` reads up to ``last``, which is left out."""
     lines = [peer.read_line()]
@@ -40,7 +47,7 @@ def test_what_another_client_of_redis_writes_reaches_members_only_as_lines_of_a_
 ):
     one, two = shared_servers(), shared_servers()
     ann, bob = Peer.joined(one.address, "Ann"), Peer.joined(two.address, "Bob")
-    ann.expect(messages.joined("Bob"))
+    in_the_room(ann, bob)
     bobs_server = two.room.bus.server_id
     attacker = redis_server.client()
     for fields in [
@@ -78,7 +85,7 @@ def test_an_entry_too_big_to_read_is_skipped_nobody_is_dropped_and_newcomers_are
 ):
     one, two = shared_servers(), shared_servers()
     ann, bob = Peer.joined(one.address, "Ann"), Peer.joined(two.address, "Bob")
-    ann.expect(messages.joined("Bob"))
+    in_the_room(ann, bob)
     attacker = redis_server.client()
     attacker.xadd(STREAM, old_entry("Mallory: " + "A" * BIG_BYTES))
     attacker.xadd(STREAM, entry("chat", "Mallory", "A" * BIG_BYTES))
@@ -90,7 +97,8 @@ def test_an_entry_too_big_to_read_is_skipped_nobody_is_dropped_and_newcomers_are
     assert "Bob: still here?" in newcomer and max(map(len, newcomer)) < 100
     later = shared_servers()  # and on one that reads them from the stream's history
     assert replay_of(Peer(later.address, "Dan")) == [
-        "[SYSTEM] Last 2 messages:",
+        "[SYSTEM] Last 3 messages:",
+        "Ann: ready",
         "Bob: still here?",
         "Ann: yes",
         "[SYSTEM] End of history.",
@@ -100,6 +108,7 @@ def test_an_entry_too_big_to_read_is_skipped_nobody_is_dropped_and_newcomers_are
 def test_a_flood_of_bad_entries_is_logged_once(shared_servers, redis_server, caplog):  # noqa: F811
     server = shared_servers()
     ann, bob = Peer.joined(server.address, "Ann"), Peer.joined(server.address, "Bob")
+    in_the_room(ann, bob)
     pipe = redis_server.client().pipeline(transaction=False)
     for n in range(300):
         pipe.xadd(STREAM, old_entry(f"Mallory: spam {n}"))

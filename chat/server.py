@@ -65,7 +65,10 @@ class ChatServer:
         if config.redis_url is not None:  # only then is anything of Redis imported
             from chat.bus.redis_bus import RedisBus
 
-            self.room.bus = RedisBus(config.redis_url, self.room, config.history_lines, config.timings)
+            self.room.bus = RedisBus(
+                config.redis_url, self.room, config.history_lines, config.timings,
+                max_line_bytes=config.limits.max_line_bytes,
+            )
         self.admission = Admission(
             config.limits, config.password, config.timings.password_delay_s, config.trusted_proxies
         )

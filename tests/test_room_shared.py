@@ -181,3 +181,16 @@ def test_origin_numbers_from_the_bus_leave_out_only_that_member():
     room.deliver(["Zed: from afar"], None, 0.0)
     assert ann.take() == ["Zed: from afar"]
     assert bob.take() == ["Ann: hi", "Zed: from afar"]
+
+
+def test_a_leave_is_not_announced_when_the_name_came_back_on_another_server_within_the_grace(clock):
+    bus = FakeBus()
+    room = Room(history_lines=10, bus=bus, rejoin_grace_s=5, clock=clock)
+    bob, cat = joined(room, "Bob"), joined(room, "Cat")
+    room.leave(bob)
+    bus.claim("Bob")  # Bob reconnected through the load balancer to another server
+    room.leave(cat)
+    bus.published.clear()
+    clock.advance(5)
+    room.announce_due_leaves()
+    assert bus.published == [(["[SYSTEM] Cat left the chat."], None)]

@@ -204,6 +204,9 @@ class Room:
             due = [name for key, (name, when) in self._leaving.items() if when <= now]
             for name in due:
                 del self._leaving[name_key(name)]
+        if due and self.bus is not None:  # back on another server sharing the room: never gone
+            online = {name_key(name) for name in self.bus.names() or []}
+            due = [name for name in due if name_key(name) not in online]
         for name in due:
             self._publish([messages.left(name)], None, log_it=False)
 

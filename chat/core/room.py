@@ -89,10 +89,7 @@ class Room:
         self._lock = threading.Lock()
         self._members = MemberTable()
         self._quiet: "set[int]" = set()  # the numbers of members whose joining was not announced
-        # Leaves not announced yet: name_key(name) -> (name, when it is due, by ``clock``).
-        self._leaving: "dict[str, tuple[str, float]]" = {}
-        self.rejoin_grace_s = rejoin_grace_s
-        self._clock = clock
+        self._leaving = Departures(rejoin_grace_s, clock)  # leaves not announced yet
         # The other servers sharing this room, if any: set before serving, never changed after.
         self.bus = bus
         # The last public lines, replayed to each newcomer before its welcome.
@@ -139,7 +136,7 @@ class Room:
                     closed = self._closed
                     if not closed and self._members.named(name) is None:
                         self._admit_locked(member, name, problem, everyone)
-                        back = self._leaving.pop(name_key(name), None) is not None
+                        back = self._leaving.came_back(name)
                         if not announce and not back:
                             self._quiet.add(member.member_id)
                         announce = announce and not back
@@ -183,9 +180,9 @@ class Room:
             online = self._members.first_names(LOGGED_NAMES_MAX)
             announce = member.member_id not in self._quiet
             self._quiet.discard(member.member_id)
-            later = announce and not closed and not at_once and self.rejoin_grace_s > 0
+            later = announce and not closed and not at_once and self._leaving.grace_s > 0
             if later:
-                self._leaving[name_key(member.name)] = (member.name, self._clock() + self.rejoin_grace_s)
+                self._leaving.add(member.name)
         if closed:  # the shutdown notice was the last word here (and the bus tells the others)
             return
         if self.bus is not None:
@@ -198,12 +195,9 @@ class Room:
     def announce_due_leaves(self) -> None:
         """Announce the leaves whose grace is over: their names did not come back."""
         with self._lock:
-            if not self._leaving or self._closed:
+            if self._closed:
                 return
-            now = self._clock()
-            due = [name for key, (name, when) in self._leaving.items() if when <= now]
-            for name in due:
-                del self._leaving[name_key(name)]
+            due = self._leaving.take_due()
         if due and self.bus is not None:  # back on another server sharing the room: never gone
             online = {name_key(name) for name in self.bus.names() or []}
             due = [name for name in due if name_key(name) not in online]
@@ -366,6 +360,35 @@ class Room:
     def _queue_locked(self, data: bytes, exclude: "Member | None" = None) -> "list[Member]":
         """Queue ``data`` for every member but ``exclude``; return those that need a flush."""
         return [m for m in self._members if m is not exclude and m.queue(data)]
+
+
+class Departures:
+    """Members gone whose leave is not announced yet: each is due ``grace_s`` after it left.
+
+    Not thread-safe: the room's lock guards it.
+    """
+
+    def __init__(self, grace_s: float, clock=time.monotonic) -> None:
+        self.grace_s = grace_s
+        self._clock = clock
+        self._due: "dict[str, tuple[str, float]]" = {}  # name_key(name) -> (name, when due)
+
+    def add(self, name: str) -> None:
+        self._due[name_key(name)] = (name, self._clock() + self.grace_s)
+
+    def came_back(self, name: str) -> bool:
+        """Whether ``name`` left within its grace: then its leave is never announced."""
+        return self._due.pop(name_key(name), None) is not None
+
+    def take_due(self) -> "list[str]":
+        """The names whose grace is over, forgotten as they are returned."""
+        if not self._due:
+            return []
+        now = self._clock()
+        due = [name for name, when in self._due.values() if when <= now]
+        for name in due:
+            del self._due[name_key(name)]
+        return due
 
 
 def log_online(online: "tuple[int, list[str]]", shared: bool) -> None:

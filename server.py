@@ -84,6 +84,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     limits.add_argument("--max-opening", type=bounded_int(1, 100_000, "connection count"), default=defaults.max_opening, metavar="N", help="most connections still opening (sending an HTTP head, or their first line) at once (default: %(default)s)")
     limits.add_argument("--max-opening-per-address", type=bounded_int(1, 100_000, "connection count"), default=defaults.max_opening_per_address, metavar="N", help="most connections still opening from one IP address; not for this machine's own (default: %(default)s)")
     limits.add_argument("--max-connect-rate", type=rate, default=defaults.max_connect_rate, metavar="N", help=f"new connections per second from one IP address, bursts of {defaults.max_connect_burst}; 0 turns it off (default: %(default)g)")
+    limits.add_argument("--max-join-rate", type=rate, default=defaults.max_join_rate, metavar="N", help=f"joins per second from one IP address, bursts of {defaults.max_join_burst}; 0 turns it off (default: %(default)g)")
     limits.add_argument("--max-password-rate", type=rate, default=defaults.max_password_rate, metavar="N", help="password checks per second for all addresses that gave a wrong one lately (default: %(default)g)")
     limits.add_argument("--keepalive-idle", type=bounded_int(1, 86_400, "number of seconds"), default=defaults.keepalive_idle_s, metavar="S", help="seconds of silence before TCP keepalive probes a client (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -107,6 +108,7 @@ def limits_from(args: argparse.Namespace) -> Limits:
         max_opening=args.max_opening,
         max_opening_per_address=args.max_opening_per_address,
         max_connect_rate=args.max_connect_rate,
+        max_join_rate=args.max_join_rate,
         max_password_rate=args.max_password_rate,
         keepalive_idle_s=args.keepalive_idle,
     )

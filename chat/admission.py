@@ -8,11 +8,14 @@ A connection goes through two doors, each with its own limits:
    ``max_opening_per_address`` connections opening at once, and may open
    ``max_connect_rate`` new ones a second; the whole server
    ``max_opening``. So a crowd of half-open connections (a head sent one
-   byte at a time) costs a few threads, and keeps nobody out.
+   byte at a time) costs a few threads, and keeps nobody out. (When all
+   ``max_opening`` places are taken, the server closes the oldest opening
+   connection to make room: see :meth:`Admission.arrive`.)
 2. Once it has shown what it is and is about to chat,
    :meth:`Admission.seat` gives it a :class:`Seat`: one of ``max_clients``,
-   at most ``max_per_address`` per address, with the address's shared flood
-   budget. A request for a file of the page never needs one.
+   at most ``max_per_address`` per address and ``max_join_rate`` joins a
+   second, with the address's shared flood budget. A request for a file of
+   the page never needs one.
 
 Without limits per address, one laptop could open a thousand sockets and
 hold every seat; without a budget per address, the same laptop could open
@@ -44,6 +47,7 @@ from chat.core.ratelimit import SharedTokenBucket
 # Addresses whose recent connections and join notices are remembered (the
 # ones heard from longest ago are forgotten first): bounded memory.
 MAX_REMEMBERED_ADDRESSES = 10_000
+SERVER_BUSY = "The server is busy: too many connections are opening at once. Try again in a few seconds."
 # The network an IPv6 client is counted by.
 IPV6_PREFIX_BITS = 64
 
@@ -121,13 +125,15 @@ class Arrival:
     def __init__(self, admission: "Admission", key: "str | None") -> None:
         self.admission = admission
         self.key = key  # None for an exempt peer (loopback, a trusted proxy)
+        self.on_evict = lambda: None  # set by the connection: how to close it while it opens
+        self.evicted = False  # closed to make room for a newcomer: it may take no seat
         self._released = False
 
     def release(self) -> None:
         """Give the place back (the connection took a seat, or is closing). Idempotent."""
         if not self._released:
             self._released = True
-            self.admission._release_opening(self.key)
+            self.admission._release_opening(self)
 
 
 class Seat:
@@ -152,13 +158,18 @@ class Seat:
 
 
 class _Recent:
-    """What is remembered of an address between its connections."""
+    """What is remembered of an address between its connections: budgets of connections, joins and join notices."""
 
     def __init__(self, limits: Limits, clock) -> None:
-        rate = limits.max_connect_rate
-        self.connects = SharedTokenBucket(rate, max(1, limits.max_connect_burst), clock) if rate > 0 else None
+        self.connects = _bucket(limits.max_connect_rate, limits.max_connect_burst, clock)
+        self.joins = _bucket(limits.max_join_rate, limits.max_join_burst, clock)
         per_minute = limits.max_join_notices_per_minute
-        self.notices = SharedTokenBucket(per_minute / 60, max(1, per_minute), clock) if per_minute > 0 else None
+        self.notices = _bucket(per_minute / 60, per_minute, clock)
+
+
+def _bucket(rate: float, burst: float, clock) -> "SharedTokenBucket | None":
+    """A budget of ``rate`` a second, bursts of ``burst``; None for no limit (a rate of 0)."""
+    return SharedTokenBucket(rate, max(1, burst), clock) if rate > 0 else None
 
 
 class Admission:
@@ -182,6 +193,7 @@ class Admission:
         # Guards every attribute below.
         self._lock = threading.Lock()
         self._opening = 0
+        self._arrivals: "dict[Arrival, None]" = {}  # those still opening, oldest first
         self._opening_per_address: "dict[str, int]" = {}
         self._seated = 0
         self._per_address: "dict[str, int]" = {}
@@ -194,23 +206,44 @@ class Admission:
         return None if self.limits.exempt_loopback and is_loopback(key) else key
 
     def arrive(self, host: str) -> "Arrival | str":
-        """A place for a new connection from ``host`` to open in, or the reason it is refused."""
+        """A place for a new connection from ``host`` to open in, or the reason it is refused.
+
+        When every place is taken, the oldest connection still opening is
+        closed to make room (its ``on_evict``), as long as one is left that
+        is not already closing: a crowd of half-open connections from many
+        addresses then only pushes each other out, while a newcomer, who
+        opens in milliseconds, gets in.
+        """
         key = None if host in self.proxies else self.counted(host)
+        evicted = None
         with self._lock:
             if self._opening >= self.limits.max_opening:
-                return "The server is busy: too many connections are opening at once. Try again in a few seconds."
+                # As many again may be closing for newcomers, not more: each
+                # costs a thread until its reader has seen the close.
+                evicted = next((a for a in self._arrivals if not a.evicted), None)
+                if evicted is None or self._opening >= 2 * self.limits.max_opening:
+                    return SERVER_BUSY
             if key is not None:
                 if self._opening_per_address.get(key, 0) >= self.limits.max_opening_per_address:
                     return (
                         "Too many connections from your address are opening at once "
                         f"(limit: {self.limits.max_opening_per_address}). Try again in a few seconds."
                     )
-                refusal = self._count_connect_locked(key)
-                if refusal:
-                    return refusal
+                connects = self._recent_locked(key).connects
+                if connects is not None and not connects.allow():
+                    return (
+                        f"Too many new connections from your address (limit: {self.limits.max_connect_rate:g} a second). "
+                        "Try again in a few seconds."
+                    )
                 self._opening_per_address[key] = self._opening_per_address.get(key, 0) + 1
             self._opening += 1
-        return Arrival(self, key)
+            arrival = Arrival(self, key)
+            self._arrivals[arrival] = None
+            if evicted is not None:
+                evicted.evicted = True
+        if evicted is not None:
+            evicted.on_evict()
+        return arrival
 
     def seat(self, arrival: Arrival, client_host: "str | None" = None) -> "Seat | str":
         """A seat for a connection that has opened, or the reason it is refused.
@@ -221,6 +254,8 @@ class Admission:
         is given back either way.
         """
         arrival.release()
+        if arrival.evicted:
+            return SERVER_BUSY
         key = arrival.key if client_host is None else self.counted(client_host)
         with self._lock:
             if self._seated >= self.limits.max_clients:
@@ -234,32 +269,24 @@ class Admission:
                     f"Too many connections from your address (limit: {self.limits.max_per_address}). "
                     "Close one, or try again later."
                 )
-            if client_host is not None:
-                refusal = self._count_connect_locked(key)
-                if refusal:
-                    return refusal
+            recent = self._recent_locked(key)
+            if recent.joins is not None and not recent.joins.allow():
+                return (
+                    f"Too many joins from your address (limit: {self.limits.max_join_rate:g} a second). "
+                    "Try again in a few seconds."
+                )
             self._seated += 1
             self._per_address[key] = self._per_address.get(key, 0) + 1
             budget = self._budgets.get(key)
             if budget is None and self.limits.max_address_rate > 0:
                 rate = self.limits.max_address_rate
                 budget = self._budgets[key] = SharedTokenBucket(rate, max(1, 2 * rate))
-            notices = self._recent_locked(key).notices
-        return Seat(self, key, budget, notices)
+        return Seat(self, key, budget, recent.notices)
 
     def admit(self, host: str) -> "Seat | str":
         """Arrive and take a seat at once: for a client known to be about to chat."""
         arrival = self.arrive(host)
         return arrival if isinstance(arrival, str) else self.seat(arrival)
-
-    def _count_connect_locked(self, key: str) -> "str | None":
-        connects = self._recent_locked(key).connects
-        if connects is None or connects.allow():
-            return None
-        return (
-            f"Too many new connections from your address (limit: {self.limits.max_connect_rate:g} a second). "
-            "Try again in a few seconds."
-        )
 
     def _recent_locked(self, key: str) -> _Recent:
         recent = self._recent.get(key)
@@ -271,8 +298,10 @@ class Admission:
             self._recent.move_to_end(key)
         return recent
 
-    def _release_opening(self, key: "str | None") -> None:
+    def _release_opening(self, arrival: Arrival) -> None:
+        key = arrival.key
         with self._lock:
+            del self._arrivals[arrival]
             self._opening -= 1
             if key is not None:
                 self._opening_per_address[key] -= 1

@@ -43,10 +43,16 @@ class Limits:
     max_opening_per_address: int = 10
     max_opening: int = 200
     # New connections per second from one address, bursts of max_connect_burst;
-    # 0: no limit. A class behind one router that reconnects after a restart
-    # gets in within a few seconds.
-    max_connect_rate: float = 5.0
-    max_connect_burst: int = 30
+    # 0: no limit. Loading the page takes four (the page, its script and
+    # style, the WebSocket): a class of 50 behind one router loading it at once fits.
+    max_connect_rate: float = 20.0
+    max_connect_burst: int = 200
+    # Joins per second from one address, bursts of max_join_burst; 0: no
+    # limit. A class behind one router that comes back after a restart gets
+    # in within a few seconds; one address reconnecting on purpose cannot
+    # flood the room with comings and goings.
+    max_join_rate: float = 5.0
+    max_join_burst: int = 50
     # Join notices per minute for one address (bursts of that many); past it,
     # its joins, and their leaves, are not announced. 0: no limit.
     max_join_notices_per_minute: float = 10.0

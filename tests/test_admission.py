@@ -1,6 +1,6 @@
 """Admission without sockets: places for opening connections, seats, the limits per address, and each address's budgets."""
 
-from chat.admission import Admission, Arrival, Seat, address_key
+from chat.admission import SERVER_BUSY, Admission, Arrival, Seat, address_key
 from chat.config import Limits
 
 # Loopback is exempt in production; these tests count every address.
@@ -147,18 +147,32 @@ def test_connections_still_opening_are_limited_per_address_and_hold_no_seat():
     admitted(admission, "10.0.0.1")  # its place among those opening was given back
 
 
-def test_connections_still_opening_are_limited_for_the_whole_server_loopback_included():
+def test_when_every_opening_place_is_taken_the_oldest_opening_connection_makes_room():
+    # Before: twenty addresses with ten half-sent heads each could keep every newcomer out.
     admission = Admission(Limits(max_opening=2))
-    arrived(admission, "127.0.0.1")
-    second = arrived(admission, "10.0.0.2")
-    assert admission.arrive("10.0.0.3").startswith("The server is busy")
-    second.release()
-    second.release()  # idempotent
-    arrived(admission, "10.0.0.3")
+    first, second = arrived(admission, "127.0.0.1"), arrived(admission, "10.0.0.2")
+    closed = []
+    first.on_evict, second.on_evict = lambda: closed.append("first"), lambda: closed.append("second")
+    newcomer = arrived(admission, "10.0.0.3")
+    assert closed == ["first"] and first.evicted and not second.evicted
+    arrived(admission, "10.0.0.4")
+    assert closed == ["first", "second"]
+    assert admission.seat(first) == SERVER_BUSY  # closed to make room: it may not join
+    assert isinstance(admission.seat(newcomer), Seat)
+
+
+def test_while_as_many_are_being_closed_as_there_are_places_a_newcomer_is_told_the_server_is_busy():
+    admission = Admission(Limits(max_opening=1))
+    first = arrived(admission, "10.0.0.1")
+    arrived(admission, "10.0.0.2")  # the first is being closed for it
+    assert admission.arrive("10.0.0.3") == SERVER_BUSY
+    first.release()  # it closed
+    third = arrived(admission, "10.0.0.3")  # and the second is being closed for this one
+    admission.seat(third)
+    assert admission.arrive("10.0.0.4") == SERVER_BUSY  # only closing ones are left
 
 
 def test_new_connections_from_one_address_are_limited_per_second_after_a_burst(clock):
-    # Before: one address reconnected a thousand times a second.
     admission = Admission(Limits(max_connect_rate=2, max_connect_burst=3, **COUNTED), clock=clock)
     for _ in range(3):
         arrived(admission, "10.0.0.1").release()
@@ -168,6 +182,26 @@ def test_new_connections_from_one_address_are_limited_per_second_after_a_burst(c
     arrived(admission, "10.0.0.2")  # another address is not held up
     clock.advance(0.5)
     arrived(admission, "10.0.0.1")
+
+
+def test_joins_from_one_address_are_limited_per_second_after_a_burst(clock):
+    # Before: one address reconnected a thousand times a second, and everyone heard of each.
+    admission = Admission(Limits(max_join_rate=2, max_join_burst=3, **COUNTED), clock=clock)
+    for _ in range(3):
+        admitted(admission, "10.0.0.1").release()
+    assert admission.admit("10.0.0.1") == (
+        "Too many joins from your address (limit: 2 a second). Try again in a few seconds."
+    )
+    admitted(admission, "10.0.0.2")
+    clock.advance(0.5)
+    admitted(admission, "10.0.0.1")
+
+
+def test_a_class_of_fifty_behind_one_router_loads_the_page_at_once(clock):
+    # Each page load is four connections (the page, its script and style, the WebSocket).
+    admission = Admission(Limits(**COUNTED), clock=clock)
+    for _ in range(50 * 4):
+        arrived(admission, "10.0.0.1").release()  # answered, or seated, in milliseconds
 
 
 def test_a_class_behind_one_router_gets_forty_connections_in_within_a_few_seconds(clock):
@@ -181,10 +215,10 @@ def test_a_class_behind_one_router_gets_forty_connections_in_within_a_few_second
     assert admitted_at[-1] <= admitted_at[0] + 3
 
 
-def test_loopback_is_exempt_from_the_rate_of_new_connections(clock):
-    admission = Admission(Limits(max_connect_rate=1, max_connect_burst=1), clock=clock)
+def test_loopback_is_exempt_from_the_rates_of_new_connections_and_joins(clock):
+    admission = Admission(Limits(max_connect_rate=1, max_connect_burst=1, max_join_rate=1, max_join_burst=1), clock=clock)
     for _ in range(10):
-        arrived(admission, "127.0.0.1").release()
+        admitted(admission, "127.0.0.1").release()
 
 
 def test_a_trusted_proxy_is_exempt_at_arrival_and_its_client_is_counted_when_seated(clock):

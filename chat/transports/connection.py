@@ -85,6 +85,7 @@ class ClientConnection:
         self.limits = limits
         self.timings = timings
         self.arrival = arrival
+        arrival.on_evict = self._close_while_opening
         self.seat: "Seat | None" = None  # once it is about to chat
         self._on_close = on_close  # called with this connection once its socket is closed
         self._allowed_origins = allowed_origins  # other names of this server, for the Origin check
@@ -124,6 +125,18 @@ class ClientConnection:
             if self.outbox.put(encode_line(farewell)):
                 self.outbox.flush()
         self.outbox.close()
+
+    def _close_while_opening(self) -> None:
+        """Close a connection that is still opening, from another thread: a newcomer needs its place.
+
+        Shutting the socket down wakes the reader, whichever wait it is in;
+        its arrival may take no seat now (see Admission.arrive).
+        """
+        self._stopping.set()
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     # -- the reader thread -----------------------------------------------------
 

@@ -42,9 +42,10 @@ SHUTDOWN_GRACE_S = 1.0
 THREAD_STACK_BYTES = 512 * 1024
 # After accept() fails (out of file descriptors, say), wait this long before trying again.
 ACCEPT_RETRY_S = 0.1
-# How often the accept loop adds up every client's unsent bytes (Limits.max_total_queue_bytes)
-# and announces the leaves whose grace is over (Timings.rejoin_grace_s).
+# How often the accept loop adds up every client's unsent bytes (Limits.max_total_queue_bytes).
 QUEUE_CHECK_S = 0.1
+# How often the leave-notices thread looks for leaves whose grace is over (Timings.rejoin_grace_s).
+LEAVE_CHECK_S = 0.25
 # Each client socket's send buffer in the kernel (Linux doubles the figure for
 # its own bookkeeping). Left alone, Linux grows it up to 4 MiB for a client
 # that stops reading, memory our queue limits do not see.
@@ -87,6 +88,9 @@ class ChatServer:
         self._refusal_log = RefusalLog()  # only the accept loop touches it
         self._stop_requested = threading.Event()
         self._stopped = threading.Event()
+        # Announces leaves once their grace is over: it may wait on the bus,
+        # which the accept loop must never do. Stops with _stop_requested.
+        self._leave_notices = threading.Thread(target=self._announce_leaves, name="leave-notices", daemon=True)
 
     def bind(self) -> None:
         """Open the listening socket. Raises OSError (e.g. port in use)."""
@@ -118,6 +122,7 @@ class ChatServer:
         self._log_where_to_connect()
         if self.room.bus is not None:
             self.room.bus.start()
+        self._leave_notices.start()
         try:
             with selectors.DefaultSelector() as self._selector:
                 self._selector.register(self._listener, selectors.EVENT_READ)
@@ -134,7 +139,6 @@ class ChatServer:
                     self._refusals.handle_due()
                     if time.monotonic() >= next_queue_check:
                         self._enforce_total_queue_bound()
-                        self.room.announce_due_leaves()
                         next_queue_check = time.monotonic() + QUEUE_CHECK_S
                 self._refusals.close_all()
         finally:
@@ -247,10 +251,20 @@ class ChatServer:
             connection.outbox.overflow()
             total -= size
 
+    def _announce_leaves(self) -> None:
+        """The leave-notices thread's body (see Room.announce_due_leaves)."""
+        try:
+            while not self._stop_requested.wait(LEAVE_CHECK_S):
+                self.room.announce_due_leaves()
+        except Exception:  # a bug of ours: the leaves wait, the rest goes on
+            log.exception("Unexpected error while announcing leaves")
+
     def _close_everything(self) -> None:
         self._listener.close()
         self._wake_reader.close()
         self._wake_writer.close()
+        self._leave_notices.join(THREAD_JOIN_S)
+        self.room.announce_due_leaves(all_now=True)  # the last word before the shutdown notice
         members = set(self.room.close(messages.SHUTTING_DOWN))
         if self.room.bus is not None:
             self.room.bus.close()  # the other servers hear that our members left

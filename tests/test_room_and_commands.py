@@ -437,3 +437,15 @@ def test_a_member_that_says_quit_is_not_coming_back_so_its_leave_is_told_at_once
     clock.advance(5)
     room.announce_due_leaves()
     assert ann.take() == []
+
+
+def test_leaves_still_in_their_grace_can_all_be_announced_at_once_as_the_server_stops(clock):
+    room = Room(rejoin_grace_s=5, clock=clock)
+    ann, bob, cat = FakeMember(), FakeMember(), FakeMember()
+    for member, name in ((ann, "Ann"), (bob, "Bob"), (cat, "Cat")):
+        room.join(member, "User_1", name)
+    room.leave(bob)
+    room.leave(cat)
+    ann.take()
+    room.announce_due_leaves(all_now=True)
+    assert ann.take() == ["[SYSTEM] Bob left the chat.\n[SYSTEM] Cat left the chat."]  # in one step

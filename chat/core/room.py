@@ -37,6 +37,7 @@ The log always tells.
 
 import contextlib
 import itertools
+import math
 import logging
 import threading
 import time
@@ -192,17 +193,20 @@ class Room:
         log.info("%s%s", messages.left(member.name), "" if announce else " (not announced)")
         log_online(online, self.bus is not None)
 
-    def announce_due_leaves(self) -> None:
-        """Announce the leaves whose grace is over: their names did not come back."""
+    def announce_due_leaves(self, all_now: bool = False) -> None:
+        """Announce the leaves whose grace is over (or all of them now): their names did not come back.
+
+        May do network I/O (the bus): the server calls it from a thread of its own.
+        """
         with self._lock:
             if self._closed:
                 return
-            due = self._leaving.take_due()
+            due = self._leaving.take_due(all_now)
         if due and self.bus is not None:  # back on another server sharing the room: never gone
             online = {name_key(name) for name in self.bus.names() or []}
             due = [name for name in due if name_key(name) not in online]
-        for name in due:
-            self._publish([messages.left(name)], None, log_it=False)
+        if due:
+            self._publish([messages.left(name) for name in due], None, log_it=False)
 
     def rename(self, member: Member, new_name: str) -> "str | None":
         """Rename ``member`` and announce it to all; return a problem instead if refused."""
@@ -380,11 +384,11 @@ class Departures:
         """Whether ``name`` left within its grace: then its leave is never announced."""
         return self._due.pop(name_key(name), None) is not None
 
-    def take_due(self) -> "list[str]":
-        """The names whose grace is over, forgotten as they are returned."""
+    def take_due(self, all_now: bool = False) -> "list[str]":
+        """The names whose grace is over (all of them, if ``all_now``), forgotten as they are returned."""
         if not self._due:
             return []
-        now = self._clock()
+        now = math.inf if all_now else self._clock()
         due = [name for name, when in self._due.values() if when <= now]
         for name in due:
             del self._due[name_key(name)]

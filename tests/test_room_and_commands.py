@@ -14,6 +14,7 @@ from chat.core.room import LOGGED_NAMES_MAX, Room
 class FakeMember:
     def __init__(self):
         self.name = "?"
+        self.address = None
         self.queued = []
         self.delivered = []
         self.quit_called = False
@@ -449,3 +450,52 @@ def test_leaves_still_in_their_grace_can_all_be_announced_at_once_as_the_server_
     ann.take()
     room.announce_due_leaves(all_now=True)
     assert ann.take() == ["[SYSTEM] Bob left the chat.\n[SYSTEM] Cat left the chat."]  # in one step
+
+
+def member_from(address: str) -> FakeMember:
+    member = FakeMember()
+    member.address = address
+    return member
+
+
+def test_someone_else_taking_a_name_in_its_grace_is_told_apart_from_its_owner_coming_back(clock):
+    # The leave is told first, then the join: nobody can slip into a name unseen.
+    room = Room(rejoin_grace_s=5, clock=clock)
+    ann = member_from("10.0.0.1")
+    room.join(ann, "User_1", "Ann")
+    alice = member_from("10.0.0.2")
+    room.join(alice, "User_2", "Alice")
+    room.leave(alice)
+    back = member_from("10.0.0.2")
+    room.join(back, "User_3", "Alice")  # her own address: she is back
+    assert ann.take()[1:] == ["[SYSTEM] Alice joined the chat!"]  # her first join, and nothing after
+    room.leave(back)
+    impostor = member_from("10.0.0.9")
+    room.join(impostor, "User_4", "Alice")
+    assert ann.take() == ["[SYSTEM] Alice left the chat.\n[SYSTEM] Alice joined the chat!"]
+    assert not any("left" in line for line in impostor.take())
+
+
+def test_renaming_into_a_name_in_its_grace_tells_its_leave_first(clock):
+    room = Room(rejoin_grace_s=5, clock=clock)
+    ann, bob, cat = member_from("10.0.0.1"), member_from("10.0.0.2"), member_from("10.0.0.3")
+    for member, name in ((ann, "Ann"), (bob, "Bob"), (cat, "Cat")):
+        room.join(member, "User_1", name)
+    room.leave(bob)
+    ann.take()
+    handle_line(room, cat, "/nick Bob")
+    assert ann.take() == ["[SYSTEM] Bob left the chat.\n[SYSTEM] Cat is now known as Bob"]
+    clock.advance(5)
+    room.announce_due_leaves()
+    assert ann.take() == []  # told once, not again when the grace is over
+
+
+def test_a_member_that_joined_quietly_and_spoke_is_told_leaving(room):
+    ann, quiet, silent = FakeMember(), FakeMember(), FakeMember()
+    room.join(ann, "User_1", "Ann")
+    room.join(quiet, "User_2", "Quiet", announce=False)
+    room.join(silent, "User_3", "Silent", announce=False)
+    room.say(quiet, "Quiet: hello")
+    room.leave(quiet)
+    room.leave(silent)
+    assert ann.take()[-2:] == ["Quiet: hello", "[SYSTEM] Quiet left the chat."]  # Silent left no trace

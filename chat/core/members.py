@@ -17,6 +17,7 @@ class Member(Protocol):
 
     name: str  # set by the room on joining and renaming
     member_id: int  # set by the room on joining: how lines from the bus name their sender
+    address: "str | None"  # where it connects from: a name back from there within its grace was never gone
 
     def queue(self, data: bytes) -> bool:
         """Append ``data`` (newline-ended lines) to the outbox; True if flush() must follow.

@@ -12,9 +12,10 @@ Two things protect the password from being guessed:
   an address makes its next check wait longer (doubling, up to a bound), so
   trying a thousand passwords takes hours instead of seconds. An address that
   stays quiet for a while is forgotten, and a success forgets it at once.
-  All the addresses with failures also take turns room-wide (``room_rate``
-  checks a second), so guessing from many addresses is no faster, while
-  a newcomer's first check never waits for them.
+  The addresses with three failures or more also take turns room-wide
+  (``room_rate`` checks a second), so guessing from many addresses is no
+  faster, while a newcomer, or a member who mistyped once or twice, never
+  waits for them.
 
 Like the rest of ``chat.core`` this module does no I/O and never sleeps: the
 tracker says how long to wait, and the connection's own thread waits, so a
@@ -33,6 +34,8 @@ from chat.core.messages import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWOR
 # far apart; the gap doubles with each further failure, up to MAX_DELAY_S.
 FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 30.0
+# From this many failures on, an address is guessing: its checks take turns room-wide.
+GUESSING_AFTER_FAILURES = 3
 # An address with no failure for this long starts again from no delay.
 FORGET_AFTER_S = 15 * 60.0
 # At most this many addresses are remembered: a flood of addresses cannot
@@ -120,13 +123,17 @@ class FailureTracker:
             record = self._current_locked(address, now)
             if record is None:
                 return 0.0
-            # The room's turns come room_gap_s apart; the address's own come later still.
-            room_turn = max(now, self._room_next_check)
+            # The room's turns come room_gap_s apart, for guessers only (a
+            # member who mistyped once or twice is not made to wait for
+            # them); the address's own come later still.
+            guessing = record.failures >= GUESSING_AFTER_FAILURES
+            room_turn = max(now, self._room_next_check) if guessing else now
             turn = max(room_turn, record.next_check)
             if turn - now > self.max_delay_s:
                 return None
             record.next_check = turn + self.delay_after(record.failures)
-            self._room_next_check = room_turn + self.room_gap_s
+            if guessing:
+                self._room_next_check = room_turn + self.room_gap_s
             return turn - now
 
     def failed(self, address: str) -> None:

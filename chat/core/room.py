@@ -137,10 +137,11 @@ class Room:
                     closed = self._closed
                     if not closed and self._members.named(name) is None:
                         self._admit_locked(member, name, problem, everyone)
-                        back = self._leaving.came_back(name)
+                        back = self._leaving.came_back(name, member.address)
                         if not announce and not back:
                             self._quiet.add(member.member_id)
                         announce = announce and not back
+                        left_first = back is False  # someone else took the name in its grace
                         online = self._members.first_names(LOGGED_NAMES_MAX)
                         admitted = True
             finally:
@@ -151,10 +152,13 @@ class Room:
             if closed:
                 return None, None
             problem = problem or (f"The name {name} is taken." if name == wanted else None)
+        notices = [messages.left(name)] if left_first else []
         if announce:
             # Published before the welcome is sent: whoever hears from the
             # newcomer has heard of its joining first.
-            self._publish([messages.joined(name)], member, log_it=False)
+            notices.append(messages.joined(name))
+        if notices:
+            self._publish(notices, member, log_it=False)
         self._flushes.flush([member])
         log.info("%s%s", messages.joined(name), "" if announce else " (not announced)")
         log_online(online, self.bus is not None)
@@ -183,7 +187,7 @@ class Room:
             self._quiet.discard(member.member_id)
             later = announce and not closed and not at_once and self._leaving.grace_s > 0
             if later:
-                self._leaving.add(member.name)
+                self._leaving.add(member.name, member.address)
         if closed:  # the shutdown notice was the last word here (and the bus tells the others)
             return
         if self.bus is not None:
@@ -224,6 +228,9 @@ class Room:
         old_name = member.name
         with self._lock:
             renamed = self._members.rename(member, new_name)
+            if renamed:
+                self._quiet.discard(member.member_id)  # it speaks up: its leave will be told
+                left_first = self._leaving.came_back(new_name, member.address) is False
         if not renamed:
             if claimed:
                 self.bus.release(new_name)
@@ -231,7 +238,7 @@ class Room:
         if self.bus is not None and not case_only:
             self.bus.release(old_name)
         notice = messages.renamed(old_name, new_name)
-        self._publish([notice], None, log_it=False)
+        self._publish([messages.left(new_name), notice] if left_first else [notice], None, log_it=False)
         log.info(notice)
         return None
 
@@ -275,6 +282,9 @@ class Room:
         sender's lines come in bunches, the work per recipient is done once
         per bunch instead of once per line.
         """
+        if member.member_id in self._quiet:  # read without the lock: only this member's thread adds it
+            with self._lock:
+                self._quiet.discard(member.member_id)  # it speaks up: its leave will be told
         self._publish(list(lines), member)
 
     def deliver(self, lines: "list[str]", origin: "int | None", when: float, log_it: bool = True) -> None:
@@ -375,21 +385,28 @@ class Departures:
     def __init__(self, grace_s: float, clock=time.monotonic) -> None:
         self.grace_s = grace_s
         self._clock = clock
-        self._due: "dict[str, tuple[str, float]]" = {}  # name_key(name) -> (name, when due)
+        self._due: "dict[str, tuple[str, float, str | None]]" = {}  # name_key(name) -> (name, when due, address)
 
-    def add(self, name: str) -> None:
-        self._due[name_key(name)] = (name, self._clock() + self.grace_s)
+    def add(self, name: str, address: "str | None") -> None:
+        """``name``, of a member from ``address``, left now."""
+        self._due[name_key(name)] = (name, self._clock() + self.grace_s, address)
 
-    def came_back(self, name: str) -> bool:
-        """Whether ``name`` left within its grace: then its leave is never announced."""
-        return self._due.pop(name_key(name), None) is not None
+    def came_back(self, name: str, address: "str | None") -> "bool | None":
+        """Someone from ``address`` takes ``name``: is it the member whose leave is due?
+
+        True if it left within its grace from the same address: its leave is
+        never announced. False if it left, but this is someone else: the
+        leave must be told now. None if the name is not waiting.
+        """
+        pending = self._due.pop(name_key(name), None)
+        return None if pending is None else pending[2] == address
 
     def take_due(self, all_now: bool = False) -> "list[str]":
         """The names whose grace is over (all of them, if ``all_now``), forgotten as they are returned."""
         if not self._due:
             return []
         now = math.inf if all_now else self._clock()
-        due = [name for name, when in self._due.values() if when <= now]
+        due = [name for name, when, _ in self._due.values() if when <= now]
         for name in due:
             del self._due[name_key(name)]
         return due

@@ -91,11 +91,13 @@ class Session:
         clock=time.monotonic,
         connected_at: "float | None" = None,
         may_announce=lambda: True,
+        address: "str | None" = None,
     ) -> None:
         self.room = room
         self.transport = transport
         self.name = name  # the default name until the room gives one
         self.member_id = 0  # given by the room on joining
+        self.address = address  # where the client connects from (see Member)
         # The room calls these once per recipient of every line: the
         # transport's own, with nothing in between.
         self.queue = transport.queue

@@ -279,6 +279,7 @@ class ClientConnection:
             self._password_gate(),
             connected_at=connected_at,
             may_announce=self.seat.may_announce,
+            address=self.seat.key or address_key(self.address[0]),
         )
         going_on = session.receive(first_events)
         while going_on and not self._stopping.is_set():

@@ -1,6 +1,7 @@
 import logging
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from chat.config import Limits, ServerConfig  # noqa: E402
 from chat.server import ChatServer  # noqa: E402
 from tests.browser import chromium  # noqa: E402
-from tests.helpers import FAST, FakeClock, Peer, ServerProgram, Terminal  # noqa: E402
+from tests.helpers import FAST, TIMEOUT_S, FakeClock, Peer, ServerProgram, Terminal  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -70,6 +71,17 @@ def start_server():
 @pytest.fixture
 def server(start_server) -> ChatServer:
     return start_server()
+
+
+@pytest.fixture
+def patient_server(start_server) -> ChatServer:
+    """A server that waits TIMEOUT_S for a first line: for tests that send an opening from a bare socket.
+
+    A busy machine may pause a test between its connect and its first send
+    for longer than FAST's quarter of a second; the server would then take
+    the client for a silent raw one. Clients that send at once lose nothing.
+    """
+    return start_server(timings=replace(FAST, first_line_wait_s=TIMEOUT_S))
 
 
 @pytest.fixture

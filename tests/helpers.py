@@ -28,6 +28,10 @@ from chat.core.framing import LineFramer, decode_line, encode_line
 
 PROJECT = Path(__file__).resolve().parent.parent
 TIMEOUT_S = 5.0
+# How long a program started by a test may take to say its first words:
+# Python and its imports take 2 to 3 seconds on a busy two-core machine, and
+# a test may start several at once.
+PROGRAM_START_S = 15.0
 # Proving that something does NOT arrive needs a wait: this is the one place
 # the tests sleep, and it is long enough for a loopback delivery many times over.
 QUIET_PERIOD_S = 0.3

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from chat.core import messages
-from tests.helpers import TIMEOUT_S, Peer, Relay
+from tests.helpers import PROGRAM_START_S, TIMEOUT_S, Peer, Relay
 from tests.test_client_terminal import opening, screen_shows
 
 # The first try about 0.05 s after a loss, then 0.1 s, 0.2 s…: a server
@@ -77,7 +77,7 @@ def test_after_a_dropped_connection_the_client_rejoins_under_its_name_and_shows_
     ann = Peer.joined(relay.server.address, "Ann")
     ann.send("before Bob came")
     client = terminals("127.0.0.1", str(relay.port), "--name", "Bob", *SOON)
-    ann.expect(messages.joined("Bob"))
+    ann.expect(messages.joined("Bob"), timeout=PROGRAM_START_S)
     history = [
         "📨 [SYSTEM] Last 1 message:",
         stamped("Ann: before Bob came"),
@@ -134,7 +134,7 @@ def test_after_a_server_restart_the_client_comes_back_and_lines_typed_meanwhile_
     first = servers()
     ann = Peer.joined(first.address, "Ann")
     client = terminals("127.0.0.1", str(first.port), "--name", "Bob", *SOON, env=PLAIN)
-    ann.expect(messages.joined("Bob"))
+    ann.expect(messages.joined("Bob"), timeout=PROGRAM_START_S)
     client.wait_for("Welcome, Bob!")
     ann.send("before the restart")
     client.wait_for("📨 Ann: before the restart")
@@ -165,7 +165,7 @@ def test_a_client_away_for_longer_than_the_history_holds_is_told_that_earlier_li
     relay = relays(start_server(history_lines=2))
     ann = Peer.joined(relay.server.address, "Ann")
     client = terminals("127.0.0.1", str(relay.port), "--name", "Bob", *SOON, env=PLAIN)
-    ann.expect(messages.joined("Bob"))
+    ann.expect(messages.joined("Bob"), timeout=PROGRAM_START_S)
     ann.send("seen live")
     client.wait_for("📨 Ann: seen live")
     relay.hold()
@@ -221,7 +221,7 @@ def test_while_waiting_to_reconnect_every_way_out_leaves_cleanly_with_status_0_a
 def test_without_reconnect_a_broken_connection_ends_the_client_with_status_1(relay, terminals):
     ann = Peer.joined(relay.server.address, "Ann")
     client = terminals("127.0.0.1", str(relay.port), "--name", "Bob", "--no-reconnect", env=PLAIN)
-    ann.expect(messages.joined("Bob"))
+    ann.expect(messages.joined("Bob"), timeout=PROGRAM_START_S)
     client.wait_for(messages.welcome("Bob", 1))
     client.type("half typed")
     client.wait_for("half typed")
@@ -239,7 +239,7 @@ def test_without_reconnect_a_broken_connection_ends_the_client_with_status_1(rel
 def test_a_name_still_taken_on_rejoining_gets_the_servers_answer_and_a_name_of_its_own(relay, terminals):
     ann = Peer.joined(relay.server.address, "Ann")
     client = terminals("127.0.0.1", str(relay.port), "--name", "Bob", *SOON, env=PLAIN)
-    ann.expect(messages.joined("Bob"))
+    ann.expect(messages.joined("Bob"), timeout=PROGRAM_START_S)
     client.wait_for(messages.welcome("Bob", 1))
     relay.cut(reset=True, server_side=False)  # the server has not noticed: Bob is still online
     client.wait_for("Reconnecting in 1 s…")

@@ -27,7 +27,7 @@ from chat.client.completion import Roster
 from chat.client.terminal import PromptConsole, ReadingStopped, name_style
 from chat.core import messages
 from chat.server import ChatServer
-from tests.helpers import PROJECT, TIMEOUT_S, Peer, Program, Terminal, free_port, wait_until
+from tests.helpers import PROGRAM_START_S, PROJECT, TIMEOUT_S, Peer, Program, Terminal, free_port, wait_until
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((40, 20), id="40x20")]
 PROMPT = "You: "
@@ -126,7 +126,7 @@ def chat_server(start_server) -> Served:
 def joined_terminal(terminals, server: Served, watcher: Peer, name="Bob", size=(80, 24), *args) -> Terminal:
     """A client that has joined as ``name``: ``watcher`` has seen it join, and it has shown its welcome."""
     client = terminals("127.0.0.1", str(server.port), "--name", name, *args, size=size)
-    watcher.expect(messages.joined(name))
+    watcher.expect(messages.joined(name), timeout=PROGRAM_START_S)
     client.wait_for(f"Welcome, {name}!")
     return client
 
@@ -134,13 +134,13 @@ def joined_terminal(terminals, server: Served, watcher: Peer, name="Bob", size=(
 def wait_until_joined(watcher: Peer, *names: str) -> None:
     """Wait until ``watcher`` has seen each of ``names`` join, in any order: for clients started together."""
     expected = {messages.joined(name) for name in names}
-    assert {watcher.expect(lambda line: line in expected) for _ in names} == expected
+    assert {watcher.expect(lambda line: line in expected, timeout=PROGRAM_START_S) for _ in names} == expected
 
 
 def test_the_client_connects_sends_receives_while_typing_and_quits(chat_server, terminals):
     ann = Peer.joined(chat_server.address, "Ann")
     client = terminals("127.0.0.1", str(chat_server.port), "--name", "Bob")
-    ann.expect(messages.joined("Bob"))
+    ann.expect(messages.joined("Bob"), timeout=PROGRAM_START_S)
     start = opening(chat_server.port, "Bob", others=1)
     client.wait_for_display(screen_shows(client, start))
 
@@ -304,7 +304,7 @@ def test_the_rooms_history_comes_before_the_welcome_each_line_with_its_time_and_
     ann.send("/nick Anna")
     ann.expect(messages.renamed("Ann", "Anna"))
     client = terminals("127.0.0.1", str(server.port), "--name", "Bob")
-    ann.expect(messages.joined("Bob"))
+    ann.expect(messages.joined("Bob"), timeout=PROGRAM_START_S)
     history = [
         "📨 [SYSTEM] Last 3 messages:",
         "📨 [HH:MM:SS] Ann: hello",

@@ -255,7 +255,8 @@ def test_stopping_while_a_refused_client_lingers_still_stops_cleanly(start_serve
     assert ann.read_until_closed()[-1] == "[SYSTEM] Server is shutting down."
 
 
-def test_https_on_the_plain_port_fails_at_once_with_a_tls_alert_and_the_log_says_what_to_do(server, caplog):
+def test_https_on_the_plain_port_fails_at_once_with_a_tls_alert_and_the_log_says_what_to_do(patient_server, caplog):
+    server = patient_server
     # Before: the ClientHello joined the chat as User_NNNNN and its bytes were said to everyone.
     ann = Peer.joined(server.address, "Ann")
     context = ssl.create_default_context()
@@ -268,7 +269,8 @@ def test_https_on_the_plain_port_fails_at_once_with_a_tls_alert_and_the_log_says
 
 
 @pytest.mark.parametrize("first_bytes", [b"\x00\x01binary\n", b"SSH-2.0\xff\xfe\n", b"\x05\x01\x00"])
-def test_a_first_line_that_is_not_text_never_joins(server, first_bytes, caplog):
+def test_a_first_line_that_is_not_text_never_joins(patient_server, first_bytes, caplog):
+    server = patient_server
     ann = Peer.joined(server.address, "Ann")
     with socket.create_connection(server.address, timeout=5) as sock:
         sock.sendall(first_bytes)

@@ -50,7 +50,8 @@ class RawWebSocket:
 
 
 @pytest.mark.parametrize("kind", ["pings", "empty continuations"])
-def test_a_websocket_client_flooding_frames_is_closed_with_1008_and_leaves_the_room(server, kind):
+def test_a_websocket_client_flooding_frames_is_closed_with_1008_and_leaves_the_room(patient_server, kind):
+    server = patient_server
     ann = Peer.joined(server.address, "Ann")
     flooder = RawWebSocket(server.address)
     flooder.protocol.send_text(b"/nick Flooder")
@@ -85,7 +86,8 @@ def read_until_closed(sock: socket.socket) -> bytes:
     [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"\x00\xff\xfe junk that is no frame"],
     ids=["a second request", "junk"],
 )
-def test_a_page_request_with_more_behind_it_in_the_same_packet_gets_one_answer_and_no_traceback(server, second):
+def test_a_page_request_with_more_behind_it_in_the_same_packet_gets_one_answer_and_no_traceback(patient_server, second):
+    server = patient_server
     with socket.create_connection(server.address, timeout=TIMEOUT_S) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + second)
         answer = read_until_closed(sock)
@@ -103,7 +105,8 @@ def client_hello() -> bytes:
     return outgoing.read()
 
 
-def test_a_tls_handshake_on_the_plain_port_is_closed_and_never_joins(server):
+def test_a_tls_handshake_on_the_plain_port_is_closed_and_never_joins(patient_server):
+    server = patient_server
     ann = Peer.joined(server.address, "Ann")
     with socket.create_connection(server.address, timeout=TIMEOUT_S) as tls:
         tls.sendall(client_hello())

@@ -432,9 +432,10 @@ def test_a_member_that_says_quit_is_not_coming_back_so_its_leave_is_told_at_once
     room.join(bob, "User_2", "Bob")
     ann.take()
     handle_line(room, bob, "/quit")
-    assert ann.take() == ["[SYSTEM] Bob left the chat."]
     assert bob.take()[-1] == "[SYSTEM] Goodbye!" and bob.quit_called
-    room.leave(bob)  # as the connection does once it closes: nothing more
+    assert ann.take() == []  # told once the connection has given back its seat: when it leaves
+    room.leave(bob)  # as the connection does once it closes
+    assert ann.take() == ["[SYSTEM] Bob left the chat."]
     clock.advance(5)
     room.announce_due_leaves()
     assert ann.take() == []

@@ -137,7 +137,7 @@ def _help(room: Room, member: Member, arg: str) -> None:
 
 def _quit(room: Room, member: Member, arg: str) -> None:
     room.send_to(member, messages.system("Goodbye!"))
-    room.leave(member, at_once=True)
+    room.not_coming_back(member)
     member.quit()
 
 

@@ -85,11 +85,12 @@ class Room:
     def __init__(
         self, history_lines: int = 0, bus: "Bus | None" = None, rejoin_grace_s: float = 0.0, clock=time.monotonic
     ) -> None:
-        # Guards _members, _history, _closed, _quiet and _leaving. Held only
+        # Guards _members, _history, _closed, _quiet, _for_good and _leaving. Held only
         # for table updates and queueing.
         self._lock = threading.Lock()
         self._members = MemberTable()
         self._quiet: "set[int]" = set()  # the numbers of members whose joining was not announced
+        self._for_good: "set[int]" = set()  # the numbers of members that said /quit
         self._leaving = Departures(rejoin_grace_s, clock)  # leaves not announced yet
         # The other servers sharing this room, if any: set before serving, never changed after.
         self.bus = bus
@@ -172,12 +173,13 @@ class Room:
         member.queue(encode_lines([*self._history.replay(), messages.welcome(name, others)]))
         self._members.add(member, name)
 
-    def leave(self, member: Member, at_once: bool = False) -> None:
-        """Remove ``member`` and tell the others, unless it already left.
+    def not_coming_back(self, member: Member) -> None:
+        """``member`` said /quit: its leave, when it comes, is told at once, not after the grace."""
+        with self._lock:
+            self._for_good.add(member.member_id)
 
-        The others are told after the rejoin grace, or ``at_once`` (the
-        member said /quit: it is not coming back).
-        """
+    def leave(self, member: Member) -> None:
+        """Remove ``member`` and tell the others (after the rejoin grace), unless it already left."""
         with self._lock:
             if not self._members.remove(member):
                 return
@@ -185,6 +187,8 @@ class Room:
             online = self._members.first_names(LOGGED_NAMES_MAX)
             announce = member.member_id not in self._quiet
             self._quiet.discard(member.member_id)
+            at_once = member.member_id in self._for_good
+            self._for_good.discard(member.member_id)
             later = announce and not closed and not at_once and self._leaving.grace_s > 0
             if later:
                 self._leaving.add(member.name, member.address)

@@ -85,7 +85,7 @@ class ChatServer:
         # connections) that are being answered and closed. Only the accept
         # loop touches it.
         self._refusals: "Refusals | None" = None
-        self._refusal_log = RefusalLog()  # only the accept loop touches it
+        self._refusal_log = RefusalLog()  # refusals at the door and at the seat, logged sparingly
         self._stop_requested = threading.Event()
         self._stopped = threading.Event()
         # Announces leaves once their grace is over: it may wait on the bus,
@@ -203,7 +203,7 @@ class ChatServer:
             enable_keepalive(sock, self.limits.keepalive_idle_s)
             connection = ClientConnection(
                 sock, address, self.room, self.limits, self.config.timings, arrival, self._forget,
-                allowed_origins=self.config.allowed_origins,
+                allowed_origins=self.config.allowed_origins, refusal_log=self._refusal_log,
             )
             with self._connections_lock:
                 self._connections.add(connection)

@@ -14,6 +14,7 @@ import pytest
 from chat.admission import Admission, address_key
 from chat.config import Limits
 from chat.core import messages
+from chat.transports.refusals import REFUSAL_LOG_EVERY_S, RefusalLog
 from server import limits_from, parse_args
 from tests.crowd import Crowd
 from tests.helpers import FAST, Peer, join_all, wait_until
@@ -203,3 +204,18 @@ def test_a_client_back_under_its_name_within_the_grace_was_never_gone_for_the_ot
     assert ann.read_line() == "Bob: still here"  # no leave, no join between
     bob.close()
     assert ann.read_line() == messages.left("Bob")  # once the grace is over
+
+
+def test_an_address_refused_again_and_again_is_logged_once_then_counted(clock, caplog):
+    # A flood of connections from one address is refused hundreds of times a second.
+    refusals = RefusalLog(clock)
+    for _ in range(100):
+        refusals.refused("('10.0.0.1', 5000)", "10.0.0.1", "Too many joins")
+    refusals.refused("('10.0.0.2', 5000)", "10.0.0.2", "Too many joins")
+    clock.advance(REFUSAL_LOG_EVERY_S)
+    refusals.refused("('10.0.0.1', 5001)", "10.0.0.1", "Too many joins")
+    assert [record.getMessage() for record in caplog.records] == [
+        "⛔ Refused ('10.0.0.1', 5000): Too many joins",
+        "⛔ Refused ('10.0.0.2', 5000): Too many joins",
+        "⛔ Refused ('10.0.0.1', 5001): Too many joins (99 more from there since)",
+    ]

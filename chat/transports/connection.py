@@ -49,6 +49,7 @@ from chat.sockets import LINGER_S, RECV_BYTES, linger_and_close, wait_readable
 from chat.transports.handshake import Opening, farewell_bytes, server_names, sniff
 from chat.transports.lines import LineTransport
 from chat.transports.outbox import Outbox, State
+from chat.transports.refusals import RefusalLog
 from chat.transports.websocket import WebSocketAdapter, WebSocketTransport
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class ClientConnection:
         arrival: Arrival,
         on_close,
         allowed_origins: "tuple[str, ...]" = (),
+        refusal_log: "RefusalLog | None" = None,
     ) -> None:
         self.sock = sock
         self.address = address
@@ -89,6 +91,7 @@ class ClientConnection:
         self.seat: "Seat | None" = None  # once it is about to chat
         self._on_close = on_close  # called with this connection once its socket is closed
         self._allowed_origins = allowed_origins  # other names of this server, for the Origin check
+        self._refusal_log = refusal_log or RefusalLog()  # shared with the server's accept loop
         self.default_name = f"User_{address[1]}"
         self.outbox = Outbox(sock, limits.max_queue_bytes)
         self._private_share_bytes = limits.max_queue_bytes // PRIVATE_SHARE
@@ -196,7 +199,7 @@ class ClientConnection:
         seat = self.arrival.admission.seat(self.arrival, client)
         if isinstance(seat, str):
             behind = f" (for {client})" if client is not None else ""
-            log.warning("⛔ Refused %s%s: %s", self.name, behind, seat)
+            self._refusal_log.refused(f"{self.name}{behind}", client or self.address[0], seat)
             if transport.queue(encode_line(messages.system(seat))):
                 transport.flush()
             return False

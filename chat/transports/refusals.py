@@ -17,6 +17,7 @@ import logging
 import math
 import selectors
 import socket
+import threading
 import time
 from dataclasses import dataclass
 
@@ -124,24 +125,28 @@ class RefusalLog:
     """Logs refused clients, once per address and reason every REFUSAL_LOG_EVERY_S at most.
 
     A flood of connections from one address is refused a thousand times a
-    second; the log says so once, then how many more there were.
+    second; the log says so once, then how many more there were. The accept
+    loop and the connections (refused a seat) share one.
     """
 
     def __init__(self, clock=time.monotonic) -> None:
         self._clock = clock
-        # (host, refusal) -> [when last logged, refused since]; oldest first.
+        # Guards _logged: (host, refusal) -> [when last logged, refused since]; oldest first.
+        self._lock = threading.Lock()
         self._logged: "dict[tuple[str, str], list]" = {}
 
     def refused(self, peer: str, host: str, refusal: str) -> None:
-        now = self._clock()
-        key = (host, refusal)
-        record = self._logged.get(key)
-        if record is not None and now - record[0] < REFUSAL_LOG_EVERY_S:
-            record[1] += 1
-            return
-        more = f" ({record[1]} more from there since)" if record is not None and record[1] else ""
+        """``peer`` (as the log names it), from ``host``, was refused for ``refusal``."""
+        with self._lock:
+            now = self._clock()
+            key = (host, refusal)
+            record = self._logged.get(key)
+            if record is not None and now - record[0] < REFUSAL_LOG_EVERY_S:
+                record[1] += 1
+                return
+            more = f" ({record[1]} more from there since)" if record is not None and record[1] else ""
+            self._logged.pop(key, None)
+            self._logged[key] = [now, 0]
+            if len(self._logged) > MAX_REFUSED:
+                del self._logged[next(iter(self._logged))]
         log.warning("⛔ Refused %s: %s%s", peer, refusal, more)
-        self._logged.pop(key, None)
-        self._logged[key] = [now, 0]
-        if len(self._logged) > MAX_REFUSED:
-            del self._logged[next(iter(self._logged))]

@@ -249,8 +249,8 @@ class Admission:
         """A seat for a connection that has opened, or the reason it is refused.
 
         ``client_host`` is the client's own address when a trusted proxy
-        named it (see :meth:`TrustedProxies.client_behind`): the seat is
-        counted by that, and so is the new connection. The arrival's place
+        named it (see :meth:`TrustedProxies.client_behind`): the seat and
+        the join are counted by that. The arrival's place
         is given back either way.
         """
         arrival.release()

@@ -500,3 +500,16 @@ def test_a_member_that_joined_quietly_and_spoke_is_told_leaving(room):
     room.leave(quiet)
     room.leave(silent)
     assert ann.take()[-2:] == ["Quiet: hello", "[SYSTEM] Quiet left the chat."]  # Silent left no trace
+
+
+def test_renaming_into_ones_own_name_in_its_grace_is_no_return_either(clock):
+    room = Room(rejoin_grace_s=5, clock=clock)
+    ann, bob = member_from("10.0.0.1"), member_from("10.0.0.2")
+    room.join(ann, "User_1", "Ann")
+    room.join(bob, "User_2", "Bob")
+    room.leave(bob)
+    again = member_from("10.0.0.2")
+    room.join(again, "User_3", None)  # back under its default name, from the same address
+    ann.take()
+    handle_line(room, again, "/nick Bob")
+    assert ann.take() == ["[SYSTEM] Bob left the chat.\n[SYSTEM] User_3 is now known as Bob"]

@@ -234,7 +234,8 @@ class Room:
             renamed = self._members.rename(member, new_name)
             if renamed:
                 self._quiet.discard(member.member_id)  # it speaks up: its leave will be told
-                left_first = self._leaving.came_back(new_name, member.address) is False
+                # Only a join is a return: a rename into a name in its grace tells its leave first.
+                left_first = self._leaving.came_back(new_name, member.address) is not None
         if not renamed:
             if claimed:
                 self.bus.release(new_name)

@@ -102,9 +102,11 @@ class ChatServer:
             # connections linger in TIME_WAIT.
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((host, port))
-            # Room for every client we would accept to be waiting at once
-            # (the kernel caps it at net.core.somaxconn).
-            listener.listen(self.limits.max_clients)
+            # Room for every client we would seat, and every connection we
+            # would let open, to be waiting at once (the kernel caps it at
+            # net.core.somaxconn). Past it, the kernel drops a new client's
+            # SYN, and the client tries again only a second later.
+            listener.listen(self.limits.max_clients + self.limits.max_opening)
         except OSError:
             listener.close()
             raise

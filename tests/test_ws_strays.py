@@ -6,7 +6,6 @@ client would, and still read the server's answer with a real parser.
 """
 
 import socket
-import ssl
 
 import pytest
 from websockets import ClientProtocol, CloseCode, Frame, Opcode, Response
@@ -14,6 +13,7 @@ from websockets.uri import parse_uri
 
 from chat.transports.websocket import EXCESS_FLOOD_REASON
 from tests.helpers import TIMEOUT_S, Peer
+from tests.test_handshake import client_hello
 
 
 class RawWebSocket:
@@ -94,15 +94,6 @@ def test_a_page_request_with_more_behind_it_in_the_same_packet_gets_one_answer_a
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert answer.count(b"HTTP/1.1 ") == 1
     # A traceback in the server's log fails the test: see conftest.no_thread_dies.
-
-
-def client_hello() -> bytes:
-    context = ssl.create_default_context()
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    with pytest.raises(ssl.SSLWantReadError):
-        tls.do_handshake()
-    return outgoing.read()
 
 
 def test_a_tls_handshake_on_the_plain_port_is_closed_and_never_joins(patient_server):

@@ -271,6 +271,7 @@ class ClientConnection:
 
     def _converse(self, transport: "LineTransport | WebSocketTransport", first_events: list, connected_at: "float | None") -> None:
         """Hand everything the client sends to its session, and the timers' turns, until it ends."""
+        address = self.seat.key or address_key(self.address[0])  # behind a proxy: the client's own
         session = self.session = Session(
             self.room,
             transport,
@@ -279,10 +280,10 @@ class ClientConnection:
             self.timings.first_line_wait_s,
             self.limits.max_line_bytes,
             self.limits.max_queue_bytes,
-            self._password_gate(),
+            self._password_gate(address),
             connected_at=connected_at,
             may_announce=self.seat.may_announce,
-            address=self.seat.key or address_key(self.address[0]),
+            address=address,
         )
         going_on = session.receive(first_events)
         while going_on and not self._stopping.is_set():
@@ -314,12 +315,12 @@ class ClientConnection:
         log.info("🔌 %s answered no ping: gone", self.name)
         return False
 
-    def _password_gate(self) -> "PasswordGate | None":
+    def _password_gate(self, address: str) -> "PasswordGate | None":
+        """The room's password as this client meets it, its failures counted by ``address``; None if there is none."""
         admission = self.seat.admission
         if admission.password is None:
             return None
-        key = self.seat.key or address_key(self.address[0])  # behind a proxy: the client's own
-        return PasswordGate(admission.password, admission.password_failures, key)
+        return PasswordGate(admission.password, admission.password_failures, address)
 
     def _name_threads_after(self, session: Session) -> None:
         """Once the client is in the room, its threads carry its name (for the log and debugging)."""

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from typing import NamedTuple
 
 import pytest
@@ -27,7 +28,7 @@ from chat.client.completion import Roster
 from chat.client.terminal import PromptConsole, ReadingStopped, name_style
 from chat.core import messages
 from chat.server import ChatServer
-from tests.helpers import PROGRAM_START_S, PROJECT, TIMEOUT_S, Peer, Program, Terminal, free_port, wait_until
+from tests.helpers import FAST, PROGRAM_START_S, PROJECT, TIMEOUT_S, Peer, Program, Terminal, free_port, wait_until
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((40, 20), id="40x20")]
 PROMPT = "You: "
@@ -573,9 +574,13 @@ def test_a_ctrl_c_ends_the_prompt_whenever_it_comes():
 
 
 # Over WebSocket: the same client, for a server behind HTTPS (a Codespace's forwarded port).
+# Its servers wait long for a first line (conftest.patient_server): a client
+# process paused between its connect and its request on a busy machine would
+# otherwise be taken for a silent raw client.
 
 
-def test_the_client_chats_over_websocket_exactly_as_over_tcp(chat_server, terminals):
+def test_the_client_chats_over_websocket_exactly_as_over_tcp(patient_server, terminals):
+    chat_server = served(patient_server)
     ann = Peer.joined(chat_server.address, "Ann")
     client = terminals(f"ws://127.0.0.1:{chat_server.port}", "--name", "Wes", env={"NO_COLOR": "1"})
     client.wait_for(f"Connecting to ws://127.0.0.1:{chat_server.port}/ws...")
@@ -590,7 +595,8 @@ def test_the_client_chats_over_websocket_exactly_as_over_tcp(chat_server, termin
     assert ann.read_line() == "[SYSTEM] Wes left the chat."
 
 
-def test_a_web_address_that_is_not_a_chat_server_gets_one_sentence_and_status_1(chat_server):
+def test_a_web_address_that_is_not_a_chat_server_gets_one_sentence_and_status_1(patient_server):
+    chat_server = served(patient_server)
     client = Program(["client.py", f"ws://127.0.0.1:{chat_server.port}/nothing"])
     assert client.wait() == 1
     output = client.all_output()
@@ -603,7 +609,9 @@ def locked_server(start_server) -> "Served":
     return served(start_server(password="open sesame"))
 
 
-def test_the_password_is_asked_for_unseen_and_lets_the_client_in(locked_server, terminals):
+def test_the_password_is_asked_for_unseen_and_lets_the_client_in(start_server, terminals):
+    # Over WebSocket: the server waits long for a first line, as patient_server does.
+    locked_server = served(start_server(password="open sesame", timings=replace(FAST, first_line_wait_s=TIMEOUT_S)))
     client = terminals(f"ws://127.0.0.1:{locked_server.port}", "--name", "Pat", "--password")
     client.wait_for("Password: ")
     client.type("open sesame\r")

@@ -15,6 +15,7 @@ with ``Console.stop_reading``. When the user leaves, the main thread sets
 import contextlib
 import math
 import random
+import re
 import signal
 import socket
 import sys
@@ -27,7 +28,7 @@ from chat.client.replay import AwayNote, Replayed, Transcript
 from chat.client.terminal import ReadingStopped, open_console, render, timestamped
 from chat.core.commands import parse_command
 from chat.core.framing import LineFramer, decode_line, encode_line
-from chat.core.messages import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
+from chat.core.messages import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG, SYSTEM_PREFIX
 from chat.core.text import sanitize
 from chat.sockets import RECV_BYTES
 
@@ -43,6 +44,13 @@ RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
 # A reconnect refused for one of these would be refused again: the client stops trying.
 PASSWORD_REFUSALS = (PASSWORD_NEEDED, PASSWORD_WRONG, PASSWORD_TOO_MANY_TRIES)
+# An operator's removal ("[SYSTEM] You were removed by Ann: spamming", the last
+# line before the server closes the connection) and a banned address's refusal
+# ("[SYSTEM] You are banned from this chat for 59 more minutes."): reconnecting
+# would be refused, or would undo the operator's kick, so the client stops.
+# Names hold only letters, digits, _ and -, so no chat line starts like these.
+_REMOVED = re.compile(re.escape(SYSTEM_PREFIX) + r"You were removed by [A-Za-z0-9_-]+( and banned )?")
+_BANNED = SYSTEM_PREFIX + "You are banned from this chat"
 NOT_SENT_OFFLINE = "📝 Not sent (not connected): "
 PASSWORD_HINT = "🔒 Start the client with --password to be asked for it (or set CHAT_PASSWORD)."
 KEYS_HELP = (
@@ -62,6 +70,19 @@ def is_quit(text: str) -> bool:
 def is_help(text: str) -> bool:
     text = sanitize(text).strip()
     return text.startswith("/") and not text.startswith("//") and parse_command(text)[0] == "help"
+
+
+def why_not_reconnecting(line: str) -> "str | None":
+    """The sentence to end with if ``line`` (as the server sent it) means the client must not reconnect.
+
+    None for every other line, chat lines that quote such a notice included.
+    """
+    if match := _REMOVED.match(line):
+        banned = " and banned" if match.group(1) else ""
+        return f"Not reconnecting: you were removed from the chat{banned}."
+    if line.startswith(_BANNED):
+        return "Not reconnecting: you are banned from this chat."
+    return None
 
 
 def describe_connect_error(error: OSError, address: Address) -> str:
@@ -149,6 +170,8 @@ class ChatClient:
     longer after each failure (:func:`retry_delay`), and tries again until it
     is back or the user leaves. Without it (``--no-reconnect``) the chat ends
     with its connection. ``retry_first_s`` is the first of those waits.
+    Either way, a connection that ends after an operator removed or banned
+    us (:func:`why_not_reconnecting`) ends the chat, with a sentence saying so.
     """
 
     def __init__(
@@ -177,6 +200,8 @@ class ChatClient:
         self.server_gone = threading.Event()  # set once the receiver has ended: no connection, none to come
         self.connection_lost = False  # the chat ended with an error, not a close
         self.refused = False  # the server refused our password: trying again cannot help
+        # Why an operator's removal or ban ended the chat (see why_not_reconnecting); receiver thread only.
+        self.removal: "str | None" = None
         self._retries = 0  # reconnects tried since the last welcome (receiver thread only)
         self.receiver = threading.Thread(target=self._receive, name="receiver", daemon=True)
 
@@ -268,11 +293,17 @@ class ChatClient:
             link = self._link
             while link is not None:
                 ending, broken = self._show_lines_from(link)
+                self.roster.connection_ended()
                 if self._take_link(link) is not None:
                     _close(link)
                 if self.transcript.welcomed:
                     self._retries = 0
                 if self.leaving.is_set():
+                    return
+                if self.removal is not None:  # with or without --no-reconnect: say why the chat ended
+                    self.connection_lost = True
+                    ending = None
+                    self.console.show(timestamped("🚫 " + self.removal))
                     return
                 if self.rejoin is None or not self.transcript.joined:
                     self.connection_lost = broken
@@ -317,6 +348,7 @@ class ChatClient:
             self.console.show(timestamped(PASSWORD_HINT))
         if line in PASSWORD_REFUSALS:
             self.refused = True
+        self.removal = self.removal or why_not_reconnecting(line)
 
     def _reconnect(self, reason: str) -> "socket.socket | WebSocketLink | None":
         """Connect again, waiting longer after each failure; the new link, or None once the user leaves."""

@@ -1,10 +1,12 @@
 """Tab completion: who is online, as far as the client can tell, and what Tab offers.
 
 :class:`Roster` follows the lines the server sends (welcome, joins, leaves,
-renames, ``/users`` replies and the names on chat lines) and keeps the set of
-names online. :func:`complete` is pure: given the text before the cursor, it
-returns the words Tab may put there. :class:`ChatCompleter` hands them to
-prompt_toolkit.
+renames, removals by operators, ``/users`` replies and the names on chat
+lines) and keeps the set of names online, and whether we are an operator.
+:func:`complete` is pure: given the text before the cursor, it returns the
+words Tab may put there; :func:`offered_commands` says which commands those
+are (the operators' own only to an operator). :class:`ChatCompleter` hands
+them to prompt_toolkit.
 """
 
 import re
@@ -18,6 +20,12 @@ from chat.core.commands import COMMANDS
 
 _NAME = r"([A-Za-z0-9_-]+)"
 _ONLINE = re.compile(re.escape(messages.system("Online (")) + r"\d+\): (.*)")
+# In a /users reply an operator's name comes after this mark: "@Ann".
+OPERATOR_MARK = "@"
+_REMOVED = re.compile(re.escape(messages.SYSTEM_PREFIX) + _NAME + " was removed by ")
+# The server's answers to /op PASSWORD (the first line's start) and to /deop.
+NOW_OPERATOR = messages.system("You are now an operator.")
+NO_LONGER_OPERATOR = messages.system("You are no longer an operator.")
 
 
 class Roster:
@@ -32,6 +40,18 @@ class Roster:
         self._lock = threading.Lock()
         self._me: "str | None" = None  # our own name, once the welcome has arrived
         self._names: "dict[str, str]" = {}  # casefolded name -> name, as the server spells it
+        self._operator = False  # the server made us an operator on this connection
+
+    @property
+    def operator(self) -> bool:
+        """Whether the server said we are an operator, on the connection we have now."""
+        with self._lock:
+            return self._operator
+
+    def connection_ended(self) -> None:
+        """Operator status lasts as long as its connection: after a reconnect, /op must be given again."""
+        with self._lock:
+            self._operator = False
 
     @property
     def me(self) -> "str | None":
@@ -56,9 +76,14 @@ class Roster:
             if match := WELCOME.fullmatch(line):
                 self._me = match.group(1)
                 self._add(self._me)
+                self._operator = False  # every connection starts without
+            elif line.startswith(NOW_OPERATOR):
+                self._operator = True
+            elif line == NO_LONGER_OPERATOR:
+                self._operator = False
             elif match := JOINED.fullmatch(line):
                 self._add(match.group(1))
-            elif match := LEFT.fullmatch(line):
+            elif (match := LEFT.fullmatch(line)) or (match := _REMOVED.match(line)):
                 self._names.pop(match.group(1).casefold(), None)
             elif match := RENAMED.fullmatch(line):
                 old, new = match.groups()
@@ -69,6 +94,7 @@ class Roster:
             elif match := _ONLINE.fullmatch(line):
                 self._names = {}
                 for name in match.group(1).split(", "):
+                    name = name.removeprefix(OPERATOR_MARK)
                     if re.fullmatch(_NAME, name):
                         self._add(name)
             else:
@@ -105,15 +131,28 @@ def complete(before_cursor: str, names: "list[str]", commands: "dict[str, str]")
     return [name + ending for name in names if name.casefold().startswith(folded)]
 
 
+def offered_commands(commands: "dict[str, object]", operator: bool) -> "dict[str, str]":
+    """The commands Tab offers, each with its arguments' help, from a table like COMMANDS.
+
+    A command marked ``operator`` is offered to an operator only: the server
+    would refuse it to anyone else. (Tables without the mark offer everything.)
+    """
+    return {
+        name: command.args
+        for name, command in commands.items()
+        if operator or not getattr(command, "operator", False)
+    }
+
+
 class ChatCompleter(Completer):
     """prompt_toolkit's view of :func:`complete`: slash commands and the names in a :class:`Roster`."""
 
     def __init__(self, roster: Roster) -> None:
         self.roster = roster
-        self.commands = {name: command.args for name, command in COMMANDS.items()}
 
     def get_completions(self, document, complete_event):
         before_cursor = document.text_before_cursor
         word_length = len(before_cursor) - (before_cursor.rfind(" ") + 1)
-        for word in complete(before_cursor, self.roster.others(), self.commands):
+        commands = offered_commands(COMMANDS, self.roster.operator)
+        for word in complete(before_cursor, self.roster.others(), commands):
             yield Completion(word, start_position=-word_length)

@@ -14,6 +14,13 @@
 // client's). Lines are matched by text alone, so an overlap counts only if it
 // holds something a person said: join, leave and rename notices repeat word
 // for word, across a server restart too, and must not hide what was said.
+//
+// Operators: a page removed by one (kicked or banned) gets a last line saying
+// so before the server closes the connection, and a banned address gets one
+// line and the close: the page does not reconnect then, and says why. The
+// room's topic is shown in a bar at the top, from the line that follows each
+// welcome and from the notices of its changes. In the online list an
+// operator, "@Ann" in the answer to /users, has a badge.
 "use strict";
 
 (() => {
@@ -34,7 +41,21 @@
     left: new RegExp(`^\\[SYSTEM\\] (${NAME}) left the chat\\.$`),
     renamed: new RegExp(`^\\[SYSTEM\\] (${NAME}) is now known as (${NAME})$`),
     online: /^\[SYSTEM\] Online \(\d+\): (.*)$/,
+    // What operators do (mirrors chat/core/moderation.py).
+    removed: new RegExp(`^\\[SYSTEM\\] (${NAME}) was removed by `),
+    topic: /^\[SYSTEM\] Topic: (.+)$/, // right after a welcome, while the room has a topic
+    topicSet: new RegExp(`^\\[SYSTEM\\] ${NAME} set the topic: (.+)$`),
+    topicCleared: new RegExp(`^\\[SYSTEM\\] ${NAME} cleared the topic\\.$`),
   };
+  // The last line an operator's kick or ban sends us, before the server closes the
+  // connection, and the one line a banned address gets: reconnecting would be refused,
+  // or would undo the kick. Names hold only letters, digits, _ and -, so no chat line
+  // starts like these.
+  const REMOVED = new RegExp(`^\\[SYSTEM\\] You were removed by (${NAME})`);
+  const BANNED = "[SYSTEM] You are banned from this chat";
+  const NOW_OPERATOR = "[SYSTEM] You are now an operator."; // and how to see the operator commands
+  const NO_LONGER_OPERATOR = "[SYSTEM] You are no longer an operator.";
+  const OPERATOR_MARK = "@"; // before an operator's name in the answer to /users
   const PASSWORD_NEEDED = "[SYSTEM] This chat needs a password: send /pass PASSWORD first.";
   const PASSWORD_WRONG = "[ERROR] Wrong password.";
   const PASSWORD_TOO_MANY_TRIES = "[ERROR] Too many wrong passwords";
@@ -279,6 +300,11 @@
   const passwordHint = $("password-hint");
   const composer = $("composer");
   const messageInput = $("message");
+  const topicBar = $("topic");
+  const topicText = $("topic-text");
+  const removedBox = $("removed");
+  const removedText = $("removed-text");
+  const reloadButton = $("reload-button");
 
   const NAME_KEY = "chat.name"; // where the chosen name is remembered
   const VALID_NAME = new RegExp(`^${NAME}$`);
@@ -297,10 +323,12 @@
   let joined = false;
   let leaving = false; // we sent /quit: do not reconnect
   let needPassword = null; // why the server refused us, if it did: do not reconnect
+  let removal = null; // an operator's kick or ban, as the server told it (no "[SYSTEM] "): do not reconnect
   let retries = 0;
   let retryTimer = null;
   let usersRepliesToHide = 0; // /users sent by the page itself: its reply updates the list only
   const online = new Map(); // lower-case name -> name
+  const operators = new Set(); // the lower-case names in `online` that are operators
   const sent = []; // lines sent, oldest first, for Up and Down
   let historyIndex = 0;
   let draft = "";
@@ -390,17 +418,21 @@
     userList.replaceChildren(
       ...names.map((name) => {
         const item = document.createElement("li");
+        const operator = operators.has(name.toLowerCase());
         if (name === myName) {
           const you = document.createElement("span");
           you.className = "you";
           you.append(nameElement(name), " (you)");
+          if (operator) you.append(operatorBadge());
           item.append(you);
         } else {
           const button = document.createElement("button");
           button.type = "button";
           button.className = "user";
           button.append(nameElement(name));
-          button.setAttribute("aria-label", `Send a private message to ${name}`);
+          if (operator) button.append(operatorBadge());
+          const label = `Send a private message to ${name}${operator ? " (operator)" : ""}`;
+          button.setAttribute("aria-label", label);
           button.addEventListener("click", () => startPrivateMessage(name));
           item.append(button);
         }
@@ -408,6 +440,21 @@
       }),
     );
     for (const id of ["user-count", "users-heading-count"]) $(id).textContent = String(names.length);
+  }
+
+  /** The "op" shown after an operator's name; a screen reader says "operator". */
+  function operatorBadge() {
+    const badge = document.createElement("span");
+    badge.className = "badge";
+    badge.title = "Operator";
+    const shown = document.createElement("span");
+    shown.setAttribute("aria-hidden", "true");
+    shown.textContent = "op";
+    const said = document.createElement("span");
+    said.className = "visually-hidden";
+    said.textContent = " (operator)";
+    badge.append(shown, said);
+    return badge;
   }
 
   function startPrivateMessage(name) {
@@ -430,7 +477,13 @@
     let match;
     if ((match = NOTICES.online.exec(line))) {
       online.clear();
-      for (const name of match[1].split(", ")) if (name) online.set(name.toLowerCase(), name);
+      operators.clear();
+      for (const entry of match[1].split(", ")) {
+        const name = entry.startsWith(OPERATOR_MARK) ? entry.slice(OPERATOR_MARK.length) : entry;
+        if (!name) continue;
+        online.set(name.toLowerCase(), name);
+        if (name !== entry) operators.add(name.toLowerCase());
+      }
       renderUsers();
       if (usersRepliesToHide > 0) {
         usersRepliesToHide -= 1;
@@ -439,13 +492,19 @@
     } else if ((match = NOTICES.joined.exec(line))) {
       online.set(match[1].toLowerCase(), match[1]);
       renderUsers();
-    } else if ((match = NOTICES.left.exec(line))) {
+    } else if ((match = NOTICES.left.exec(line) || NOTICES.removed.exec(line))) {
       online.delete(match[1].toLowerCase());
+      operators.delete(match[1].toLowerCase());
+      renderUsers();
+    } else if (myName !== null && (line.startsWith(NOW_OPERATOR) || line === NO_LONGER_OPERATOR)) {
+      if (line === NO_LONGER_OPERATOR) operators.delete(myName.toLowerCase());
+      else operators.add(myName.toLowerCase());
       renderUsers();
     } else if ((match = NOTICES.renamed.exec(line))) {
       const [, before, after] = match;
       online.delete(before.toLowerCase());
       online.set(after.toLowerCase(), after);
+      if (operators.delete(before.toLowerCase())) operators.add(after.toLowerCase());
       if (before === myName) {
         ownNames.add(after.toLowerCase());
         myName = after;
@@ -470,6 +529,7 @@
     retryTimer = null;
     if (socket) return;
     needPassword = null;
+    removal = null;
     leaving = false;
     replay = null;
     setStatus("Connecting…");
@@ -506,8 +566,15 @@
       return;
     }
     const welcome = NOTICES.welcome.exec(line);
+    let topic;
     if (welcome) {
       welcomed(welcome[1]);
+    } else if (REMOVED.test(line) || line.startsWith(BANNED)) {
+      removal = line.slice(SYSTEM_PREFIX.length);
+    } else if (joined && (topic = NOTICES.topic.exec(line) || NOTICES.topicSet.exec(line))) {
+      setTopic(topic[1]);
+    } else if (joined && NOTICES.topicCleared.test(line)) {
+      setTopic("");
     } else if (line === PASSWORD_NEEDED) {
       needPassword = "This chat needs a password.";
     } else if (line === PASSWORD_WRONG) {
@@ -528,6 +595,8 @@
     const typingInJoinForm = joinForm.contains(document.activeElement);
     myName = name;
     ownNames.add(name.toLowerCase());
+    // A history before the welcome may hold old topics; the current one, if any, comes right after it.
+    setTopic("");
     welcomedBefore = true;
     joined = true;
     retries = 0;
@@ -547,8 +616,11 @@
     joined = false;
     usersRepliesToHide = 0;
     online.clear();
+    operators.clear();
     renderUsers();
-    if (needPassword) {
+    if (removal) {
+      showRemoval(removal);
+    } else if (needPassword) {
       askForPassword(needPassword);
     } else if (leaving) {
       setStatus("You left the chat.");
@@ -558,6 +630,26 @@
       if (wasJoined) append(renderNote("Disconnected from the chat."));
       retryLater();
     }
+  }
+
+  /** Say why the chat ended for good: who removed us and why, or the ban; reloading the page tries again. */
+  function showRemoval(text) {
+    const by = REMOVED.exec(SYSTEM_PREFIX + text);
+    setStatus(by ? `Removed from the chat by ${by[1]}` : "Banned from this chat");
+    const hadFocus = composer.contains(document.activeElement) || joinForm.contains(document.activeElement);
+    removedText.textContent = text;
+    composer.hidden = true;
+    joinForm.hidden = true;
+    removedBox.hidden = false;
+    if (hadFocus) reloadButton.focus();
+  }
+
+  reloadButton.addEventListener("click", () => location.reload());
+
+  /** Show the room's topic at the top, or hide the bar for none (""). */
+  function setTopic(text) {
+    topicText.textContent = text;
+    topicBar.hidden = text === "";
   }
 
   /** How long to wait before reconnecting, after `retries` failed tries: it doubles each
@@ -592,6 +684,7 @@
       socket = null; // its close event must not schedule a reconnect
       joined = false;
       online.clear();
+      operators.clear();
       renderUsers();
       ws.close(1000, "page closed");
     }

@@ -1,4 +1,4 @@
-"""Start the chat server: python server.py [--host HOST] [--port PORT] [--password P] [--history N] [--redis URL] [limits...]"""
+"""Start the chat server: python server.py [--host HOST] [--port PORT] [--password P] [--op-password P] [--history N] [--redis URL] [limits...]"""
 
 import argparse
 import ipaddress
@@ -66,6 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0, every interface)")
     parser.add_argument("--port", type=bounded_int(0, 65535, "port number"), default=8080, help="TCP port to listen on (default: 8080; 0 picks a free one)")
     parser.add_argument("--password", default=os.environ.get("CHAT_PASSWORD"), help="a password everyone must give to join (better: set CHAT_PASSWORD, which other users of this machine cannot see in the process list)")
+    parser.add_argument("--op-password", default=os.environ.get("CHAT_OP_PASSWORD"), metavar="P", help="a password that makes whoever sends /op P an operator, who may /kick, /ban, /mute and set the /topic (better: set CHAT_OP_PASSWORD; default: none, and only the server's console is an operator)")
     parser.add_argument("--history", type=bounded_int(0, 10_000, "line count"), default=DEFAULT_HISTORY_LINES, metavar="N", help="public lines kept and replayed to each newcomer; 0 keeps none (default: %(default)s)")
     parser.add_argument("--redis", type=redis_url, default=os.environ.get("CHAT_REDIS_URL"), metavar="URL", help="share one room with other servers through Redis: redis://HOST:PORT/DB, rediss://... (TLS) or unix:///PATH (default: CHAT_REDIS_URL, else none)")
     parser.add_argument("--heartbeat", type=float, default=Timings().heartbeat_s, metavar="S", help="with --redis: seconds between this server's heartbeats in Redis; the others take it for dead after 4 missed (default: %(default)g)")
@@ -121,6 +122,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         limits=limits_from(args),
         timings=Timings(heartbeat_s=args.heartbeat, alive_ttl_s=4 * args.heartbeat, rejoin_grace_s=args.rejoin_grace),
         password=args.password,
+        op_password=args.op_password,
         history_lines=args.history,
         redis_url=args.redis,
         trusted_proxies=tuple(args.trusted_proxy) or default_proxies(args.port),

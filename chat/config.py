@@ -107,3 +107,4 @@ class ServerConfig:
     trusted_proxies: "tuple[str, ...]" = ()
     # Other names than this server's own under which its page may open a WebSocket.
     allowed_origins: "tuple[str, ...]" = ()
+    op_password: "str | None" = None  # None or "": only the server's console is an operator

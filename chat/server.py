@@ -25,9 +25,11 @@ import socket
 import threading
 import time
 
-from chat.admission import Admission, Arrival
+from chat.admission import Admission, Arrival, address_key
 from chat.codespaces import forwarded_address
 from chat.core import messages
+from chat.core.moderation import banned_refusal
+from chat.core.password import FailureTracker, OperatorPassword
 from chat.core.room import Room
 from chat.config import ServerConfig
 from chat.logs import configure_logging
@@ -62,7 +64,11 @@ class ChatServer:
     def __init__(self, config: ServerConfig = ServerConfig()) -> None:
         self.config = config
         self.limits = config.limits
-        self.room = Room(config.history_lines, rejoin_grace_s=config.timings.rejoin_grace_s)
+        self.room = Room(
+            config.history_lines,
+            rejoin_grace_s=config.timings.rejoin_grace_s,
+            operator_password=operator_password(config),
+        )
         if config.redis_url is not None:  # only then is anything of Redis imported
             from chat.bus.redis_bus import RedisBus
 
@@ -193,6 +199,10 @@ class ChatServer:
                 sock.close()
 
     def _start_connection(self, sock: socket.socket, address) -> None:
+        ban = self._ban_on(address[0])
+        if ban is not None:
+            self._turn_away(sock, address, refusal=ban, forbidden=True)
+            return
         arrival = self.admission.arrive(address[0])
         if not isinstance(arrival, Arrival):
             self._turn_away(sock, address, refusal=arrival)
@@ -221,10 +231,21 @@ class ChatServer:
             sock.close()
             self._forget(connection)
 
-    def _turn_away(self, sock: socket.socket, address, refusal: str) -> None:
+    def _ban_on(self, host: str) -> "str | None":
+        """Why a client connecting from ``host`` is refused, if its address is banned.
+
+        A trusted proxy is never refused here: the client behind it is,
+        once its request names it (see ClientConnection).
+        """
+        if host in self.admission.proxies:
+            return None
+        ban = self.room.moderation.ban_on(address_key(host))
+        return None if ban is None else banned_refusal(ban, self.room.moderation.clock())
+
+    def _turn_away(self, sock: socket.socket, address, refusal: str, forbidden: bool = False) -> None:
         """Refuse a client: it is answered, then closed, by the accept loop (see chat.transports.refusals)."""
         self._refusal_log.refused(format_peer(address), address[0], refusal)
-        self._refusals.add(sock, refusal)
+        self._refusals.add(sock, refusal, forbidden)
 
     def _forget(self, connection: "ClientConnection") -> None:
         with self._connections_lock:
@@ -290,6 +311,14 @@ class ChatServer:
         if stuck:
             log.warning("⚠️  Threads still running for: %s", ", ".join(stuck))
         log.info("👋 Server stopped.")
+
+
+def operator_password(config: ServerConfig) -> "OperatorPassword | None":
+    """The operators' password as the room checks it, or None if there is none."""
+    if not config.op_password:
+        return None
+    failures = FailureTracker(first_delay_s=config.timings.password_delay_s, room_rate=config.limits.max_password_rate)
+    return OperatorPassword(config.op_password, failures)
 
 
 def run(config: ServerConfig) -> int:

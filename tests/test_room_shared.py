@@ -2,6 +2,7 @@
 
 from chat.core import messages
 from chat.core.commands import handle_line
+from chat.core.moderation import Order, Whois
 from chat.core.room import Room
 from chat.core.text import name_key
 from tests.test_room_and_commands import FakeMember
@@ -15,6 +16,8 @@ class FakeBus:
         self.held: "dict[str, str]" = {}  # name key -> name, for the whole room
         self.published: "list[tuple[list[str], int | None]]" = []
         self.private: "list[tuple[str, str, int]]" = []
+        self.profiles: "dict[str, Whois]" = {}  # name key -> who holds it, for the whole room
+        self.orders: "list[Order]" = []
 
     def publish(self, lines, origin, when, log_it=True) -> bool:
         if self.reachable:
@@ -45,11 +48,29 @@ class FakeBus:
         self.private.append((recipient, line, origin))
         return self.held[name_key(recipient)]
 
+    def describe(self, name, address, operator) -> None:
+        if self.reachable:
+            self.profiles[name_key(name)] = Whois(name, address, operator)
+
+    def whois(self, name):
+        return self.profiles.get(name_key(name)) if self.reachable and name_key(name) in self.held else None
+
+    def roster(self):
+        return [self.profiles.get(key, Whois(name, None, False)) for key, name in self.held.items()] if self.reachable else None
+
+    def order(self, order) -> bool:
+        if self.reachable:
+            self.orders.append(order)
+        return self.reachable
+
     def hand_back(self, room) -> None:
-        """What the bus thread does: deliver what was published, in order."""
+        """What the bus thread does: deliver what was published, in order, and carry out the orders."""
         for lines, origin in self.published:
             room.deliver(lines, origin, 0.0)
         self.published.clear()
+        for order in self.orders:
+            room.carry_out(order)
+        self.orders.clear()
 
 
 def shared_room():

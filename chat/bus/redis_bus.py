@@ -270,6 +270,23 @@ class RedisBus:
         entries = self._entries([line], time.time(), origin=origin, log_it=False, to_server=server, recipient=name)
         return name if entries is not None and self._append(entries) else None  # if not, the room tries its own members
 
+    # Operators' orders and who is an operator are not shared yet: each server carries them out alone.
+
+    def order(self, order) -> bool:
+        return False
+
+    def describe(self, name: str, address: "str | None", operator: bool) -> None:
+        pass
+
+    def whois(self, name: str):
+        return None
+
+    def roster(self):
+        from chat.core.moderation import Whois
+
+        names = self.names()
+        return None if names is None else [Whois(name, None, False) for name in names]
+
     def _while_in_reach(self, call, *args):
         """``call(*args)``; None at once if Redis is out of reach, or if it stops answering now."""
         if not self.contact.in_reach():

@@ -1,17 +1,31 @@
 """What a line from a client does: a chat message, or one of the slash commands.
 
 Commands are data: :data:`COMMANDS` is a table of (name, arguments, help,
-handler), which drives both dispatch and the ``/help`` text. A handler gets
-the room, the member who typed the command and the rest of the line.
+handler, who may use it), which drives dispatch, the refusals and the
+``/help`` text. A handler gets the room, the member who typed the command
+and the rest of the line; the operators' handlers are in
+:mod:`chat.core.operators`. A handler that raises
+:class:`~chat.core.operators.WrongUsage` gets its command's usage replied.
 """
 
+import enum
 from dataclasses import dataclass
 from typing import Callable
 
-from chat.core import messages
+from chat.core import messages, operators
 from chat.core.members import Member
+from chat.core.operators import WrongUsage
 from chat.core.room import Room
 from chat.core.text import sanitize
+
+
+class Access(enum.Enum):
+    """Who may use a command."""
+
+    EVERYONE = "everyone"  # members and the server's console
+    MEMBERS = "members"  # members of the chat only: not the console
+    OPERATORS = "operators"  # operators, the console included
+    CONSOLE = "console"  # the server's console only
 
 
 @dataclass(frozen=True)
@@ -20,10 +34,24 @@ class Command:
     args: str
     help: str
     handler: "Callable[[Room, Member, str], None]"
+    access: Access = Access.EVERYONE
 
     @property
     def usage(self) -> str:
         return f"/{self.name} {self.args}".rstrip()
+
+    @property
+    def operator(self) -> bool:
+        """Whether only operators (or the console) may use it."""
+        return self.access in (Access.OPERATORS, Access.CONSOLE)
+
+    def open_to(self, member) -> bool:
+        """Whether ``member`` (a member of the chat, or the console) may use this command."""
+        if member.console:
+            return self.access is not Access.MEMBERS
+        return self.access is Access.EVERYONE or self.access is Access.MEMBERS or (
+            self.access is Access.OPERATORS and member.operator
+        )
 
 
 def handle_line(room: Room, member: Member, text: str) -> None:
@@ -93,29 +121,48 @@ def run_command(room: Room, member: Member, text: str) -> None:
     command = COMMANDS.get(name)
     if command is None:
         room.send_to(member, messages.error(f"Unknown command /{name}. Type /help for the list."))
+    elif not command.open_to(member):
+        room.send_to(member, messages.error(refusal(command)))
     else:
-        command.handler(room, member, arg)
+        if name != "ban":
+            member.confirming = None  # a ban waiting to be confirmed is confirmed only by repeating it at once
+        try:
+            command.handler(room, member, arg)
+        except WrongUsage:
+            room.send_to(member, messages.error(f"Usage: {command.usage}"))
+
+
+def refusal(command: Command) -> str:
+    """Why someone may not use ``command``."""
+    if command.access is Access.MEMBERS:
+        return f"/{command.name} is for members of the chat, not the console."
+    if command.access is Access.CONSOLE:
+        return f"Only the server's console can use /{command.name}."
+    return f"Only operators can use /{command.name}."
+
+
+def silenced(line: str) -> bool:
+    """Whether a muted member may not send ``line``: a chat line, or /me, /msg or /nick."""
+    return chat_text(line) is not None or parse_command(line)[0] in ("me", "msg", "nick")
 
 
 def _nick(room: Room, member: Member, arg: str) -> None:
     if not arg:
-        _usage(room, member, "nick")
-        return
+        raise WrongUsage
     problem = room.rename(member, arg)
     if problem:
         room.send_to(member, messages.error(problem))
 
 
 def _users(room: Room, member: Member, arg: str) -> None:
-    names = room.names()
+    names = room.roster()  # operators marked: @Ann
     room.send_to(member, messages.system(f"Online ({len(names)}): {', '.join(names)}"))
 
 
 def _msg(room: Room, member: Member, arg: str) -> None:
     recipient, _, text = arg.partition(" ")
     if not text.strip():
-        _usage(room, member, "msg")
-        return
+        raise WrongUsage
     problem = room.send_private(member, recipient, text.strip())
     if problem:
         room.send_to(member, messages.error(problem))
@@ -123,16 +170,18 @@ def _msg(room: Room, member: Member, arg: str) -> None:
 
 def _me(room: Room, member: Member, arg: str) -> None:
     if not arg:
-        _usage(room, member, "me")
-        return
+        raise WrongUsage
     room.say(member, messages.action(member.name, arg))
 
 
 def _help(room: Room, member: Member, arg: str) -> None:
-    width = max(len(c.usage) for c in COMMANDS.values())
-    for command in COMMANDS.values():
+    """The commands ``member`` may use: operators see theirs after everyone's."""
+    usable = [c for c in COMMANDS.values() if c.open_to(member)]
+    width = max(len(c.usage) for c in usable)
+    for command in usable:
         room.send_to(member, messages.system(f"{command.usage:<{width}}  {command.help}"))
-    room.send_to(member, messages.system("Start a line with // to send a message that begins with /."))
+    if not member.console:
+        room.send_to(member, messages.system("Start a line with // to send a message that begins with /."))
 
 
 def _quit(room: Room, member: Member, arg: str) -> None:
@@ -141,18 +190,26 @@ def _quit(room: Room, member: Member, arg: str) -> None:
     member.quit()
 
 
-def _usage(room: Room, member: Member, name: str) -> None:
-    room.send_to(member, messages.error(f"Usage: {COMMANDS[name].usage}"))
-
+MEMBERS, OPERATORS, CONSOLE = Access.MEMBERS, Access.OPERATORS, Access.CONSOLE
 
 COMMANDS = {
     c.name: c
     for c in (
-        Command("nick", "NAME", "change your name", _nick),
-        Command("users", "", "list who is online", _users),
-        Command("msg", "NAME TEXT", "send a private message", _msg),
-        Command("me", "TEXT", "describe an action: * you TEXT", _me),
+        Command("nick", "NAME", "change your name", _nick, MEMBERS),
+        Command("users", "", "list who is online (@ marks operators)", _users),
+        Command("msg", "NAME TEXT", "send a private message", _msg, MEMBERS),
+        Command("me", "TEXT", "describe an action: * you TEXT", _me, MEMBERS),
+        Command("op", "PASSWORD", "become an operator", operators.op, MEMBERS),
         Command("help", "", "show this list", _help),
         Command("quit", "", "leave the chat", _quit),
+        Command("deop", "", "stop being an operator", operators.deop, OPERATORS),
+        Command("kick", "NAME [reason]", "remove someone from the chat", operators.kick, OPERATORS),
+        Command("ban", "NAME [minutes] [reason]", "remove someone and refuse their address (default 60 minutes; 0: until /unban)", operators.ban, OPERATORS),
+        Command("bans", "", "list the bans", operators.bans, OPERATORS),
+        Command("unban", "ADDRESS|NAME", "lift a ban", operators.unban, OPERATORS),
+        Command("mute", "NAME [minutes]", "refuse someone's lines (default 10 minutes; 0: until /unmute)", operators.mute, OPERATORS),
+        Command("unmute", "NAME", "lift a mute", operators.unmute, OPERATORS),
+        Command("topic", "[TEXT]", "set the topic everyone sees; alone, clear it", operators.topic, OPERATORS),
+        Command("say", "TEXT", "tell everyone, as [SYSTEM]", operators.say, CONSOLE),
     )
 }

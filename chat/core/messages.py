@@ -68,6 +68,11 @@ def renamed(old: str, new: str) -> str:
     return system(f"{old} is now known as {new}")
 
 
+def topic(text: str) -> str:
+    """The line after every welcome while the room has a topic."""
+    return system(f"Topic: {text}")
+
+
 SHUTTING_DOWN = system("Server is shutting down.")
 
 # About the room's password (chat.core.password). The page and the terminal

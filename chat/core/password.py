@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from chat.core.messages import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
+from chat.core.messages import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG, error
 
 # After the first failure from an address, checks from it are at least this
 # far apart; the gap doubles with each further failure, up to MAX_DELAY_S.
@@ -41,6 +41,7 @@ FORGET_AFTER_S = 15 * 60.0
 # At most this many addresses are remembered: a flood of addresses cannot
 # fill the server's memory. The ones quiet for longest are dropped first.
 MAX_ADDRESSES = 10_000
+OPERATOR_PASSWORD_WRONG = error("Wrong operator password.")
 
 
 def password_matches(given: str, expected: str) -> bool:
@@ -206,3 +207,16 @@ class PasswordGate:
             return PASSWORD_WRONG
         self.failures.succeeded(self.address)
         return None
+
+
+class OperatorPassword:
+    """The operators' password (``--op-password``): checked like the room's, its failures counted apart."""
+
+    def __init__(self, password: str, failures: FailureTracker) -> None:
+        self.password = password
+        self.failures = failures
+
+    def check(self, given: str, address: str, pause) -> "str | None":
+        """None if ``given`` is the password; else the [ERROR] line that says why not (see PasswordGate.check)."""
+        refusal = PasswordGate(self.password, self.failures, address).check(given, pause)
+        return OPERATOR_PASSWORD_WRONG if refusal in (PASSWORD_WRONG, PASSWORD_NEEDED) else refusal

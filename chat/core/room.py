@@ -33,6 +33,10 @@ conversation, so:
   joins lately (see ``Seat.may_announce``); it then leaves quietly too.
 
 The log always tells.
+
+Operators' orders (:mod:`chat.core.moderation`) go the same way as public
+lines: :meth:`Room.give` hands an order to the bus, which hands it back to
+every server's :meth:`Room.carry_out`, or carries it out here alone.
 """
 
 import contextlib
@@ -47,6 +51,8 @@ from chat.core import messages
 from chat.core.framing import encode_line, encode_lines
 from chat.core.history import History
 from chat.core.members import Member, MemberTable
+from chat.core.moderation import Moderation, Order, OrderKind, Whois
+from chat.core.password import OperatorPassword
 from chat.core.text import name_key, name_problem
 
 log = logging.getLogger(__name__)
@@ -80,10 +86,29 @@ class Bus(Protocol):
         """Send ``line`` to ``recipient`` on whichever server has it (it comes back to
         Room.deliver_private there); its name, or None if nobody has it or the bus is out of reach."""
 
+    def order(self, order: Order) -> bool:
+        """Send an operator's order to every server, this one included (it hands it to
+        Room.carry_out), and keep what it leaves behind for servers yet to start; False if out of reach."""
+
+    def describe(self, name: str, address: "str | None", operator: bool) -> None:
+        """Say who holds a name claimed here: the address it is counted by, and whether it is an operator."""
+
+    def whois(self, name: str) -> "Whois | None":
+        """The member online on any server under ``name``, or None (nobody, or out of reach)."""
+
+    def roster(self) -> "list[Whois] | None":
+        """Everyone online on every server, or None if out of reach."""
+
 
 class Room:
     def __init__(
-        self, history_lines: int = 0, bus: "Bus | None" = None, rejoin_grace_s: float = 0.0, clock=time.monotonic
+        self,
+        history_lines: int = 0,
+        bus: "Bus | None" = None,
+        rejoin_grace_s: float = 0.0,
+        clock=time.monotonic,
+        moderation: "Moderation | None" = None,
+        operator_password: "OperatorPassword | None" = None,
     ) -> None:
         # Guards _members, _history, _closed, _quiet, _for_good and _leaving. Held only
         # for table updates and queueing.
@@ -98,6 +123,10 @@ class Room:
         self._history = History(history_lines)
         self._closed = False
         self._flushes = DeferredFlushes()  # per thread: see deferred_flushes()
+        # Bans, mutes and the topic: it has a lock of its own, which may be
+        # taken while holding ours (never the other way round).
+        self.moderation = moderation or Moderation()
+        self.operator_password = operator_password  # None: only the console is an operator
 
     def deferred_flushes(self):
         """A block within which lines for members are queued at once but sent at its end.
@@ -153,6 +182,8 @@ class Room:
             if closed:
                 return None, None
             problem = problem or (f"The name {name} is taken." if name == wanted else None)
+        if self.bus is not None:
+            self.bus.describe(name, member.address, False)
         notices = [messages.left(name)] if left_first else []
         if announce:
             # Published before the welcome is sent: whoever hears from the
@@ -169,8 +200,10 @@ class Room:
         if problem:
             member.queue(encode_line(messages.error(problem)))
         others = self._members.count_others(name, everyone)
-        # History first, then the welcome; both flushed by the caller.
-        member.queue(encode_lines([*self._history.replay(), messages.welcome(name, others)]))
+        topic = self.moderation.topic
+        # History first, then the welcome and the topic; flushed by the caller.
+        welcome = [messages.welcome(name, others)] + ([messages.topic(topic)] if topic else [])
+        member.queue(encode_lines([*self._history.replay(), *welcome]))
         self._members.add(member, name)
 
     def not_coming_back(self, member: Member) -> None:
@@ -240,8 +273,10 @@ class Room:
             if claimed:
                 self.bus.release(new_name)
             return f"The name {new_name} is taken."
-        if self.bus is not None and not case_only:
-            self.bus.release(old_name)
+        if self.bus is not None:
+            if not case_only:
+                self.bus.release(old_name)
+            self.bus.describe(new_name, member.address, member.operator)
         notice = messages.renamed(old_name, new_name)
         self._publish([messages.left(new_name), notice] if left_first else [notice], None, log_it=False)
         log.info(notice)
@@ -277,6 +312,72 @@ class Room:
         """The members on this server."""
         with self._lock:
             return self._members.names()
+
+    def roster(self) -> "list[str]":
+        """Everyone online, as /users lists them: by name, operators marked ``@Ann``."""
+        ordered = sorted(self._everyone(), key=lambda w: name_key(w.name))
+        return [("@" if w.operator else "") + w.name for w in ordered]
+
+    # -- operators ------------------------------------------------------------
+
+    def whois(self, name: str) -> "Whois | None":
+        """The member online under ``name``: here, or on another server sharing the room."""
+        with self._lock:
+            member = self._members.named(name)
+            if member is not None:
+                return _whois(member)
+        return self.bus.whois(name) if self.bus is not None else None
+
+    def sharing(self, address: str) -> "list[str]":
+        """The names of everyone online from ``address``, on every server."""
+        return sorted((w.name for w in self._everyone() if w.address == address), key=name_key)
+
+    def _everyone(self) -> "list[Whois]":
+        """Everyone online on every server (as far as the bus is in reach), as operators see them."""
+        elsewhere = self.bus.roster() if self.bus is not None else None
+        everyone = {name_key(w.name): w for w in elsewhere or []}
+        with self._lock:  # what this server knows of its own members is the latest
+            everyone.update((name_key(m.name), _whois(m)) for m in self._members)
+        return list(everyone.values())
+
+    def set_operator(self, member: Member, operator: bool) -> None:
+        """Make ``member`` an operator, or no longer one; every server's /users will say so."""
+        with self._lock:
+            member.operator = operator
+        if self.bus is not None:
+            self.bus.describe(member.name, member.address, operator)
+        log.warning("🛡️  %s %s", member.name, "is now an operator" if operator else "is no longer an operator")
+
+    def give(self, order: Order) -> None:
+        """Carry out an operator's order on every server sharing the room (or here alone)."""
+        if self.bus is None or not self.bus.order(order):
+            self.carry_out(order)
+
+    def carry_out(self, order: Order, when: "float | None" = None) -> None:
+        """Carry out ``order`` here: keep what it leaves, remove its member if it is here, tell everyone.
+
+        The removed member's last line is the order's farewell; nobody is
+        told that it left, since the notice said why.
+        """
+        self.moderation.apply(order)
+        notice = order.notice()
+        removing = order.kind in (OrderKind.KICK, OrderKind.BAN)
+        with self._lock:
+            if self._closed:
+                return
+            removed = self._members.named(order.name) if removing else None
+            if removed is not None:
+                self._members.remove(removed)
+                self._quiet.discard(removed.member_id)
+                self._for_good.discard(removed.member_id)
+                removed.queue(encode_line(order.farewell()))
+                removed.quit()  # sends what is queued, then closes: its reader leaves the room
+            self._history.add(notice, time.time() if when is None else when)
+            recipients = self._queue_locked(encode_line(notice))
+        self._flushes.flush(recipients)
+        if removed is not None and self.bus is not None:
+            self.bus.release(removed.name)
+        log.warning("🛡️  %s", notice)
 
     # -- delivery -----------------------------------------------------------
 
@@ -462,6 +563,10 @@ class DeferredFlushes:
             pending.clear()
             for member in members:
                 member.flush()
+
+
+def _whois(member: Member) -> Whois:
+    return Whois(member.name, member.address, member.operator)
 
 
 def _names_to_try(wanted: "str | None", default: str):

@@ -33,9 +33,10 @@ import time
 from typing import Protocol
 
 from chat.core import messages
-from chat.core.commands import act_on, clean, parse_command, public_line, requested_name
+from chat.core.commands import act_on, clean, parse_command, public_line, requested_name, silenced
 from chat.core.flood import FloodControl, Verdict
 from chat.core.framing import LineTooLong, decode_line
+from chat.core.moderation import muted_refusal
 from chat.core.password import PasswordGate
 from chat.core.room import Room
 
@@ -98,6 +99,9 @@ class Session:
         self.name = name  # the default name until the room gives one
         self.member_id = 0  # given by the room on joining
         self.address = address  # where the client connects from (see Member)
+        self.operator = False  # set by the room: /op
+        self.console = False  # a member of the chat, not the server's console
+        self.confirming: "str | None" = None  # an operator's command waiting to be repeated (chat.core.operators)
         # The room calls these once per recipient of every line: the
         # transport's own, with nothing in between.
         self.queue = transport.queue
@@ -127,6 +131,10 @@ class Session:
     def tell(self, line: str) -> None:
         """Send one line to this client alone."""
         self.room.send_to(self, line)
+
+    def pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` on this client's reader thread; False if the connection ends first."""
+        return not self._quitting.wait(seconds)
 
     # -- driven by the connection's reader thread ------------------------------
 
@@ -180,7 +188,7 @@ class Session:
         if isinstance(first, bytes) and first.startswith(b"/"):
             command, argument = parse_command(decode_line(first))
             given = argument if command == "pass" else None
-        refusal = self._password.check(given, pause=lambda seconds: not self._quitting.wait(seconds))
+        refusal = self._password.check(given, pause=self.pause)
         if refusal is None:
             return True
         if refusal is messages.PASSWORD_WRONG:
@@ -204,6 +212,7 @@ class Session:
         a notice) first has those said, so that the order holds.
         """
         said: "list[str]" = []
+        moderation = self.room.moderation
         try:
             for event in events:
                 if self._quitting.is_set():
@@ -212,6 +221,11 @@ class Session:
                 if line is None and not isinstance(event, LineTooLong):
                     continue  # a blank line
                 verdict = self.flood.check()
+                if verdict is Verdict.ALLOWED and line is not None:
+                    mute = moderation.mute_on(self.name)
+                    if mute is not None and silenced(line):
+                        self.tell(muted_refusal(mute, moderation.clock()))
+                        continue
                 if verdict is Verdict.ALLOWED and line is not None and not self.flood.dropped:
                     public = public_line(self.name, line)
                     if public is not None:

@@ -41,6 +41,7 @@ from chat.admission import Arrival, Seat, address_key
 from chat.config import Limits, Timings
 from chat.core import messages
 from chat.core.flood import FloodControl
+from chat.core.moderation import banned_refusal
 from chat.core.framing import encode_line, is_text
 from chat.core.password import PasswordGate
 from chat.core.room import Room
@@ -194,9 +195,24 @@ class ClientConnection:
         if self._take_seat(transport, client) and self._start_writer():
             self._converse(transport, events, connected_at)
 
+    def _refuse_if_banned(self, request) -> "str | None":
+        """Why an HTTP client is refused, if the client a trusted proxy names in ``request`` is banned.
+
+        A client that connects itself was checked as it connected (see ChatServer).
+        """
+        forwarded_for = request.headers.get_all("X-Forwarded-For")
+        client = self.arrival.admission.proxies.client_behind(self.address[0], forwarded_for)
+        return None if client is None else self._ban_refusal(client)
+
+    def _ban_refusal(self, host: str) -> "str | None":
+        moderation = self.room.moderation
+        ban = moderation.ban_on(address_key(host))
+        return None if ban is None else banned_refusal(ban, moderation.clock())
+
     def _take_seat(self, transport: "LineTransport | WebSocketTransport", client: "str | None") -> bool:
         """Take a seat in the room, counted by ``client`` if a proxy named it; False if refused (it was told)."""
-        seat = self.arrival.admission.seat(self.arrival, client)
+        banned = self._ban_refusal(client or self.address[0])  # banned while it was opening
+        seat = banned or self.arrival.admission.seat(self.arrival, client)
         if isinstance(seat, str):
             behind = f" (for {client})" if client is not None else ""
             self._refusal_log.refused(f"{self.name}{behind}", client or self.address[0], seat)
@@ -244,6 +260,7 @@ class ClientConnection:
             server_names=server_names(self.sock.getsockname(), self._allowed_origins),
             max_frame_rate=self.limits.max_frame_rate,
             name=lambda: self.name,
+            refuse=self._refuse_if_banned,
         )
         deadline = self._connected_at + self.timings.opening_wait_s
         received = adapter.receive_data(data)

@@ -390,13 +390,21 @@ def error_response(answer: Route) -> Response:
 
 def unavailable_response(reason: str) -> Response:
     """503: the server cannot take this client now (it is full, say); ``reason`` says why."""
-    status = http.HTTPStatus.SERVICE_UNAVAILABLE
+    return _refusal_response(http.HTTPStatus.SERVICE_UNAVAILABLE, reason, [("Retry-After", "30")])
+
+
+def forbidden_response(reason: str) -> Response:
+    """403: this client is banned; ``reason`` says why and for how long."""
+    return _refusal_response(http.HTTPStatus.FORBIDDEN, reason)
+
+
+def _refusal_response(status: http.HTTPStatus, reason: str, extra_headers=()) -> Response:
     body = f"{status.value} {status.phrase}. {reason}\n".encode()
     headers = Headers(
         [
             ("Content-Type", "text/plain; charset=utf-8"),
             ("Content-Length", str(len(body))),
-            ("Retry-After", "30"),
+            *extra_headers,
             ("Connection", "close"),
         ]
     )

@@ -1,9 +1,9 @@
-"""Clients the server turns away (it is full, or their address has too many connections).
+"""Clients the server turns away (it is full, their address has too many connections, or it is banned).
 
 They get no threads: the accept loop watches their sockets with its
 selector and does everything here without blocking. A refused client still
 gets one clear answer, in its own language: a browser's HTTP request gets
-``503 Service Unavailable`` with the reason, a raw client the reason as a
+``503 Service Unavailable`` with the reason (``403 Forbidden`` if banned), a raw client the reason as a
 ``[SYSTEM]`` line, and another protocol (TLS, HTTP/2) its own farewell. So the answer waits for the client's first bytes, or for
 ANSWER_WAIT_S if it sends nothing (a raw client may stay silent).
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from chat.core import messages
 from chat.core.framing import encode_line
 from chat.sockets import LINGER_S, RECV_BYTES
-from chat.transports.handshake import Opening, farewell_bytes, sniff, unavailable_response
+from chat.transports.handshake import Opening, farewell_bytes, forbidden_response, sniff, unavailable_response
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ REFUSAL_LOG_EVERY_S = 10.0
 @dataclass
 class _Refused:
     refusal: str
+    forbidden: bool  # banned (HTTP 403), rather than unable to take it now (503)
     deadline: float  # when to answer (not yet answered) or to close (answered)
     received: bytes = b""
     answered: bool = False
@@ -56,12 +57,12 @@ class Refusals:
     def __contains__(self, sock) -> bool:
         return sock in self._refused
 
-    def add(self, sock: socket.socket, refusal: str) -> None:
+    def add(self, sock: socket.socket, refusal: str, forbidden: bool = False) -> None:
         if len(self._refused) >= MAX_REFUSED:
             sock.close()
             return
         sock.setblocking(False)
-        self._refused[sock] = _Refused(refusal, time.monotonic() + ANSWER_WAIT_S)
+        self._refused[sock] = _Refused(refusal, forbidden, time.monotonic() + ANSWER_WAIT_S)
         self._selector.register(sock, selectors.EVENT_READ)
 
     def on_readable(self, sock: socket.socket) -> None:
@@ -102,7 +103,8 @@ class Refusals:
 
     def _answer(self, sock: socket.socket, refused: _Refused, kind: Opening) -> None:
         if kind is Opening.HTTP:
-            answer = unavailable_response(refused.refusal).serialize()
+            respond = forbidden_response if refused.forbidden else unavailable_response
+            answer = respond(refused.refusal).serialize()
         elif kind is Opening.RAW:
             answer = encode_line(messages.system(refused.refusal))
         else:  # another protocol (TLS, HTTP/2): its own farewell

@@ -144,6 +144,8 @@ class WebSocketAdapter:
       it is an excess flood: it gets a close frame with 1008 and "Excess
       flood", the adapter logs it once, and nothing more it sent is read.
     * ``name``: says who the client is, for the log line of an excess flood.
+    * ``refuse``: given the request, why this client is refused (it is
+      banned), or None; a refused request is answered ``403 Forbidden``.
     * ``clock``: the time when :meth:`receive_data` is not given ``now``.
     """
 
@@ -157,6 +159,7 @@ class WebSocketAdapter:
         server_names: "Container[str] | None" = None,
         max_frame_rate: float = DEFAULT_MAX_FRAME_RATE,
         name: "Callable[[], str] | None" = None,
+        refuse: "Callable[[Request], str | None]" = lambda request: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._write = write
@@ -166,6 +169,7 @@ class WebSocketAdapter:
         self._server_names = handshake.server_names() if server_names is None else server_names
         self.max_frame_rate = max_frame_rate
         self._name = name or (lambda: "a WebSocket client")
+        self._refuse = refuse
         self._clock = clock
         # Guards everything below, and is held while output goes to _write,
         # so that bytes leave in the order the protocol made them.
@@ -258,7 +262,11 @@ class WebSocketAdapter:
     def _answer(self, request: Request, received: Received) -> None:
         self.request = request
         self._answered = True
-        response = handshake.answer(request, self._pages, self._server_names)
+        refusal = self._refuse(request)
+        if refusal is not None:
+            response = handshake.forbidden_response(refusal)
+        else:
+            response = handshake.answer(request, self._pages, self._server_names)
         if response is None:
             response = self._protocol.accept(request)
         self._protocol.send_response(response)

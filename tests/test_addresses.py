@@ -171,3 +171,53 @@ def test_half_open_heads_from_many_addresses_only_push_each_other_out(namespace)
     finally:
         server.kill()
     assert all(line.startswith("[SYSTEM] Welcome, New") for line in seen["welcomes"]), seen
+
+
+def test_a_ban_refuses_the_banned_address_only_after_the_operator_confirms_it_hits_others_too(namespace):
+    # Bob and Cat share 10.77.0.2 (a class behind one router); Dan is on 10.77.0.3.
+    server = start_server(namespace, "--op-password", "moderate")
+    try:
+        seen = run_clients(namespace, """
+            ann, _ = join("10.77.0.5", "Ann")
+            ann.sendall(b"/op moderate\\n")
+            lines_until(ann, "You are now an operator")
+            bob, _ = join("10.77.0.2", "Bob")
+            cat, _ = join("10.77.0.2", "Cat")
+            dan, _ = join("10.77.0.3", "Dan")
+            ann.sendall(b"/ban Bob 5 spam\\n")
+            warning = lines_until(ann, "Repeat the command")[-1]
+            ann.sendall(b"/ban Bob 5 spam\\n")
+            bob_last = read_all(bob).decode().splitlines()[-1]
+            dan_heard = lines_until(dan, "Bob was removed")[-1]
+            again = connect("10.77.0.2")
+            refusal = read_all(again).decode()
+            browser = connect("10.77.0.2")
+            browser.sendall(b"GET / HTTP/1.1\\r\\nHost: chat\\r\\n\\r\\n")
+            page = read_all(browser).decode()
+            eve, eve_lines = join("10.77.0.3", "Eve")  # another address: let in
+            cat.sendall(b"still here\\n")
+            cat_heard = lines_until(dan, "Cat: still here")[-1]
+            ann.sendall(b"/unban 10.77.0.2\\n")
+            lifted = lines_until(ann, "was lifted")[-1]
+            bob, bob_back = join("10.77.0.2", "Bob")
+            print(json.dumps({
+                "warning": warning, "bob_last": bob_last, "dan_heard": dan_heard, "refusal": refusal,
+                "page": page.split("\\r\\n")[0], "page_body": page.split("\\r\\n\\r\\n", 1)[-1],
+                "eve": eve_lines[-1], "cat_heard": cat_heard, "lifted": lifted, "bob_back": bob_back[-1],
+            }))
+        """)
+    finally:
+        server.kill()
+    assert seen["warning"] == (
+        "[SYSTEM] Bob shares an address with 1 other member online (Cat): "
+        "the ban would refuse them too when they next connect. Repeat the command to ban it."
+    )
+    assert seen["bob_last"] == "[SYSTEM] You were removed by Ann and banned for 5 minutes: spam"
+    assert seen["dan_heard"] == "[SYSTEM] Bob was removed by Ann and banned for 5 minutes: spam"
+    assert seen["refusal"] == "[SYSTEM] You are banned from this chat for 5 more minutes: spam\n"
+    assert seen["page"] == "HTTP/1.1 403 Forbidden"
+    assert seen["page_body"] == "403 Forbidden. You are banned from this chat for 5 more minutes: spam\n"
+    assert seen["eve"].startswith("[SYSTEM] Welcome, Eve!")
+    assert seen["cat_heard"] == "Cat: still here"  # those sharing the address stay until they reconnect
+    assert seen["lifted"] == "[SYSTEM] The ban on Bob was lifted by Ann."
+    assert seen["bob_back"].startswith("[SYSTEM] Welcome, Bob!")

@@ -226,8 +226,8 @@ class Program:
 class ServerProgram(Program):
     """``server.py`` on a free port, started and waited for."""
 
-    def __init__(self, port: int = 0, *options: str) -> None:
-        super().__init__(["server.py", "--host", "127.0.0.1", "--port", str(port), *options])
+    def __init__(self, port: int = 0, *options: str, env=None) -> None:
+        super().__init__(["server.py", "--host", "127.0.0.1", "--port", str(port), *options], env=env)
         self.port = int(self.expect(r"📍 Listening on [\d.]+:(\d+)").group(1))
         self.expect("⏳ Waiting for clients to connect")
         self.address = ("127.0.0.1", self.port)

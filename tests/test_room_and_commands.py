@@ -40,7 +40,7 @@ class FakeMember:
         self.queued.clear()
 
     def quit(self) -> None:
-        self.quit_called = True
+        self.quit_called = True  # a real member still sends what was queued, on its flush
 
     def take(self) -> "list[str]":
         lines, self.delivered = self.delivered, []

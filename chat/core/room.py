@@ -371,14 +371,12 @@ class Room:
                 self._quiet.discard(removed.member_id)
                 self._for_good.discard(removed.member_id)
                 removed.queue(encode_line(order.farewell()))  # off the table: its last line
+                removed.quit()  # as in close(): it says no more, and its connection ends once the farewell is sent
             self._history.add(notice, time.time() if when is None else when)
             recipients = self._queue_locked(encode_line(notice))
-        self._flushes.flush(recipients)
-        if removed is not None:
-            removed.flush()
-            removed.quit()  # closes once the farewell is sent: its reader then leaves the room
-            if self.bus is not None:
-                self.bus.release(removed.name)
+        self._flushes.flush(recipients + ([removed] if removed is not None else []))
+        if removed is not None and self.bus is not None:
+            self.bus.release(removed.name)
         log.warning("🛡️  %s", notice)
 
     # -- delivery -----------------------------------------------------------

@@ -240,7 +240,7 @@ class Session:
         return True
 
     def _say(self, said: "list[str]") -> None:
-        if said:
+        if said and not self._quitting.is_set():  # not after an operator removed it meanwhile
             self.room.say(self, *said)
             said.clear()
 

@@ -1,6 +1,14 @@
 """Operators at raw clients against a real server.py process (the page and the console have their own tests)."""
 
-from tests.helpers import Peer, ServerProgram
+import time
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from chat.core.moderation import OrderKind, timed
+from tests.helpers import TIMEOUT_S, Peer, ServerProgram
+from tests.test_web_server import http_get, ws_url
 
 OP_PASSWORD = "t0p-secret"
 
@@ -46,3 +54,18 @@ def test_an_operator_at_a_raw_client_mutes_sets_the_topic_and_kicks():
     assert "wrong-guess" not in log and OP_PASSWORD not in log
     assert "Ann is now an operator" in log
     assert "[SYSTEM] Bob was removed by Ann: enough for today" in log
+
+
+def test_a_banned_client_behind_a_trusted_proxy_is_refused_the_page_and_the_chat(start_server):
+    # In a Codespace everyone comes from its forwarder on loopback: the ban is on the address it names.
+    server = start_server(trusted_proxies=("127.0.0.1",))
+    ban = timed(OrderKind.BAN, "Ann", "Bob", 5, time.time(), reason="spam", address="198.51.100.7")
+    server.room.moderation.apply(ban)
+    refusal = "403 Forbidden. You are banned from this chat for 5 more minutes: spam\n"
+    assert http_get(server, "/", headers={"X-Forwarded-For": "198.51.100.7"}) == (403, "text/plain; charset=utf-8", refusal.encode())
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(server), open_timeout=TIMEOUT_S, additional_headers={"X-Forwarded-For": "198.51.100.7"})
+    assert refused.value.response.status_code == 403
+    assert http_get(server, "/", headers={"X-Forwarded-For": "198.51.100.8"})[0] == 200
+    with connect(ws_url(server), open_timeout=TIMEOUT_S, additional_headers={"X-Forwarded-For": "198.51.100.8"}) as client:
+        assert client.recv(timeout=TIMEOUT_S).startswith("[SYSTEM] Welcome, ")

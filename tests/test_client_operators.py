@@ -21,11 +21,13 @@ import pytest
 
 from chat.client.client import ChatClient, why_not_reconnecting
 from chat.client.completion import Roster, complete, offered_commands
+from chat.client.link import Banned, banned_sentence
 from chat.client.terminal import ReadingStopped
 from chat.core import messages
 from chat.core.commands import COMMANDS
 from chat.core.framing import LineFramer, decode_line, encode_line
-from tests.helpers import PROGRAM_START_S, TIMEOUT_S
+from chat.core.messages import PASSWORD_TOO_MANY_TRIES
+from tests.helpers import PROGRAM_START_S, TIMEOUT_S, Peer
 from tests.test_client_terminal import screen_shows
 
 KICKED = messages.system("You were removed by Ann: spamming")
@@ -83,6 +85,25 @@ def test_a_removal_or_a_ban_means_not_reconnecting_and_says_which(line, sentence
 )
 def test_no_other_line_stops_the_client(line):
     assert why_not_reconnecting(line) is None
+
+
+@pytest.mark.parametrize(
+    "body, sentence",
+    [
+        (
+            b"403 Forbidden. You are banned from this chat for 59 more minutes: spamming\n",
+            "You are banned from this chat for 59 more minutes: spamming",
+        ),
+        (b"403 Forbidden. You are banned from this chat until an operator lifts it.\n", "You are banned from this chat until an operator lifts it."),
+        (b"403 Forbidden. You are banned from this chat: \x1b[2Jcleared\n", "You are banned from this chat: cleared"),
+        (b"403 Forbidden. This page may not open a WebSocket here.\n", None),
+        (b"", None),
+        (None, None),
+    ],
+    ids=["for-minutes", "until-lifted", "escapes-removed", "another-403", "empty", "no-body"],
+)
+def test_a_websocket_refused_with_403_is_banned_only_if_the_text_says_so(body, sentence):
+    assert banned_sentence(body) == sentence
 
 
 # -- Tab: names without their mark, operator commands for operators ------------------------
@@ -251,6 +272,31 @@ def test_a_kicked_client_shows_the_line_says_why_it_stops_and_exits_with_status_
     assert scripted.ends[0].recv(1024) == b""
 
 
+def test_a_reconnect_refused_over_websocket_for_a_ban_ends_the_chat_with_status_1(scripted):
+    refusal = "You are banned from this chat for 59 more minutes: spamming"
+
+    def banned(name):
+        scripted.rejoined.append(name)
+        raise Banned(refusal)
+
+    scripted.rejoin = banned
+    client, console, wait_for_exit = run_client(scripted)
+    scripted.play(messages.welcome("Bob", 1))  # then the connection drops
+    assert wait_for_exit() == 1
+    assert scripted.rejoined == ["Bob"]  # once
+    assert console.shown[-2].endswith("🚫 " + refusal)
+    assert console.shown[-1].endswith("🚫 Not reconnecting: you are banned from this chat.")
+
+
+def test_a_wrong_operator_password_does_not_stop_reconnecting_as_a_wrong_room_password_does(scripted):
+    client, console, wait_for_exit = run_client(scripted)
+    # /op's guesses are limited as the room's are, and answered in the same words once too many.
+    scripted.play(messages.welcome("Bob", 1), messages.error("Wrong operator password."), PASSWORD_TOO_MANY_TRIES)
+    assert scripted.rejoins.get(timeout=TIMEOUT_S) == "Bob"
+    scripted.play(KICKED)
+    assert wait_for_exit() == 1
+
+
 def test_a_client_that_reconnects_into_a_ban_stops_there(scripted):
     client, console, wait_for_exit = run_client(scripted)
     scripted.play(messages.welcome("Bob", 1), *FORGED)  # the forgeries change nothing: a drop, a reconnect
@@ -304,3 +350,46 @@ def test_client_py_comes_back_after_a_forged_notice_but_stops_with_status_1_when
         listener.setblocking(False)
         with pytest.raises(BlockingIOError):
             listener.accept()
+
+
+# -- client.py against server.py -------------------------------------------------------------
+
+OP_PASSWORD = "P"
+
+
+def test_client_py_offers_operator_commands_after_op_only_and_a_kick_ends_it_with_status_1(server_programs, terminals):
+    server = server_programs(0, "--history", "0", "--op-password", OP_PASSWORD)
+    olive = Peer.joined(server.address, "Olive")
+    olive.send(f"/op {OP_PASSWORD}")
+    olive.expect(NOW_OPERATOR)
+    client = terminals("127.0.0.1", str(server.port), "--name", "Bob", "--retry-first", "0.05", env={"NO_COLOR": "1"})
+    olive.expect(messages.joined("Bob"), timeout=PROGRAM_START_S)
+    client.wait_for(messages.welcome("Bob", 1))
+
+    def after_tab(typed: str, shown: str) -> None:
+        """Type ``typed`` (with a Tab in it) and an X on an emptied line; wait for ``shown`` and the X after it."""
+        client.type("\x15" + typed + "X")  # Ctrl+U empties the line
+        client.wait_for_display(lambda: client.rows()[-1] == f"You: {shown}X")
+
+    after_tab("/ki\t", "/ki")  # not an operator: not offered
+    client.type("\x15/users\r")
+    client.wait_for(messages.system("Online (2): Bob, @Olive"))
+    after_tab("Ol\t", "Olive: ")  # the name, without its mark
+    client.type(f"\x15/op {OP_PASSWORD}\r")
+    client.wait_for(NOW_OPERATOR)
+    after_tab("/ki\t", "/kick ")
+    client.type("\x15/deop\r")
+    client.wait_for(NO_LONGER_OPERATOR)
+    after_tab("/ki\t", "/ki")
+
+    olive.send("/kick Bob spamming")
+    olive.expect(messages.system("Bob was removed by Olive: spamming"))
+    assert client.wait() == 1
+    ending = [
+        "📨 " + messages.system("You were removed by Olive: spamming"),
+        "[HH:MM:SS] 🚫 Not reconnecting: you were removed from the chat.",
+        "[HH:MM:SS] 📝 Not sent: /kiX",  # what was typed is given back, as whenever the chat ends
+    ]
+    client.wait_for_display(screen_shows(client, ending, typed=None, tail=True))
+    assert "Reconnecting" not in client.transcript
+    olive.assert_receives_nothing()  # Bob never came back

@@ -23,7 +23,7 @@ import threading
 
 from chat.client.address import Address, is_local
 from chat.client.completion import Roster
-from chat.client.link import LinkError, WebSocketLink, open_link
+from chat.client.link import BANNED, Banned, LinkError, WebSocketLink, open_link
 from chat.client.replay import AwayNote, Replayed, Transcript
 from chat.client.terminal import ReadingStopped, open_console, render, timestamped
 from chat.core.commands import parse_command
@@ -50,7 +50,8 @@ PASSWORD_REFUSALS = (PASSWORD_NEEDED, PASSWORD_WRONG, PASSWORD_TOO_MANY_TRIES)
 # would be refused, or would undo the operator's kick, so the client stops.
 # Names hold only letters, digits, _ and -, so no chat line starts like these.
 _REMOVED = re.compile(re.escape(SYSTEM_PREFIX) + r"You were removed by [A-Za-z0-9_-]+( and banned )?")
-_BANNED = SYSTEM_PREFIX + "You are banned from this chat"
+_BANNED = SYSTEM_PREFIX + BANNED
+NOT_RECONNECTING_BANNED = "Not reconnecting: you are banned from this chat."
 NOT_SENT_OFFLINE = "📝 Not sent (not connected): "
 PASSWORD_HINT = "🔒 Start the client with --password to be asked for it (or set CHAT_PASSWORD)."
 KEYS_HELP = (
@@ -81,7 +82,7 @@ def why_not_reconnecting(line: str) -> "str | None":
         banned = " and banned" if match.group(1) else ""
         return f"Not reconnecting: you were removed from the chat{banned}."
     if line.startswith(_BANNED):
-        return "Not reconnecting: you are banned from this chat."
+        return NOT_RECONNECTING_BANNED
     return None
 
 
@@ -301,9 +302,8 @@ class ChatClient:
                 if self.leaving.is_set():
                     return
                 if self.removal is not None:  # with or without --no-reconnect: say why the chat ended
-                    self.connection_lost = True
                     ending = None
-                    self.console.show(timestamped("🚫 " + self.removal))
+                    self._end_removed()
                     return
                 if self.rejoin is None or not self.transcript.joined:
                     self.connection_lost = broken
@@ -313,12 +313,19 @@ class ChatClient:
                     return
                 link = self._reconnect(ending)
                 ending = None
+                if link is None and self.removal is not None:  # turned away at the door: banned
+                    self._end_removed()
         finally:  # whatever ended the loop, the main thread must not wait for us
             self.server_gone.set()
             if not self.leaving.is_set():
                 if ending:
                     self.console.show(timestamped("🔌 " + ending))
                 self.console.stop_reading()
+
+    def _end_removed(self) -> None:
+        """An operator removed or banned us: the chat ends with an error, saying why."""
+        self.connection_lost = True
+        self.console.show(timestamped("🚫 " + self.removal))
 
     def _show_lines_from(self, link) -> "tuple[str, bool]":
         """Show the lines from ``link`` until the connection ends; say how it ended, and whether it broke."""
@@ -346,7 +353,9 @@ class ChatClient:
             self.console.show(render(shown.line, self.color, stamp))
         if line == PASSWORD_NEEDED:
             self.console.show(timestamped(PASSWORD_HINT))
-        if line in PASSWORD_REFUSALS:
+        if line in PASSWORD_REFUSALS and not self.transcript.welcomed:
+            # After the welcome such a line answers /op, whose password shares
+            # the room's limit on guessing: it says nothing about getting in.
             self.refused = True
         self.removal = self.removal or why_not_reconnecting(line)
 
@@ -360,6 +369,10 @@ class ChatClient:
                 return None
             try:
                 link = self.rejoin(self.transcript.name)
+            except Banned as ban:  # over WebSocket the refusal is an HTTP 403, not a line
+                self.console.show(timestamped(f"🚫 {ban}"))
+                self.removal = NOT_RECONNECTING_BANNED
+                return None
             except OSError as error:
                 reason = describe_retry_error(error)
                 continue

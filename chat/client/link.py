@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidH
 from websockets.sync.client import connect
 
 from chat.client.address import Address
+from chat.core.text import sanitize
 from chat.sockets import enable_keepalive
 
 # What a message from a misbehaving server may hold, at most.
@@ -36,6 +37,16 @@ class LinkError(OSError):
     """The server could not be reached as a chat server; ``str()`` says why, in one sentence."""
 
 
+class Banned(LinkError):
+    """The server refused us for good: an operator banned our address. ``str()`` is the server's sentence."""
+
+
+# The start of the sentence a banned address is refused with: HTTP 403 with it
+# as the text ("403 Forbidden. You are banned from this chat for 59 more
+# minutes: spamming"), as a browser loading the page gets it.
+BANNED = "You are banned from this chat"
+
+
 class WebSocketLink:
     """The chat over one WebSocket, with the calls of a TCP socket that ChatClient uses."""
 
@@ -46,7 +57,10 @@ class WebSocketLink:
                 connect(url, additional_headers=headers, open_timeout=timeout, max_size=MAX_MESSAGE_BYTES)
             )
         except InvalidStatus as error:
-            raise LinkError(describe_refusal(url, error.response.status_code)) from None
+            response = error.response
+            if response.status_code == 403 and (ban := banned_sentence(response.body)):
+                raise Banned(ban) from None
+            raise LinkError(describe_refusal(url, response.status_code)) from None
         except (InvalidHandshake, InvalidURI) as error:
             raise LinkError(f"{url} did not answer as a chat server ({error}).") from None
 
@@ -80,6 +94,13 @@ class WebSocketLink:
 
     def close(self) -> None:
         self._closing.close()
+
+
+def banned_sentence(body: "bytes | None") -> "str | None":
+    """The server's sentence in the body of a 403 refusal, if it says we are banned; else None."""
+    text = sanitize((body or b"")[:MAX_MESSAGE_BYTES].decode("utf-8", "replace")).strip()
+    start = text.find(BANNED)
+    return text[start:] if start >= 0 else None
 
 
 def describe_refusal(url: str, status: int) -> str:

@@ -24,7 +24,7 @@ from websockets.protocol import State
 from websockets.sync.server import ServerConnection, serve
 
 from chat.core.framing import encode_line
-from chat.transports.handshake import Opening, answer, sniff
+from chat.transports.handshake import Opening, answer, forbidden_response, sniff
 from chat.transports.websocket import WebSocketAdapter
 from chat.web import page_files
 from tests.helpers import TIMEOUT_S
@@ -109,6 +109,10 @@ class PageServer:
 class LibraryPageServer(PageServer):
     """The page and a scripted chat, served by websockets' threaded server."""
 
+    # While set, every request (the page's and its WebSocket's) is refused with
+    # 403 and this text, as the chat server refuses a banned address.
+    forbidden: "str | None" = None
+
     def start(self) -> "LibraryPageServer":
         self._accepted: "list[ServerConnection]" = []  # every connection accepted, guarded by _lock
         self._server = serve(
@@ -131,6 +135,8 @@ class LibraryPageServer(PageServer):
         return connection
 
     def _process_request(self, connection, request):
+        if self.forbidden is not None:
+            return forbidden_response(self.forbidden)
         return answer(request, page_files())  # None for /ws: go on with the handshake
 
     def _serve(self, websocket) -> None:

@@ -7,14 +7,33 @@ follows the topic; the online list marks operators. The lines are the
 server's own words (chat/core/moderation.py and chat/core/operators.py).
 """
 
+import contextlib
+import threading
+from dataclasses import replace
+
 import pytest
 from selenium.webdriver.common.by import By
+from websockets.exceptions import ConnectionClosedOK, InvalidStatus
+from websockets.sync.client import connect
 
 from chat.core import messages
-from tests.browser import PHONE_SIZE, type_text
-from tests.helpers import QUIET_PERIOD_S
+from chat.core.messages import PASSWORD_TOO_MANY_TRIES
+from chat.config import ServerConfig
+from chat.server import ChatServer
+from tests.browser import DESKTOP_SIZE, PHONE_SIZE, console_errors, type_text
+from tests.helpers import FAST, QUIET_PERIOD_S, TIMEOUT_S, Peer
 from tests.pageserver import CLOSED
-from tests.test_page import element, history_block, join, lines_shown, online_reply, server, wait, wait_for_line
+from tests.test_page import (
+    element,
+    history_block,
+    join,
+    lines_shown,
+    online_reply,
+    send_message,
+    server,
+    wait,
+    wait_for_line,
+)
 
 __all__ = ["server"]  # the fixture: a fresh scripted server for each test
 
@@ -233,3 +252,212 @@ def test_operators_have_a_badge_in_the_online_list_and_their_names_are_plain(dri
     server.send(messages.system("Online (2): @Alice, Annie"))  # asked for by the user: shown as it came
     wait_for_line(driver, "Online (2): @Alice, Annie")
     wait(driver, lambda d: online_marks(d) == [("Alice", True), ("Annie", False)], "the list did not follow /users")
+
+
+def test_a_page_whose_reconnect_is_refused_for_a_ban_says_so_and_stops(driver, server):
+    join(driver, server, "Alice")
+    refusal = "You are banned from this chat until an operator lifts it."
+    server.forbidden = refusal  # someone else at this address was banned: the WebSocket gets 403
+    server.close_connections()
+    server.expect(CLOSED)
+    wait(driver, lambda d: reconnect_is_due(d) or removal_shown(d), "the page neither retries nor explains")
+    wait(driver, lambda d: removal_shown(d) == refusal, f"the page shows {removal_shown(driver)!r}")
+    assert status(driver) == "Banned from this chat"
+    assert not reconnect_is_due(driver)
+    server.expect_nothing(QUIET_PERIOD_S)
+    assert server.connections_opened == 1
+    # The browser reports each refusal (the WebSocket's and the page's) as an error; nothing else went wrong.
+    errors = console_errors(driver)
+    assert all("403" in error for error in errors), errors
+
+
+def test_a_wrong_operator_password_is_not_taken_for_the_rooms(driver, server):
+    join(driver, server, "Alice")
+    type_text(driver, "message", "/op guess", enter=True)
+    server.expect("/op guess")
+    # /op's guesses are limited as the room's are, and answered in the same words once too many.
+    server.send(messages.error("Wrong operator password."), PASSWORD_TOO_MANY_TRIES)
+    wait_for_line(driver, "Error: " + PASSWORD_TOO_MANY_TRIES.removeprefix("[ERROR] "))
+    server.close_connections()
+    server.expect(CLOSED)
+    wait(driver, lambda d: reconnect_is_due(d), "the page does not mean to reconnect")
+    server.expect("/nick Alice")  # no password asked for: the room never wanted one
+    assert not element(driver, "password-field").is_displayed()
+
+
+# -- against the real chat server ------------------------------------------------------------
+# ChatServer in this process, with an operator password, believing 127.0.0.1 as a proxy:
+# clients that name another address in X-Forwarded-For count as coming from there, which is
+# how a test gets a member that can be banned (loopback cannot be). The page names one
+# through the DevTools protocol, which adds the header to its every request, its WebSocket's too.
+
+OP_PASSWORD = "P"
+# Chromium opens spare connections ahead of need, which a server would take for silent raw
+# clients after its first-line wait (see test_page_live.py): every client here names itself at once.
+FIRST_LINE_WAIT_S = 2 * TIMEOUT_S
+
+
+@pytest.fixture
+def operated_server():
+    """A chat server on a free port whose operator password is OP_PASSWORD; stopped and checked afterwards."""
+    config = ServerConfig(
+        "127.0.0.1",
+        0,
+        timings=replace(FAST, first_line_wait_s=FIRST_LINE_WAIT_S),
+        history_lines=10,
+        trusted_proxies=("127.0.0.1",),
+        op_password=OP_PASSWORD,
+    )
+    server = ChatServer(config)
+    server.bind()
+    thread = threading.Thread(target=server.serve_forever, name="accept-loop")
+    thread.start()
+    try:
+        yield server
+    finally:
+        Peer.close_all()
+        assert server.shutdown(timeout=TIMEOUT_S), "the server did not stop"
+        thread.join(TIMEOUT_S)
+        assert not thread.is_alive()
+
+
+@pytest.fixture
+def page(driver, operated_server):
+    """The module's browser at desktop size; afterwards it leaves the chat (before the server stops)."""
+    driver.set_window_size(*DESKTOP_SIZE)
+    try:
+        yield driver
+    finally:
+        driver.get("about:blank")
+        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+        driver.execute_cdp_cmd("Network.disable", {})
+    assert not console_errors(driver)
+
+
+def page_url(server) -> str:
+    return "http://{}:{}/".format(*server.address)
+
+
+def come_from(driver, address: str) -> None:
+    """Make the page's requests, its WebSocket's included, name ``address`` to the server's trusted proxy."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"X-Forwarded-For": address}})
+
+
+def join_live(driver, server, name: str) -> None:
+    driver.get(page_url(server))
+    type_text(driver, "name", name, enter=True)
+    wait(driver, lambda d: status(d) == f"Connected as {name}", f"the status is {status(driver)!r}")
+
+
+@contextlib.contextmanager
+def web_client(server, name: str, address: str):
+    """A WebSocket client (the websockets library's) joined as ``name``, coming from ``address``.
+
+    The lines before its welcome (the room's history) are read and dropped.
+    """
+    url = "ws://{}:{}/ws".format(*server.address)
+    with connect(url, additional_headers={"X-Forwarded-For": address}, open_timeout=TIMEOUT_S) as client:
+        client.send(f"/nick {name}")
+        while not client.recv(timeout=TIMEOUT_S).startswith(f"[SYSTEM] Welcome, {name}! "):
+            pass
+        yield client
+
+
+def last_lines(client) -> "list[str]":
+    """What a WebSocket client receives until the server closes its connection."""
+    lines = []
+    try:
+        while True:
+            lines.append(client.recv(timeout=TIMEOUT_S))
+    except ConnectionClosedOK:
+        return lines
+
+
+def test_from_the_page_an_operator_mutes_kicks_bans_lifts_a_ban_and_sets_the_topic(page, operated_server):
+    server = operated_server
+    bob = Peer.joined(server.address, "Bob")
+    with web_client(server, "Mallory", "203.0.113.9") as mallory:
+        bob.expect(messages.joined("Mallory"))
+        join_live(page, server, "Olive")
+        bob.expect(messages.joined("Olive"))
+        send_message(page, "/kick Bob")
+        wait_for_line(page, "Error: Only operators can use /kick.")
+        send_message(page, f"/op {OP_PASSWORD}")
+        wait_for_line(page, NOW_OPERATOR.removeprefix("[SYSTEM] "))
+        wait(page, lambda d: ("Olive", True) in online_marks(d), f"no badge for Olive: {online_marks(page)}")
+
+        send_message(page, "/topic Homework is due Friday")
+        bob.expect(messages.system("Olive set the topic: Homework is due Friday"))
+        wait_for_topic(page, "Homework is due Friday")
+
+        send_message(page, "/mute Bob")
+        bob.expect(messages.system("Bob was muted by Olive for 10 minutes."))
+        bob.send("let me speak")
+        bob.expect(messages.error("You are muted for 10 more minutes."))
+        mallory.send("after Bob's try")  # comes after Bob's line would have, if it had gone out
+        wait_for_line(page, "Mallory: after Bob's try")
+        assert "Bob: let me speak" not in lines_shown(page)
+        send_message(page, "/unmute Bob")
+        bob.expect(messages.system("Bob was unmuted by Olive."))
+        bob.send("thanks")
+        wait_for_line(page, "Bob: thanks")
+
+        send_message(page, "/kick Bob spamming")
+        assert bob.read_until_closed()[-1] == messages.system("You were removed by Olive: spamming")
+        wait_for_line(page, "Bob was removed by Olive: spamming")
+        wait(page, lambda d: [n for n, _ in online_marks(d)] == ["Mallory", "Olive"], "Bob is still listed")
+
+        send_message(page, "/ban Mallory")  # the default: an hour, no reason
+        assert last_lines(mallory)[-1] == messages.system("You were removed by Olive and banned for 60 minutes.")
+        wait_for_line(page, "Mallory was removed by Olive and banned for 60 minutes.")
+        send_message(page, "/bans")
+        wait_for_line(page, "Bans (1):")
+        wait(
+            page,
+            lambda d: any("203.0.113.9" in line and "Mallory" in line and "60 minutes left" in line for line in lines_shown(d)),
+            f"no ban listed: {lines_shown(page)[-3:]}",
+        )
+    with pytest.raises(InvalidStatus) as refused, web_client(server, "Mallory", "203.0.113.9"):
+        pass  # a WebSocket client is refused as a browser is
+    assert refused.value.response.status_code == 403
+    assert b"You are banned from this chat for 60 more minutes." in refused.value.response.body
+
+    send_message(page, "/unban Mallory")
+    wait_for_line(page, "The ban on Mallory was lifted by Olive.")
+    with web_client(server, "Mallory", "203.0.113.9") as back:  # and the topic follows her welcome
+        assert back.recv(timeout=TIMEOUT_S) == messages.system("Topic: Homework is due Friday")
+
+
+def test_a_kicked_page_stops_and_says_why_a_banned_one_is_refused_on_reload(page, operated_server):
+    server = operated_server
+    olive = Peer.joined(server.address, "Olive")
+    olive.send(f"/op {OP_PASSWORD}")
+    olive.expect(NOW_OPERATOR)
+    olive.send("/topic Homework is due Friday")
+    olive.expect(messages.system("Olive set the topic: Homework is due Friday"))
+    come_from(page, "203.0.113.7")
+    join_live(page, server, "Bob")
+    olive.expect(messages.joined("Bob"))
+    wait_for_topic(page, "Homework is due Friday")  # a newcomer sees the topic at once
+    wait(page, lambda d: online_marks(d) == [("Bob", False), ("Olive", True)], f"the list: {online_marks(page)}")
+
+    olive.send("/kick Bob spamming")
+    olive.expect(messages.system("Bob was removed by Olive: spamming"))
+    wait(page, lambda d: removal_shown(d) == "You were removed by Olive: spamming", f"shown: {removal_shown(page)!r}")
+    assert status(page) == "Removed from the chat by Olive"
+    assert not reconnect_is_due(page)
+    olive.assert_receives_nothing()  # no Bob joining again
+    element(page, "reload-button").click()  # a kick is no ban: reloading joins again
+    olive.expect(messages.joined("Bob"))
+    wait_for_topic(page, "Homework is due Friday")
+
+    olive.send("/ban Bob 5 flooding")
+    olive.expect(messages.system("Bob was removed by Olive and banned for 5 minutes: flooding"))
+    wait(page, lambda d: removal_shown(d) is not None, "the page does not say it was removed")
+    assert removal_shown(page) == "You were removed by Olive and banned for 5 minutes: flooding"
+    element(page, "reload-button").click()
+    refusal = "403 Forbidden. You are banned from this chat for 5 more minutes: flooding"
+    wait(page, lambda d: d.find_element(By.TAG_NAME, "body").text == refusal, "the reload was not refused")
+    errors = console_errors(page)  # the refused page (and its icon): nothing else
+    assert errors and all("403" in error for error in errors), errors

@@ -52,7 +52,9 @@
   // or would undo the kick. Names hold only letters, digits, _ and -, so no chat line
   // starts like these.
   const REMOVED = new RegExp(`^\\[SYSTEM\\] You were removed by (${NAME})`);
-  const BANNED = "[SYSTEM] You are banned from this chat";
+  const BANNED_SENTENCE = "You are banned from this chat"; // also the text of the 403 a WebSocket gets
+  const BANNED = SYSTEM_PREFIX + BANNED_SENTENCE;
+  const MAX_REFUSAL_CHARS = 2000; // of a refusal's text, at most, shown
   const NOW_OPERATOR = "[SYSTEM] You are now an operator."; // and how to see the operator commands
   const NO_LONGER_OPERATOR = "[SYSTEM] You are no longer an operator.";
   const OPERATOR_MARK = "@"; // before an operator's name in the answer to /users
@@ -324,6 +326,7 @@
   let leaving = false; // we sent /quit: do not reconnect
   let needPassword = null; // why the server refused us, if it did: do not reconnect
   let removal = null; // an operator's kick or ban, as the server told it (no "[SYSTEM] "): do not reconnect
+  let probing = false; // asking the server whether a WebSocket that did not open was refused for a ban
   let retries = 0;
   let retryTimer = null;
   let usersRepliesToHide = 0; // /users sent by the page itself: its reply updates the list only
@@ -535,7 +538,9 @@
     setStatus("Connecting…");
     const ws = new WebSocket(socketUrl());
     socket = ws;
+    let opened = false;
     ws.addEventListener("open", () => {
+      opened = true;
       setStatus("Joining…");
       if (password !== null) ws.send(`/pass ${password}`);
       if (wantedName) ws.send(`/nick ${wantedName}`);
@@ -544,7 +549,7 @@
       for (const line of String(event.data).split("\n")) receive(line);
     });
     ws.addEventListener("close", () => {
-      if (socket === ws) closed();
+      if (socket === ws) closed(opened);
     });
   }
 
@@ -575,12 +580,14 @@
       setTopic(topic[1]);
     } else if (joined && NOTICES.topicCleared.test(line)) {
       setTopic("");
-    } else if (line === PASSWORD_NEEDED) {
+    } else if (!joined && line === PASSWORD_NEEDED) {
+      // After the welcome, password lines answer /op (whose password shares
+      // the room's limit on guessing): they say nothing about getting in.
       needPassword = "This chat needs a password.";
-    } else if (line === PASSWORD_WRONG) {
+    } else if (!joined && line === PASSWORD_WRONG) {
       needPassword = "Wrong password. Try again.";
       password = null;
-    } else if (line.startsWith(PASSWORD_TOO_MANY_TRIES)) {
+    } else if (!joined && line.startsWith(PASSWORD_TOO_MANY_TRIES)) {
       needPassword = "Too many wrong passwords. Wait a minute, then try again.";
       password = null;
     } else if (line === GOODBYE) {
@@ -609,7 +616,7 @@
     socket.send("/users");
   }
 
-  function closed() {
+  function closed(opened) {
     socket = null;
     replay = null; // a block cut short comes again, whole, with the next connection
     const wasJoined = joined;
@@ -628,8 +635,31 @@
       showJoinForm("Join again?");
     } else {
       if (wasJoined) append(renderNote("Disconnected from the chat."));
-      retryLater();
+      if (opened) retryLater();
+      else retryUnlessBanned();
     }
+  }
+
+  /** After a WebSocket that never opened: retry, unless the server refused it for a ban.
+   * A banned address gets 403 with the reason as text, which a page cannot read from a
+   * WebSocket's refusal: so it asks for the page itself, which gets the same answer. */
+  async function retryUnlessBanned() {
+    probing = true;
+    let ban = null;
+    try {
+      const response = await fetch(location.href, { cache: "no-store" });
+      if (response.status === 403) {
+        const text = (await response.text()).slice(0, MAX_REFUSAL_CHARS);
+        const start = text.indexOf(BANNED_SENTENCE);
+        if (start >= 0) ban = text.slice(start).trim();
+      }
+    } catch {
+      // The server is not there (the usual reason a WebSocket does not open): retry.
+    }
+    probing = false;
+    if (socket !== null || retryTimer !== null) return; // connected meanwhile (the join form, a pageshow)
+    if (ban) showRemoval(ban);
+    else retryLater();
   }
 
   /** Say why the chat ended for good: who removed us and why, or the ban; reloading the page tries again. */
@@ -676,7 +706,7 @@
   // chat. So the page leaves when hidden, and comes back when shown again.
   let resumeOnShow = false;
   window.addEventListener("pagehide", () => {
-    resumeOnShow = socket !== null || retryTimer !== null;
+    resumeOnShow = socket !== null || retryTimer !== null || probing;
     clearTimeout(retryTimer);
     retryTimer = null;
     if (socket) {

@@ -16,10 +16,11 @@
 // for word, across a server restart too, and must not hide what was said.
 //
 // Operators: a page removed by one (kicked or banned) gets a last line saying
-// so before the server closes the connection, and a banned address gets one
-// line and the close: the page does not reconnect then, and says why. The
-// room's topic is shown in a bar at the top, from the line that follows each
-// welcome and from the notices of its changes. In the online list an
+// so before the server closes the connection, and the WebSocket of a banned
+// address is refused with 403 and the reason (or, banned as it opened, gets
+// one line and the close): the page does not reconnect then, and says why.
+// The room's topic is shown in a bar at the top, from the line that follows
+// each welcome and from the notices of its changes. In the online list an
 // operator, "@Ann" in the answer to /users, has a badge.
 "use strict";
 

@@ -32,6 +32,7 @@ from chat.core.moderation import banned_refusal
 from chat.core.password import FailureTracker, OperatorPassword
 from chat.core.room import Room
 from chat.config import ServerConfig
+from chat.console import operator_console
 from chat.logs import configure_logging
 from chat.transports.refusals import RefusalLog, Refusals
 from chat.sockets import enable_keepalive
@@ -322,7 +323,11 @@ def operator_password(config: ServerConfig) -> "OperatorPassword | None":
 
 
 def run(config: ServerConfig) -> int:
-    """Run a server until Ctrl+C or SIGTERM; return the process exit status."""
+    """Run a server until Ctrl+C or SIGTERM; return the process exit status.
+
+    When a person sits at the terminal, it is an operator console meanwhile
+    (see chat.console): /quit, Ctrl+C or Ctrl+D there stop the server too.
+    """
     # Two threads per client: with the default 8 MiB stacks, 1000 clients
     # would reserve 16 GiB of address space. Our threads run shallow code.
     threading.stack_size(THREAD_STACK_BYTES)
@@ -337,7 +342,8 @@ def run(config: ServerConfig) -> int:
             return status
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: server.request_stop())
-        server.serve_forever()
+        with operator_console(server.room, server.request_stop, log_writer):
+            server.serve_forever()
         status = 0
         return status
     finally:

@@ -12,15 +12,18 @@ import pytest
 from chat.bus.entry import (
     DEFAULT_MAX_ENTRY_BYTES,
     MAX_FIELDS,
+    MAX_REASON_BYTES,
     Entry,
     Kind,
     MalformedEntry,
     UnsharableLine,
     fields_of,
     quoted,
+    valid_address,
 )
 from chat.bus.redis_bus import SkipLog, check_url, without_password
 from chat.core import messages
+from chat.core.moderation import MAX_MINUTES, Order, OrderKind, timed
 
 CHAT = {"v": "2", "s": "s1", "k": "chat", "n": "Mallory", "x": "hi", "t": "1700000000.5", "o": "0", "g": "1"}
 
@@ -142,9 +145,105 @@ def test_a_problem_quotes_at_most_forty_characters_escaped():
     assert quoted(None) == "None"
 
 
-def test_history_is_the_conversation_only():
+def test_history_is_the_conversation_and_the_operators_orders_only():
     kept = {kind for kind in Kind if Entry("s1", kind, "Ann", 1.0, "Bob").in_history}
-    assert kept == {Kind.CHAT, Kind.ACTION, Kind.RENAMED}
+    assert kept == {Kind.CHAT, Kind.ACTION, Kind.RENAMED, Kind.ORDER}
+
+
+# -- operators' orders ----------------------------------------------------------------------------------
+
+BAN = {
+    **{key: CHAT[key] for key in ("v", "s", "t", "o", "g")},
+    "k": "order", "n": "Ann", "do": "ban", "w": "Bob", "a": "203.0.113.7", "m": "5", "u": "1700000300.5", "x": "flooding",
+}
+
+
+def read_order(**change) -> Order:
+    """The order of BAN's fields changed by ``change`` (None: the field left out)."""
+    return Entry.from_fields({key: value for key, value in {**BAN, **change}.items() if value is not None}).order
+
+
+def order_problem(**change) -> str:
+    with pytest.raises(MalformedEntry) as raised:
+        read_order(**change)
+    return raised.value.problem
+
+
+NOW = 1700000000.5
+ORDERS = [
+    Order(OrderKind.KICK, "Ann", "Bob", "spamming links"),
+    Order(OrderKind.KICK, "Server", "Bob"),
+    timed(OrderKind.BAN, "Ann", "Bob", 5, NOW, reason="flooding", address="203.0.113.7"),
+    timed(OrderKind.BAN, "Server", "Bob", 0, NOW, address="2001:db8:1:2::/64"),
+    Order(OrderKind.UNBAN, "Ann", "Bob", address="203.0.113.7"),
+    timed(OrderKind.MUTE, "Ann", "Bob", 10, NOW),
+    timed(OrderKind.MUTE, "Server", "Bob", 0, NOW),
+    Order(OrderKind.UNMUTE, "Ann", "Bob"),
+    Order(OrderKind.TOPIC, "Ann", reason="Homework: due Friday, café at 5"),
+    Order(OrderKind.TOPIC, "Ann"),
+    Order(OrderKind.SAY, "Server", reason="Back in five minutes"),
+]
+
+
+@pytest.mark.parametrize("order", ORDERS, ids=lambda order: order.kind.value)
+def test_every_kind_of_order_goes_through_an_entry_and_is_history_told_as_its_notice(order):
+    entry = Entry.of_order("s1", order, NOW, number=7)
+    raw = [part.encode() for item in entry.to_fields().items() for part in item]
+    read = Entry.from_fields(fields_of(raw))  # as the bus reads it: within MAX_FIELDS and the size limit
+    assert read.order == order and read.name == order.by and read.number == 7
+    assert read.line == order.notice() and read.in_history
+
+
+def test_an_orders_reason_is_sanitized_and_cut_short_by_its_giver_between_characters():
+    assert read_order(x="\x1b[2Jflooding\n[SYSTEM] Server is shutting down.\x07").reason == (
+        "flooding[SYSTEM] Server is shutting down."
+    )
+    assert read_order(x="\u202eevil").reason == "evil"
+    fields = Entry.of_order("s1", Order(OrderKind.KICK, "Ann", "Bob", "é" * MAX_REASON_BYTES), NOW).to_fields()
+    assert fields["x"] == "é" * (MAX_REASON_BYTES // 2)  # two bytes each
+    assert Entry.from_fields(fields).order.reason == fields["x"]
+
+
+@pytest.mark.parametrize(
+    "change, wanted",
+    [
+        ({"a": "not-an-address"}, "address 'not-an-address'"),
+        ({"a": "203.0.113.7/24"}, "address '203.0.113.7/24'"),
+        ({"a": "2001:db8::/48"}, "address '2001:db8::/48'"),
+        ({"a": "2001:DB8::/64"}, "address '2001:DB8::/64'"),  # not as address_key writes it: no ban would match
+        ({"a": "fe80::1%\x1b[2J"}, "address 'fe80::1%\\x1b[2J'"),
+        ({"a": "127.0.0.1"}, "a ban on '127.0.0.1': loopback cannot be banned"),
+        ({"a": "::1"}, "a ban on '::1': loopback cannot be banned"),
+        ({"a": None}, "a ban order needs the field 'a'"),
+        ({"w": None}, "a ban order needs the field 'w'"),
+        ({"w": "Bob\n[SYSTEM]"}, "member 'Bob\\n[SYSTEM]': Names are"),
+        ({"w": "Server"}, "member 'Server': The name Server is reserved."),
+        ({"n": "SYSTEM"}, "operator 'SYSTEM': The name SYSTEM is reserved."),
+        ({"n": "[SYSTEM] Ann"}, "operator '[SYSTEM] Ann': Names are"),
+        ({"do": "op"}, "order 'op'"),
+        ({"do": None}, "an order entry needs the field 'do'"),
+        ({"do": "kick"}, "a kick order has no field 'a'"),
+        ({"do": "unmute", "a": None, "x": None}, "an unmute order has no field 'm'"),
+        ({"do": "say", "w": None, "a": None, "m": None, "u": None, "x": "\x1b[2J \x07"}, "blank text"),
+        ({"do": "say", "w": None, "a": None, "m": None, "u": None, "x": None}, "a say order needs the field 'x'"),
+        ({"m": "0"}, "minutes '0', not 1 to 527040"),
+        ({"m": str(MAX_MINUTES + 1)}, "minutes '527041', not 1 to 527040"),
+        ({"m": "-5"}, "minutes '-5'"),
+        ({"m": None}, "a ban or mute has minutes and an end, or neither"),
+        ({"u": "inf"}, "time 'inf'"),
+        ({"x": "é" * MAX_REASON_BYTES}, f"a reason of {2 * MAX_REASON_BYTES} bytes, over the {MAX_REASON_BYTES}"),
+        ({"p": "Bob"}, "an order entry has no field 'p'"),
+    ],
+)
+def test_an_order_that_breaks_a_rule_is_refused_saying_which(change, wanted):
+    assert order_problem(**change).startswith(wanted)
+
+
+def test_addresses_are_those_a_server_counts_clients_by():
+    for address in ("203.0.113.7", "2001:db8:1:2::/64", "::1", "2001:db8::7"):
+        assert valid_address(address), address
+    for address in ("", "203.0.113.07", "203.0.113.7 ", "2001:db8::1/64", "2001:0db8::/64", "fe80::1%eth0", "localhost"):
+        assert not valid_address(address), address
 
 
 # -- logging what was skipped ------------------------------------------------------------------------

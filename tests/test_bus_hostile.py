@@ -9,8 +9,12 @@ dropped; newcomers still get their welcome; and the log says so once.
 import re
 import time
 
+from chat.bus import standing
+from chat.bus.entry import MAX_REASON_BYTES
 from chat.bus.redis_bus import STREAM
+from chat.bus.standing import stored
 from chat.core import messages
+from chat.core.moderation import Order, OrderKind, timed
 from tests.helpers import Peer
 from tests.test_redis import buses, logged, redis_server, replay_of, shared_servers  # noqa: F401 (fixtures)
 
@@ -140,3 +144,75 @@ def test_names_someone_else_wrote_into_the_registry_are_not_shown(shared_servers
     ann.expect("[SYSTEM] Online (1): Ann")
     ann.send("/msg eve hello")
     ann.expect("[ERROR] No user named eve is online.")
+
+
+# -- operators' orders --------------------------------------------------------------------------------
+
+
+def order_entry(kind: str, by: str = "Mallory", **fields) -> dict:
+    return {"v": "2", "s": "mallory", "k": "order", "n": by, "t": repr(time.time()), "o": "0", "g": "1", "do": kind, **fields}
+
+
+def test_forged_orders_that_break_a_rule_are_skipped_and_the_bus_carries_on(
+    shared_servers, redis_server, caplog  # noqa: F811
+):
+    one, two = shared_servers(), shared_servers()
+    ann, bob = Peer.joined(one.address, "Ann"), Peer.joined(two.address, "Bob")
+    in_the_room(ann, bob)
+    attacker = redis_server.client()
+    for fields in [
+        order_entry("ban", w="Bob", a="not-an-address", x="bye"),
+        order_entry("ban", w="Bob", a="127.0.0.1"),  # everyone on this machine
+        order_entry("kick", w="Bob", x="A" * (MAX_REASON_BYTES + 1)),
+        order_entry("kick", w="Bob\n[SYSTEM] Ann"),
+        order_entry("kick", by="SYSTEM", w="Bob"),
+        order_entry("mute", w="Bob", m="-5", u="1"),
+        order_entry("say", x="\x1b[2J\x07"),
+        order_entry("topic", x="\x1b]0;pwned\x07 Free pizza", w="Bob"),
+    ]:
+        attacker.xadd(STREAM, fields)
+    bob.send("after the attack")
+    assert lines_until(ann, "Bob: after the attack") == []
+    ann.send("seen")
+    assert lines_until(bob, "Ann: seen") == []  # still here, and not muted
+    for server in (one, two):
+        assert server.room.moderation.bans() == [] and server.room.moderation.topic == ""
+    assert len(logged(caplog, "of the Redis stream")) == 2  # the first skipped, once on each server
+
+
+def test_whoever_can_write_to_redis_gives_orders_as_the_console_would_but_each_is_one_clean_line(
+    shared_servers, redis_server  # noqa: F811
+):
+    one, two = shared_servers(), shared_servers()
+    ann, bob = Peer.joined(one.address, "Ann"), Peer.joined(two.address, "Bob")
+    in_the_room(ann, bob)
+    attacker = redis_server.client()
+    attacker.xadd(STREAM, order_entry("say", by="Server", x="\x1b[2Jone\n[SYSTEM] two\u202e"))
+    attacker.xadd(STREAM, order_entry("kick", by="Server", w="Bob", x="\x1b]0;pwned\x07bye"))
+    assert ann.read_line() == "[SYSTEM] one[SYSTEM] two"
+    assert bob.read_until_closed()[-2:] == ["[SYSTEM] one[SYSTEM] two", "[SYSTEM] You were removed by Server: bye"]
+    assert ann.read_line() == "[SYSTEM] Bob was removed by Server: bye"
+
+
+def test_what_someone_else_keeps_in_redis_for_servers_started_later_is_checked_and_the_rest_loaded(
+    shared_servers, redis_server, caplog  # noqa: F811
+):
+    attacker = redis_server.client()
+    ban = stored(timed(OrderKind.BAN, "Ann", "Bob", 0, time.time(), reason="flooding", address="203.0.113.7"))
+    attacker.hset(standing.BANS, mapping={
+        "203.0.113.7": ban,
+        "203.0.113.8": ban,  # kept under another address than its own
+        "127.0.0.1": ban.replace("203.0.113.7", "127.0.0.1"),
+        "198.51.100.1": ban.replace("203.0.113.7", "198.51.100.1") + "A" * BIG_BYTES,
+        "198.51.100.2": "garbage",
+        "198.51.100.3": stored(Order(OrderKind.KICK, "Ann", "Bob")),
+    })
+    attacker.set(standing.MUTES, "not a hash")
+    attacker.set(standing.TOPIC, "do\ttopic\tn\tAnn\tx\t\x1b[2JQuiet\x07 please")
+    server = shared_servers()
+    assert [(ban.address, ban.reason) for ban in server.room.moderation.bans()] == [("203.0.113.7", "flooding")]
+    newcomer = Peer(server.address, "Cat")
+    newcomer.expect(lambda line: line.startswith("[SYSTEM] Welcome, Cat!"))
+    assert newcomer.read_line() == "[SYSTEM] Topic: Quiet please"
+    [said] = logged(caplog, "of the orders kept in Redis")  # the first (in Redis's order); the others are counted
+    assert said.startswith("⚠️  Skipped entry chat:") and "Something other than this version's servers" in said

@@ -9,6 +9,8 @@ members. The text is sanitized as a client's line is
 name (:func:`chat.core.text.name_problem`). So no entry can show up as a
 notice from the server, a private message it is not, two lines, or an
 escape sequence; an entry that fits none of the rules is skipped whole.
+(An operator's order is the one kind of entry whose line is a notice:
+see below.)
 
 A stream entry is a flat map from field names to strings. :class:`Entry`
 is the only code that writes or reads one (``to_fields``, ``from_fields``;
@@ -21,11 +23,15 @@ Field   ``Entry``           Meaning
 ``v``   (``VERSION``)       ``2``: the version of this format
 ``s``   ``server``          the server that added the entry (its id)
 ``k``   ``kind``            what it says (:class:`Kind`): ``chat``, ``action``, ``joined``,
-                            ``left``, ``renamed`` or ``private``
+                            ``left``, ``renamed``, ``private`` or ``order``
 ``n``   ``name``            who said it (chat, action, private), who joined or left, or
-                            the old name (renamed): a valid user name
+                            the old name (renamed): a valid user name; for an order, the
+                            operator who gave it: a valid user name, or ``Server`` (the
+                            console's, a name no member can have)
 ``x``   ``text``            what was said (chat, action, private), or the new name
-                            (renamed); absent from ``joined`` and ``left``
+                            (renamed); absent from ``joined`` and ``left``. In an order,
+                            its reason (kick, ban), the topic (absent: cleared) or the
+                            notice (say): sanitized, and at most ``MAX_REASON_BYTES``
 ``t``   ``when``            when it was said, in seconds since the epoch (a float, as text)
 ``o``   ``origin``          the sender's member number on that server; ``0``: nobody (a notice)
 ``g``   ``log_it``          ``1``: the writing server logs the line when it comes back to
@@ -38,12 +44,33 @@ Field   ``Entry``           Meaning
 ``e``   ``elsewhere_only``  ``1``: for the other servers only (the writer's members know)
 ``r``   ``about``           in a notice that a server's member left, given by another
                             server that took it for dead: that server (which skips it)
+``do``  ``order.kind``      an order's only: what the operator ordered
+                            (:class:`chat.core.moderation.OrderKind`: ``kick``, ``ban``,
+                            ``unban``, ``mute``, ``unmute``, ``topic`` or ``say``)
+``w``   ``order.name``      the member a kick, ban, unban, mute or unmute is about
+``a``   ``order.address``   the address a ban or unban is about, as
+                            :func:`chat.admission.address_key` makes them: an IP address,
+                            or an IPv6 /64 network (never loopback, for a ban)
+``m``   ``order.minutes``   how long a ban or mute lasts, 1 to ``MAX_MINUTES`` (absent:
+                            until it is lifted)
+``u``   ``order.until``     when it ends, in seconds since the epoch (absent: never)
 ======  ==================  ================================================================
 
-Public lines, notices and private messages are all entries, so that they
-keep one order; each entry is one line. Only chat lines, actions and
-renames are history, replayed to newcomers (:attr:`Entry.in_history`):
-never who joined or left, nor a private message.
+Public lines, notices, private messages and operators' orders are all
+entries, so that they keep one order; each entry is one line. Only chat
+lines, actions, renames and orders are history, replayed to newcomers
+(:attr:`Entry.in_history`): never who joined or left, nor a private message.
+
+An order is what an operator decided (:class:`chat.core.moderation.Order`),
+not a line: each server carries it out, and makes its notice from it
+(:meth:`~chat.core.moderation.Order.notice`), so an order too is checked
+field by field and can say no more than an operator could. But whoever can
+write to the stream can give orders, as the console would: kick anyone,
+ban an address, speak as ``[SYSTEM]``. Access to Redis is an operator's
+power over every server sharing it. The same fields, without the stream's
+own, are how the orders that last (bans, mutes, the topic) are kept in
+Redis (:mod:`chat.bus.standing`): :func:`order_fields` writes them and
+:func:`order_of` reads them back, for both.
 
 The entries of version 1 (no ``v``; the lines themselves, preformatted, in
 ``l``) are skipped: reading them safely would mean parsing lines back into
@@ -53,14 +80,17 @@ room are upgraded together.
 """
 
 import enum
+import ipaddress
 import math
 import re
 from dataclasses import dataclass
 
+from chat.admission import IPV6_PREFIX_BITS
 from chat.core import messages
 from chat.core.commands import clean
 from chat.core.framing import DEFAULT_MAX_LINE_BYTES, decode_line
-from chat.core.text import name_problem
+from chat.core.moderation import CONSOLE_NAME, MAX_MINUTES, Order, OrderKind
+from chat.core.text import name_problem, sanitize
 
 VERSION = "2"
 # Stream entry times beyond this (the year 5138) are taken for garbage: they are shown to newcomers.
@@ -69,7 +99,10 @@ LATEST_TIME = 1e11
 # this is room for a line four times as long as the line limit (that of
 # a server whose limit is higher than the reader's, say).
 DEFAULT_MAX_ENTRY_BYTES = 4 * DEFAULT_MAX_LINE_BYTES
-MAX_FIELDS = 13  # as many as there are field names
+# The longest reason, topic or notice an order carries, in bytes (UTF-8):
+# as long as a line may be, by default. A longer one is cut short by the
+# server that gives the order, and refused by those that read it.
+MAX_REASON_BYTES = DEFAULT_MAX_LINE_BYTES
 # How much of a rejected value a problem quotes (problems are logged).
 _QUOTED_CHARS = 40
 
@@ -87,6 +120,7 @@ class Kind(enum.Enum):
     LEFT = "left"
     RENAMED = "renamed"
     PRIVATE = "private"
+    ORDER = "order"  # an operator's: see chat.core.moderation
 
 
 # The fields every entry has, those it may have, and those an entry of each kind has too.
@@ -99,8 +133,26 @@ _OF_KIND = {
     Kind.LEFT: set(),
     Kind.RENAMED: {"x"},
     Kind.PRIVATE: {"x", "to", "p"},
+    Kind.ORDER: {"do"},
 }
-_HISTORY = {Kind.CHAT, Kind.ACTION, Kind.RENAMED}
+_HISTORY = {Kind.CHAT, Kind.ACTION, Kind.RENAMED, Kind.ORDER}
+
+# An order's own fields ("n", who gave it, is every entry's): those each
+# kind of order needs, and those it may have besides.
+ORDER_FIELDS = {"do", "n", "w", "x", "a", "m", "u"}
+_ORDER_NEEDS = {
+    OrderKind.KICK: {"w"},
+    OrderKind.BAN: {"w", "a"},
+    OrderKind.UNBAN: {"w", "a"},
+    OrderKind.MUTE: {"w"},
+    OrderKind.UNMUTE: {"w"},
+    OrderKind.TOPIC: set(),
+    OrderKind.SAY: {"x"},
+}
+_ORDER_MAY = {kind: {"x"} | ({"m", "u"} if kind in (OrderKind.BAN, OrderKind.MUTE) else set()) for kind in OrderKind}
+
+_FIELD_NAMES = _REQUIRED | _OPTIONAL | set().union(*_OF_KIND.values()) | ORDER_FIELDS
+MAX_FIELDS = len(_FIELD_NAMES)  # as many as there are field names
 
 
 class MalformedEntry(ValueError):
@@ -139,6 +191,7 @@ class Entry:
     recipient: "str | None" = None
     elsewhere_only: bool = False
     about: "str | None" = None
+    order: "Order | None" = None  # an order's (then ``name`` is who gave it)
 
     @property
     def private(self) -> bool:
@@ -152,6 +205,8 @@ class Entry:
     @property
     def line(self) -> str:
         """The line the members of a server see, made by that server."""
+        if self.order is not None:
+            return self.order.notice()
         return render(self.kind, self.name, self.text)
 
     @property
@@ -167,6 +222,11 @@ class Entry:
                 return cls(server, kind, name, when, text, **options)
         raise UnsharableLine(line)
 
+    @classmethod
+    def of_order(cls, server: str, order: Order, when: float, **options) -> "Entry":
+        """The entry that gives ``order``, one of this server's operators' (its fields: :func:`order_fields`)."""
+        return cls(server, Kind.ORDER, order.by, when, order=order, **options)
+
     def to_fields(self) -> "dict[str, str]":
         fields = {"v": VERSION, "s": self.server, "k": self.kind.value, "n": self.name}
         fields.update(t=repr(self.when), o=str(self.origin), g=str(int(self.log_it)))
@@ -174,6 +234,8 @@ class Entry:
         fields.update((key, str(value)) for key, value in optional.items() if value is not None)
         if self.elsewhere_only:
             fields["e"] = "1"
+        if self.order is not None:
+            fields.update(order_fields(self.order))
         return fields
 
     @classmethod
@@ -186,14 +248,18 @@ class Entry:
             raise MalformedEntry(f"version {quoted(version)}, not {VERSION}")
         kind = _kind(fields.get("k"))
         required = _REQUIRED | _OF_KIND[kind]
-        unknown = sorted(set(fields) - required - _OPTIONAL)
+        optional = _OPTIONAL | (ORDER_FIELDS if kind is Kind.ORDER else set())
+        unknown = sorted(set(fields) - required - optional)
         if unknown:
-            raise MalformedEntry(f"a {kind.value} entry has no field {quoted(unknown[0])}")
+            raise MalformedEntry(f"{_a(kind.value)} entry has no field {quoted(unknown[0])}")
         missing = sorted(required - set(fields))
         if missing:
-            raise MalformedEntry(f"a {kind.value} entry needs the field {missing[0]!r}")
-        text = fields.get("x")
-        if kind is Kind.RENAMED:
+            raise MalformedEntry(f"{_a(kind.value)} entry needs the field {missing[0]!r}")
+        order, text = None, fields.get("x")
+        if kind is Kind.ORDER:
+            order = order_of({key: value for key, value in fields.items() if key in ORDER_FIELDS})
+            text = None  # it is the order's reason
+        elif kind is Kind.RENAMED:
             text = _name(text, "new name")
         elif text is not None:
             text = clean(text)  # as a client's line: no control characters, escapes, bidi overrides
@@ -202,7 +268,7 @@ class Entry:
         return cls(
             server=_server(fields["s"]),
             kind=kind,
-            name=_name(fields["n"], "name"),
+            name=order.by if order is not None else _name(fields["n"], "name"),
             when=_time(fields["t"]),
             text=text,
             origin=_number(fields.get("o", "0"), "origin"),
@@ -212,7 +278,93 @@ class Entry:
             recipient=_name(fields["p"], "recipient") if "p" in fields else None,
             elsewhere_only=_flag(fields.get("e", "0"), "e"),
             about=_server(fields["r"]) if "r" in fields else None,
+            order=order,
         )
+
+
+def order_fields(order: Order) -> "dict[str, str]":
+    """The fields that say ``order`` (see the module's table), its reason made safe and cut to MAX_REASON_BYTES."""
+    fields = {"do": order.kind.value, "n": order.by}
+    reason = _cut(sanitize(order.reason), MAX_REASON_BYTES)
+    optional = {"w": order.name or None, "x": reason or None, "a": order.address, "m": order.minutes or None}
+    fields.update((key, str(value)) for key, value in optional.items() if value is not None)
+    if order.until is not None:
+        fields["u"] = repr(order.until)
+    return fields
+
+
+def order_of(fields: "dict[str, str]") -> Order:
+    """The order these fields give (``do``, ``n`` and those its kind has); :class:`MalformedEntry` if they give none.
+
+    The reason is sanitized, as a client's line is; names follow the rules
+    for a user name (but the console's, ``Server``, may give an order);
+    addresses are those :func:`chat.admission.address_key` makes.
+    """
+    try:
+        kind = OrderKind(fields.get("do"))
+    except ValueError:
+        raise MalformedEntry(f"order {quoted(fields.get('do'))}") from None
+    given = set(fields) - {"do", "n"}
+    unknown = sorted(given - _ORDER_NEEDS[kind] - _ORDER_MAY[kind])
+    if unknown:
+        raise MalformedEntry(f"{_a(kind.value)} order has no field {quoted(unknown[0])}")
+    missing = sorted(_ORDER_NEEDS[kind] - given)
+    if missing:
+        raise MalformedEntry(f"{_a(kind.value)} order needs the field {missing[0]!r}")
+    by = fields.get("n", "")
+    if by != CONSOLE_NAME:
+        _name(by, "operator")
+    reason = sanitize(fields.get("x", ""))
+    size = len(reason.encode())
+    if size > MAX_REASON_BYTES:
+        raise MalformedEntry(f"a reason of {size} bytes, over the {MAX_REASON_BYTES} an order may give")
+    if kind is OrderKind.SAY and not reason.strip():
+        raise MalformedEntry("blank text")
+    address = _address(fields["a"]) if "a" in fields else None
+    if kind is OrderKind.BAN and is_loopback(address):
+        raise MalformedEntry(f"a ban on {quoted(address)}: loopback cannot be banned")
+    minutes = 0  # until lifted
+    if "m" in fields:
+        minutes = _number(fields["m"], "minutes")
+        if not 1 <= minutes <= MAX_MINUTES:
+            raise MalformedEntry(f"minutes {quoted(fields['m'])}, not 1 to {MAX_MINUTES}")
+    until = _time(fields["u"]) if "u" in fields else None
+    if (until is None) != (minutes == 0):
+        raise MalformedEntry("a ban or mute has minutes and an end, or neither")
+    name = _name(fields["w"], "member") if "w" in fields else ""
+    return Order(kind, by, name, reason, address, minutes, until)
+
+
+def valid_address(value: str) -> bool:
+    """Whether ``value`` is an address as :func:`chat.admission.address_key` makes them: an IP address or an IPv6 /64."""
+    if "%" in value:  # a zone may hold any character: none is ever part of a key
+        return False
+    try:
+        if "/" in value:
+            network = ipaddress.IPv6Network(value)  # strict: no host bits
+            return network.prefixlen == IPV6_PREFIX_BITS and str(network) == value
+        return str(ipaddress.ip_address(value)) == value
+    except ValueError:
+        return False
+
+
+def is_loopback(address: "str | None") -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:  # a network
+        return False
+
+
+def _address(value: str) -> str:
+    if not valid_address(value):
+        raise MalformedEntry(f"address {quoted(value)}")
+    return value
+
+
+def _cut(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` of UTF-8, between characters."""
+    data = text.encode()
+    return text if len(data) <= max_bytes else data[:max_bytes].decode(errors="ignore")
 
 
 def render(kind: Kind, name: str, text: "str | None") -> str:
@@ -271,6 +423,10 @@ def quoted(value) -> str:
     """``value`` as a problem quotes it: escaped, and cut short."""
     text = repr(value[:_QUOTED_CHARS] if isinstance(value, (str, bytes)) else value)
     return text + "..." if isinstance(value, (str, bytes)) and len(value) > _QUOTED_CHARS else text
+
+
+def _a(word: str) -> str:
+    return ("an " if word[0] in "aeiou" else "a ") + word
 
 
 def _ascii(value: bytes, what: str) -> str:

@@ -12,13 +12,18 @@ Key                        What it holds
                            last entry seen, or back from the newest for the
                            history). What each entry's fields mean:
                            :mod:`chat.bus.entry`
-``chat:names``             who holds each name: ``name_key -> "SERVER\\tName"``
+``chat:names``             who holds each name, and who holds it:
+                           ``name_key -> "SERVER\\tName\\tADDRESS\\tOP"``
 ``chat:servers``           the servers sharing the room
 ``chat:alive:SERVER``      exists while SERVER is alive (a heartbeat renews it)
+``chat:topic``,            what operators' orders leave behind: the topic, and
+``chat:bans``,             the bans by address and the mutes by name in force
+``chat:mutes``             (and ``chat:bans:ends``, ``chat:mutes:ends``)
 =========================  =====================================================
 
 The parts: :mod:`chat.bus.entry`, the one schema of the stream's entries;
-:mod:`chat.bus.registry`, the last three keys (servers and names);
+:mod:`chat.bus.registry`, the servers, the names, and who holds each;
+:mod:`chat.bus.standing`, the orders in force;
 :class:`Contact`, whether Redis answers, said once each time that changes;
 :class:`SkipLog`, the entries skipped, said once and then counted; and
 :class:`RedisBus`, the room's bus and the thread that joins them up.
@@ -29,10 +34,12 @@ entries with everyone else's, and hands each to the room
 (:meth:`chat.core.room.Room.deliver`, or ``deliver_private`` for a private
 message to one of its members). So all members on all servers see one
 order, the stream's, and a private message never overtakes the public line
-its sender said just before it. A server that loses Redis for a while reads
-on from the last entry it delivered when it is back, so nothing the others
-published in the meantime is lost (as long as the stream still holds it: it
-keeps the last ``STREAM_MAX_ENTRIES``).
+its sender said just before it. An operator's order goes the same way, to
+each server's :meth:`chat.core.room.Room.carry_out`: every server carries it
+out, in the same order as the lines around it. A server that loses Redis
+for a while reads on from the last entry it delivered when it is back, so
+nothing the others published in the meantime is lost (as long as the stream
+still holds it: it keeps the last ``STREAM_MAX_ENTRIES``).
 
 Anyone who can reach the Redis server can write to these keys too, so
 nothing read back is trusted. Each entry is checked, and the lines members
@@ -71,10 +78,13 @@ from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.retry import Retry
 
 from chat.bus.entry import MAX_FIELDS, Entry, Kind, MalformedEntry, UnsharableLine, fields_of
-from chat.bus.registry import Registry
+from chat.bus.registry import Registry, described
+from chat.bus.standing import Standing
 from chat.config import Timings
 from chat.core import messages
 from chat.core.framing import DEFAULT_MAX_LINE_BYTES
+from chat.core.moderation import Order, Whois
+from chat.core.text import name_key
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +213,16 @@ class RedisBus:
         self._reader = redis.Redis.from_url(url, socket_timeout=read_timeout_s, decode_responses=False, **options)
         self._read_script = self._reader.register_script(READ)
         self.registry = Registry(self._redis, self.server_id, timings.alive_ttl_s)
+        self.standing = Standing(self._reader, self.max_entry_bytes)
         self.contact = Contact(url, room)
         self.skips = SkipLog()
+        self.standing_skips = SkipLog(where="of the orders kept in Redis")
+        # Guards _described: how this server's members' names are described
+        # in the registry (name_key -> "Name\tADDRESS\tOP"), kept here to say
+        # it again after Redis was out of reach or lost everything.
+        self._described_lock = threading.Lock()
+        self._described: "dict[str, str]" = {}
+        self._said_unkept = False  # an order Redis could not keep was logged (once)
         self._stopping = threading.Event()
         # Only the bus thread touches these: where it has read up to.
         self._last_id: "str | None" = None
@@ -257,6 +275,8 @@ class RedisBus:
         return self._while_in_reach(self.registry.claim, name)
 
     def release(self, name: str) -> None:
+        with self._described_lock:
+            self._described.pop(name_key(name), None)
         self._while_in_reach(self.registry.release, name)
 
     def names(self) -> "list[str] | None":
@@ -270,22 +290,21 @@ class RedisBus:
         entries = self._entries([line], time.time(), origin=origin, log_it=False, to_server=server, recipient=name)
         return name if entries is not None and self._append(entries) else None  # if not, the room tries its own members
 
-    # Operators' orders and who is an operator are not shared yet: each server carries them out alone.
-
-    def order(self, order) -> bool:
-        return False
+    def order(self, order: Order) -> bool:
+        entries = [Entry.of_order(self.server_id, order, time.time())]
+        return self._fit(entries) and self._append(entries)
 
     def describe(self, name: str, address: "str | None", operator: bool) -> None:
-        pass
+        with self._described_lock:
+            self._described[name_key(name)] = described(name, address, operator)
+        self._while_in_reach(self.registry.describe, name, address, operator)  # if not, said again when back
 
-    def whois(self, name: str):
-        return None
+    def whois(self, name: str) -> "Whois | None":
+        held = self._while_in_reach(self.registry.whois, name)
+        return None if held is None else held[1]
 
-    def roster(self):
-        from chat.core.moderation import Whois
-
-        names = self.names()
-        return None if names is None else [Whois(name, None, False) for name in names]
+    def roster(self) -> "list[Whois] | None":
+        return self._while_in_reach(self.registry.roster)
 
     def _while_in_reach(self, call, *args):
         """``call(*args)``; None at once if Redis is out of reach, or if it stops answering now."""
@@ -302,16 +321,22 @@ class RedisBus:
         try:
             entries = [Entry.of_line(self.server_id, line, when, **options) for line in lines]
         except UnsharableLine as error:
-            problem = f"{error}: it is shown on this server only"
-        else:
-            size = max(entry.size for entry in entries)
-            if size <= self.max_entry_bytes:
-                return entries
-            problem = f"an entry of {size} bytes is over the {self.max_entry_bytes} the others read: shown on this server only"
+            self._unsharable(f"{error}: it is shown on this server only")
+            return None
+        return entries if self._fit(entries) else None
+
+    def _fit(self, entries: "list[Entry]") -> bool:
+        """Whether the others read entries this big; if not, False (logged once: our bug)."""
+        size = max(entry.size for entry in entries)
+        if size <= self.max_entry_bytes:
+            return True
+        self._unsharable(f"an entry of {size} bytes is over the {self.max_entry_bytes} the others read: it stays on this server")
+        return False
+
+    def _unsharable(self, problem: str) -> None:
         if not self._said_unsharable:
             self._said_unsharable = True
             log.error("Cannot share a line through Redis (%s)", problem)
-        return None
 
     def _append(self, entries: "list[Entry]") -> bool:
         """Append some of our entries to the stream, all or none; False if Redis is out of reach (the room delivers them here)."""
@@ -327,14 +352,25 @@ class RedisBus:
         return True
 
     def _add(self, entries: "list[Entry]") -> None:
-        if len(entries) == 1:
+        orders = [entry.order for entry in entries if entry.order is not None]
+        if len(entries) == 1 and not orders:
             self._redis.xadd(STREAM, entries[0].to_fields(), maxlen=STREAM_MAX_ENTRIES, approximate=True)
             return
-        # In MULTI and EXEC: lines said together stay together, and Redis takes them all or none.
+        # In MULTI and EXEC: lines said together stay together, an order and
+        # what it leaves behind too (no server reads one without the other),
+        # and Redis takes them all or none.
         pipe = self._redis.pipeline(transaction=True)
         for entry in entries:
             pipe.xadd(STREAM, entry.to_fields(), maxlen=STREAM_MAX_ENTRIES, approximate=True)
-        pipe.execute()
+        for order in orders:
+            self.standing.keep(pipe, order)
+        results = pipe.execute(raise_on_error=False)
+        failed = [result for result in results if isinstance(result, Exception)]
+        if any(isinstance(result, Exception) for result in results[: len(entries)]):
+            raise failed[0]
+        if failed and not self._said_unkept:  # someone else put a key of another type there
+            self._said_unkept = True
+            log.warning("⚠️  Redis did not keep an order for the servers that start later: %s", failed[0])
 
     def _notices(self, kind: Kind, names: "list[str]", elsewhere_only: bool = False, about: "str | None" = None):
         """Entries saying that ``names`` joined or left, given by this server about others (not its members' own doing)."""
@@ -370,6 +406,7 @@ class RedisBus:
         if self._last_id is None:
             self._load_history()
         self._register()
+        self._load_standing()
         self.contact.made(self.server_id)
 
     def _load_history(self) -> None:
@@ -403,12 +440,30 @@ class RedisBus:
         who left meanwhile are released.
         """
         self.registry.heartbeat()
-        went, clashes = self.registry.hold_only(self.room.names_here())
+        went, clashes = self.registry.hold_only(self.room.names_here(), self._description)
         if went:  # the others still thought them here (our own members saw them leave)
             self._add(self._notices(Kind.LEFT, went, elsewhere_only=True))
         for name in clashes:
             log.warning("⚠️  %s is also the name of someone on another server (taken while we were apart)", name)
         self._next_heartbeat = time.monotonic() + self.timings.heartbeat_s
+
+    def _description(self, name: str) -> str:
+        """How ``name``, of a member here, is described in the registry."""
+        with self._described_lock:
+            return self._described.get(name_key(name)) or described(name, None, False)
+
+    def _load_standing(self) -> None:
+        """Keep the bans, the mutes and the topic in force: those given while this server was not there to hear.
+
+        Loaded after the history, whose last entry is where the bus reads
+        on from: an order given in between is read in the stream as well
+        (and carried out twice here, which leaves the same).
+        """
+        orders, skipped = self.standing.load()
+        for where, problem in skipped:
+            self.standing_skips.skipped(where, problem)
+        for order in orders:
+            self.room.moderation.apply(order)
 
     def _read(self) -> "list[tuple[str, Entry | None]]":
         """The entries after the last one read: those there are now, or the first to come within the read block.
@@ -458,6 +513,9 @@ class RedisBus:
         if entry.about == self.server_id:  # we were taken for dead, but our members are here
             self._say_we_are_back(entry)
             return
+        if entry.order is not None:
+            self.room.carry_out(entry.order, entry.when)
+            return
         origin = entry.origin if ours else None  # member numbers are per server
         if not entry.private:
             self.room.deliver([entry.line], origin, entry.when, not ours or entry.log_it)
@@ -483,6 +541,7 @@ class RedisBus:
         for server in self.registry.dead_servers():
             self._reap(server)
         self.skips.report_if_due()
+        self.standing_skips.report_if_due()
         self._next_heartbeat = time.monotonic() + self.timings.heartbeat_s
 
     def _reap(self, server: str) -> None:
@@ -496,7 +555,7 @@ class RedisBus:
 
 
 class SkipLog:
-    """The entries of the stream the bus skipped: the first is logged with why, then how many more, now and then.
+    """The entries of the stream (or of another key: ``where``) the bus skipped: the first is logged with why, then how many.
 
     Whoever can write to the stream can fill it with entries this server
     skips: each of them logged would flood the log. So only the first is
@@ -506,7 +565,10 @@ class SkipLog:
     Only the bus thread uses it.
     """
 
-    def __init__(self, every_s: float = SKIPS_REPORTED_EVERY_S, clock=time.monotonic) -> None:
+    def __init__(
+        self, every_s: float = SKIPS_REPORTED_EVERY_S, clock=time.monotonic, where: str = "of the Redis stream"
+    ) -> None:
+        self._where = where  # what the entries skipped are entries of
         self._every_s = every_s
         self._clock = clock
         self._next_report: "float | None" = None  # None: none skipped yet
@@ -516,9 +578,9 @@ class SkipLog:
     def skipped(self, entry_id: str, problem: str) -> None:
         if self._next_report is None:
             log.warning(
-                "⚠️  Skipped entry %s of the Redis stream: %s. Something other than this version's servers "
+                "⚠️  Skipped entry %s %s: %s. Something other than this version's servers "
                 "writes to it; from now on, skipped entries are counted, and the count logged now and then",
-                entry_id, problem,
+                entry_id, self._where, problem,
             )
             self._next_report = self._clock() + self._every_s
             return
@@ -528,7 +590,7 @@ class SkipLog:
 
     def report_if_due(self) -> None:
         if self._count and self._clock() >= self._next_report:
-            log.warning("⚠️  Skipped %d more entries of the Redis stream (the latest, %s)", self._count, self._latest)
+            log.warning("⚠️  Skipped %d more entries %s (the latest, %s)", self._count, self._where, self._latest)
             self._count = 0
             self._next_report = self._clock() + self._every_s
 

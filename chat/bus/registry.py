@@ -2,8 +2,13 @@
 
 Three kinds of Redis key (see also :mod:`chat.bus.redis_bus`):
 
-* ``chat:names``, a hash ``name_key -> "SERVER\\tName"``: a name is claimed
-  with ``HSETNX``, which only one server can win;
+* ``chat:names``, a hash ``name_key -> "SERVER\\tName\\tADDRESS\\tOP"``: a
+  name is claimed with ``HSETNX`` (as ``"SERVER\\tName"``), which only one
+  server can win; then the server that holds it says who holds it
+  (:meth:`Registry.describe`): the address it is counted by
+  (:func:`chat.admission.address_key`; empty if none) and whether it is an
+  operator (``1``) or not (``0``), which ``/users``, ``/kick`` and ``/ban``
+  on every server need;
 * ``chat:servers``, a set: the servers sharing the room;
 * ``chat:alive:SERVER``, which exists while SERVER is alive: it renews the
   key before it expires.
@@ -17,15 +22,18 @@ Every method here is one or a few Redis calls and raises redis-py's
 decides what that means.
 
 Anyone who can reach the Redis server can write here too, so a holder
-read back is checked: a name that breaks the rules for a user name, or a
-server that is no server id, counts as no holder at all (it would
-otherwise be shown to users in ``/users`` or ``[PM to ...]``).
+read back is checked: a name that breaks the rules for a user name, a
+server that is no server id, an address that is none or a flag that is
+neither 0 nor 1 counts as no holder at all (it would otherwise be shown
+to users in ``/users`` or ``[PM to ...]``).
 """
 
 import re
 
 import redis
 
+from chat.bus.entry import valid_address
+from chat.core.moderation import Whois
 from chat.core.text import name_key, name_problem
 
 _SERVER_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
@@ -40,6 +48,16 @@ if held and string.sub(held, 1, #ARGV[2] + 1) == ARGV[2] .. '\\t' then
     return redis.call('HDEL', KEYS[1], ARGV[1])
 end
 return 0
+"""
+
+# Say who holds a name, if this server holds it (and, if ARGV[4] is not
+# empty, only if it is still described as ARGV[4] says). KEYS: names; ARGV:
+# name key, server, what it holds ("Name\tADDRESS\tOP"), "" or the value expected.
+DESCRIBE = """
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if not held or string.sub(held, 1, #ARGV[2] + 1) ~= ARGV[2] .. '\\t' then return 0 end
+if ARGV[4] ~= '' and held ~= ARGV[4] then return 0 end
+return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '\\t' .. ARGV[3]) + 1
 """
 
 # Remove a server that is no longer alive (or, with ARGV[2] "stopping", that
@@ -79,6 +97,7 @@ class Registry:
         self._mine = server + "\t"  # how the names this server holds begin
         self._alive_ttl_ms = round(alive_ttl_s * 1000)
         self._release = client.register_script(RELEASE)
+        self._describe = client.register_script(DESCRIBE)
         self._reap = client.register_script(REAP)
 
     def claim(self, name: str) -> bool:
@@ -89,12 +108,26 @@ class Registry:
         """Give up ``name`` if this server holds it; a name another server holds stays its."""
         self._release(keys=[NAMES], args=[name_key(name), self.server])
 
+    def describe(self, name: str, address: "str | None", operator: bool) -> bool:
+        """Say who holds ``name``, if this server does: the address it is counted by, and whether it is an operator."""
+        description = described(name, address, operator)
+        return bool(self._describe(keys=[NAMES], args=[name_key(name), self.server, description, ""]))
+
     def everyone(self) -> "list[str]":
         """The names held on every server."""
+        return [who.name for who in self.roster()]
+
+    def roster(self) -> "list[Whois]":
+        """Everyone online on every server: name, address (None if not described yet) and operator flag."""
         return [held[1] for held in map(_holder, self._redis.hvals(NAMES)) if held is not None]
 
     def holder(self, name: str) -> "tuple[str, str] | None":
         """Which server holds ``name``, and the name as it was given; None if nobody does."""
+        held = self.whois(name)
+        return None if held is None else (held[0], held[1].name)
+
+    def whois(self, name: str) -> "tuple[str, Whois] | None":
+        """Which server holds ``name``, and who holds it (the name as it was given); None if nobody does."""
         held = self._redis.hget(NAMES, name_key(name))
         return None if held is None else _holder(held)
 
@@ -106,26 +139,32 @@ class Registry:
         readded, _ = pipe.execute()
         return bool(readded)
 
-    def hold_only(self, names: "list[str]") -> "tuple[list[str], list[str]]":
-        """Make the names this server holds exactly ``names`` (its members now).
+    def hold_only(self, names: "list[str]", describe) -> "tuple[list[str], list[str]]":
+        """Make the names this server holds exactly ``names`` (its members now), each as ``describe(name)`` says.
 
         Returns the names it held and no longer does (their holders left
         while Redis was out of reach), and those of ``names`` held on
-        another server (claimed there meanwhile).
+        another server (claimed there meanwhile). A name still held here
+        is described again if that changed meanwhile (an operator since,
+        say), unless this server's members described it again since it
+        was read here: theirs is the latest word.
         """
         wanted = {name_key(name): name for name in names}
         held = self._redis.hgetall(NAMES)
         ours = {key: holder[len(self._mine) :] for key, holder in held.items() if holder.startswith(self._mine)}
-        went = [name for key, name in ours.items() if key not in wanted and name_problem(name) is None]
+        went = [name.partition("\t")[0] for key, name in ours.items() if key not in wanted]
+        went = [name for name in went if name_problem(name) is None]
         for name in went:
             self.release(name)
         clashes = []
         for key, name in wanted.items():
-            holder = held.get(key)
-            if holder is None and not self._redis.hsetnx(NAMES, key, self._mine + name):
+            holder, description = held.get(key), describe(name)
+            if holder is None and not self._redis.hsetnx(NAMES, key, self._mine + description):
                 holder = self._redis.hget(NAMES, key)  # claimed elsewhere since we looked
             if holder is not None and not holder.startswith(self._mine):
                 clashes.append(name)
+            elif holder is not None and holder != self._mine + description:
+                self._describe(keys=[NAMES], args=[key, self.server, description, holder])
         return went, clashes
 
     def dead_servers(self) -> "list[str]":
@@ -140,12 +179,27 @@ class Registry:
         alive, or another server reaped it first.
         """
         gone = self._reap(keys=[SERVERS, NAMES, alive_key(server)], args=[server, "stopping" if stopping else ""])
-        return None if gone is None else sorted((name for name in gone if name_problem(name) is None), key=name_key)
+        if gone is None:
+            return None
+        names = (held.partition("\t")[0] for held in gone)  # "Name\tADDRESS\tOP" once described
+        return sorted((name for name in names if name_problem(name) is None), key=name_key)
 
 
-def _holder(held: str) -> "tuple[str, str] | None":
-    """``(server, name)`` from a ``"SERVER\\tName"`` value; None if it is not one a server wrote."""
-    server, _, given = held.partition("\t")
-    if not _SERVER_ID.fullmatch(server) or name_problem(given) is not None:
+def described(name: str, address: "str | None", operator: bool) -> str:
+    """What the registry says of a name's holder, after its server: ``"Name\\tADDRESS\\tOP"``."""
+    return f"{name}\t{address or ''}\t{int(operator)}"
+
+
+def _holder(held: str) -> "tuple[str, Whois] | None":
+    """``(server, who)`` from a ``"SERVER\\tName[\\tADDRESS\\tOP]"`` value; None if it is not one a server wrote."""
+    parts = held.split("\t")
+    if len(parts) == 2:
+        parts += ["", "0"]  # claimed, not described yet
+    if len(parts) != 4:
         return None
-    return server, given
+    server, name, address, operator = parts
+    if not _SERVER_ID.fullmatch(server) or name_problem(name) is not None or operator not in ("0", "1"):
+        return None
+    if address and not valid_address(address):
+        return None
+    return server, Whois(name, address or None, operator == "1")

@@ -355,3 +355,15 @@ def test_orders_read_as_their_notices():
     assert ban.farewell() == "[SYSTEM] You were removed by Ann and banned for 1 minute: spam"
     assert Order(OrderKind.MUTE, "Ann", "Bob").notice() == "[SYSTEM] Bob was muted by Ann until an operator unmutes."
     assert "ban" in COMMANDS and COMMANDS["ban"].operator and not COMMANDS["users"].operator
+
+
+def test_too_many_wrong_operator_passwords_get_an_answer_of_their_own(wall):
+    failures = FailureTracker(clock=FakeClock(), max_delay_s=1.0)
+    room = Room(moderation=Moderation(clock=wall), operator_password=OperatorPassword(OP_PASSWORD, failures))
+    ann = join(room, "Ann")
+    answers = []
+    for _ in range(4):
+        handle_line(room, ann, "/op nope")
+        answers += lines_of(ann)
+    # Not the room password's line, which clients take as "the room refused you".
+    assert answers[-1] == "[ERROR] Too many wrong operator passwords from your address. Try again in a minute."

@@ -41,7 +41,9 @@ FORGET_AFTER_S = 15 * 60.0
 # At most this many addresses are remembered: a flood of addresses cannot
 # fill the server's memory. The ones quiet for longest are dropped first.
 MAX_ADDRESSES = 10_000
+# The operators' own answers, told apart from the room password's by clients (which stop on those).
 OPERATOR_PASSWORD_WRONG = error("Wrong operator password.")
+OPERATOR_PASSWORD_TOO_MANY_TRIES = error("Too many wrong operator passwords from your address. Try again in a minute.")
 
 
 def password_matches(given: str, expected: str) -> bool:
@@ -219,4 +221,6 @@ class OperatorPassword:
     def check(self, given: str, address: str, pause) -> "str | None":
         """None if ``given`` is the password; else the [ERROR] line that says why not (see PasswordGate.check)."""
         refusal = PasswordGate(self.password, self.failures, address).check(given, pause)
-        return OPERATOR_PASSWORD_WRONG if refusal in (PASSWORD_WRONG, PASSWORD_NEEDED) else refusal
+        if refusal is PASSWORD_TOO_MANY_TRIES:
+            return OPERATOR_PASSWORD_TOO_MANY_TRIES
+        return None if refusal is None else OPERATOR_PASSWORD_WRONG

@@ -8,6 +8,8 @@ How it fits together::
       │                      └─ writer thread: Outbox → sendall (only when a client falls behind)
       ▼
     Ctrl+C / SIGTERM ────► request_stop(): wakes the accept loop, which closes everything
+    console thread (chat.console, only when a person sits at the terminal):
+      Server> /kick, /ban, /say... ──► the room, as an operator; /quit ──► request_stop()
 
 The room (``chat.core.room``) holds the lock-guarded table of members; each
 connection's reader thread owns its socket and its writer thread (see

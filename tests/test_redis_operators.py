@@ -26,7 +26,7 @@ from chat.core.moderation import Order, OrderKind, Whois, timed
 from chat.core.operators import NO_LONGER_OPERATOR, NOW_OPERATOR
 from chat.server import ChatServer
 from tests.helpers import FAST, TIMEOUT_S, Peer, wait_until
-from tests.test_redis import redis_server, replay_of  # noqa: F401 (fixtures)
+from tests.test_redis import buses, logged, redis_server, replay_of  # noqa: F401 (fixtures)
 from tests.test_web_server import _close_web_clients, open_web_client  # noqa: F401 (fixtures)
 
 OP_PASSWORD = "op-s3cret"
@@ -319,3 +319,12 @@ def test_only_the_server_holding_a_name_says_who_holds_it_and_its_latest_word_st
     client.hset(NAMES, mapping={"eve": "x\tEve\t1.2.3.4\tyes", "mal": "x\tMal\tnowhere\t0", "sue": "x\tSue\t\t1\t"})
     assert sorted(who.name for who in theirs.roster()) == ["Ann", "Bob"]
     assert [theirs.reap("mine", stopping=True), theirs.whois("Ann")] == [["Ann"], None]
+
+
+def test_an_order_the_others_would_skip_is_not_sent_but_carried_out_here_and_said_once(buses, caplog):  # noqa: F811
+    bus = buses()
+    unbannable = Order(OrderKind.BAN, "Ann", "Bob", address="localhost")  # no address a server counts by
+    assert bus.order(unbannable) is False and bus.order(unbannable) is False  # the room carries it out alone
+    [said] = logged(caplog, "Cannot share a line through Redis")
+    assert "the others would skip an order (address 'localhost')" in said
+    assert bus.order(Order(OrderKind.SAY, "Server", reason="fine")) is True

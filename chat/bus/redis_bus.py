@@ -291,8 +291,13 @@ class RedisBus:
         return name if entries is not None and self._append(entries) else None  # if not, the room tries its own members
 
     def order(self, order: Order) -> bool:
-        entries = [Entry.of_order(self.server_id, order, time.time())]
-        return self._fit(entries) and self._append(entries)
+        entry = Entry.of_order(self.server_id, order, time.time())
+        try:
+            Entry.from_fields(entry.to_fields())  # as every server, this one included, will read it
+        except MalformedEntry as error:
+            self._unsharable(f"the others would skip an order ({error.problem}): it is carried out on this server only")
+            return False
+        return self._fit([entry]) and self._append([entry])
 
     def describe(self, name: str, address: "str | None", operator: bool) -> None:
         with self._described_lock:

@@ -7,11 +7,37 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# pytest rewrites each test module's asserts when it imports it, in each of
+# its processes, and keeps the result as bytecode, unless Python is told
+# to write none (PYTHONDONTWRITEBYTECODE, set on some machines): then every
+# run does it all again, seconds of CPU per process before the first test.
+sys.dont_write_bytecode = False
 
 from chat.config import Limits, ServerConfig  # noqa: E402
 from chat.server import ChatServer  # noqa: E402
 from tests.browser import chromium  # noqa: E402
 from tests.helpers import FAST, TIMEOUT_S, FakeClock, Peer, ServerProgram, Terminal  # noqa: E402
+
+# The files that take longest, longest first. The test processes take whole
+# files in the order collected (pytest.ini), so these go first: otherwise one
+# of them, collected last, keeps a process busy after the others are done.
+SLOWEST_FILES = (
+    "test_client_terminal.py",
+    "test_page.py",
+    "test_page_operators.py",
+    "test_page_live.py",
+    "test_client_reconnect.py",
+    "test_redis.py",
+    "test_keepalive.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    def slowness(item) -> int:
+        name = item.path.name
+        return SLOWEST_FILES.index(name) if name in SLOWEST_FILES else len(SLOWEST_FILES)
+
+    items.sort(key=slowness)  # stable: within a file, and among the others, the order stays
 
 
 @pytest.fixture(autouse=True)

@@ -100,6 +100,16 @@ class Bus(Protocol):
         """Everyone online on every server, or None if out of reach."""
 
 
+class Archive(Protocol):
+    """What keeps the room's history and orders on disk (``chat.store.archive``). Neither method ever waits."""
+
+    def add_lines(self, lines: "list[str]", when: float) -> None:
+        """Keep public lines said at ``when`` (those the history keeps)."""
+
+    def keep_order(self, order: Order, when: float) -> None:
+        """Keep an order's notice, and what it leaves behind."""
+
+
 class Room:
     def __init__(
         self,
@@ -109,6 +119,7 @@ class Room:
         clock=time.monotonic,
         moderation: "Moderation | None" = None,
         operator_password: "OperatorPassword | None" = None,
+        archive: "Archive | None" = None,
     ) -> None:
         # Guards _members, _history, _closed, _quiet, _for_good and _leaving. Held only
         # for table updates and queueing.
@@ -127,6 +138,8 @@ class Room:
         # taken while holding ours (never the other way round).
         self.moderation = moderation or Moderation()
         self.operator_password = operator_password  # None: only the console is an operator
+        # What keeps the history and the orders on disk, if anything: called after the lock is released.
+        self.archive = archive
 
     def deferred_flushes(self):
         """A block within which lines for members are queued at once but sent at its end.
@@ -372,8 +385,11 @@ class Room:
                 self._for_good.discard(removed.member_id)
                 removed.queue(encode_line(order.farewell()))  # off the table: its last line
                 removed.quit()  # as in close(): it says no more, and its connection ends once the farewell is sent
-            self._history.add(notice, time.time() if when is None else when)
+            when = time.time() if when is None else when
+            self._history.add(notice, when)
             recipients = self._queue_locked(encode_line(notice))
+        if self.archive is not None:
+            self.archive.keep_order(order, when)
         self._flushes.flush(recipients + ([removed] if removed is not None else []))
         if removed is not None and self.bus is not None:
             self.bus.release(removed.name)
@@ -405,6 +421,8 @@ class Room:
             for line in lines:
                 self._history.add(line, when)
             recipients = self._queue_locked(encode_lines(lines), self._members.numbered(origin))
+        if self.archive is not None:
+            self.archive.add_lines(lines, when)
         self._flushes.flush(recipients)
         if log_it:
             log.info("📨 %s", "\n📨 ".join(lines))  # one record: each line gets its own timestamp

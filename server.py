@@ -1,4 +1,4 @@
-"""Start the chat server: python server.py [--host HOST] [--port PORT] [--password P] [--op-password P] [--history N] [--redis URL] [limits...]"""
+"""Start the chat server: python server.py [--host HOST] [--port PORT] [--password P] [--op-password P] [--history N] [--store PATH] [--keep N] [--redis URL] [limits...]"""
 
 import argparse
 import ipaddress
@@ -10,6 +10,9 @@ from chat.core.history import DEFAULT_HISTORY_LINES
 from chat.config import Limits, ServerConfig, Timings
 from chat.transports.handshake import origin_host
 from chat.server import run
+from chat.store.archive import DEFAULT_KEEP_LINES
+
+DEFAULT_STORE = "chat.db"  # in the folder the server is started from
 
 
 def bounded_int(low: int, high: int, name: str):
@@ -68,6 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--password", default=os.environ.get("CHAT_PASSWORD"), help="a password everyone must give to join (better: set CHAT_PASSWORD, which other users of this machine cannot see in the process list)")
     parser.add_argument("--op-password", default=os.environ.get("CHAT_OP_PASSWORD"), metavar="P", help="a password that makes whoever sends /op P an operator, who may /kick, /ban, /mute and set the /topic (better: set CHAT_OP_PASSWORD; default: none, and only the server's console is an operator)")
     parser.add_argument("--history", type=bounded_int(0, 10_000, "line count"), default=DEFAULT_HISTORY_LINES, metavar="N", help="public lines kept and replayed to each newcomer; 0 keeps none (default: %(default)s)")
+    parser.add_argument("--store", default=None, metavar="PATH", help="the SQLite file that keeps the history, topic, bans and mutes across restarts; none keeps nothing on disk (default: CHAT_STORE, else chat.db in the current folder)")
+    parser.add_argument("--keep", type=bounded_int(0, 100_000_000, "line count"), default=DEFAULT_KEEP_LINES, metavar="N", help="public lines the store keeps; older ones are deleted (default: %(default)s)")
     parser.add_argument("--redis", type=redis_url, default=os.environ.get("CHAT_REDIS_URL"), metavar="URL", help="share one room with other servers through Redis: redis://HOST:PORT/DB, rediss://... (TLS) or unix:///PATH (default: CHAT_REDIS_URL, else none)")
     parser.add_argument("--heartbeat", type=float, default=Timings().heartbeat_s, metavar="S", help="with --redis: seconds between this server's heartbeats in Redis; the others take it for dead after 4 missed (default: %(default)g)")
     parser.add_argument("--trusted-proxy", type=proxy, action="append", default=[], metavar="ADDRESS", help="a proxy in front of the server (an address or network; may be repeated): the client address it adds to X-Forwarded-For is the one counted (default: none; in a Codespace, its port forwarder on 127.0.0.1 and ::1)")
@@ -89,6 +94,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     limits.add_argument("--max-password-rate", type=rate, default=defaults.max_password_rate, metavar="N", help="password checks per second for all addresses that gave a wrong one lately (default: %(default)g)")
     limits.add_argument("--keepalive-idle", type=bounded_int(1, 86_400, "number of seconds"), default=defaults.keepalive_idle_s, metavar="S", help="seconds of silence before TCP keepalive probes a client (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.store is not None and args.store != "none" and args.redis:
+        parser.error("argument --store: with --redis, Redis keeps the room's history, topic and bans: leave --store out")
+    if args.store is None:
+        args.store = os.environ.get("CHAT_STORE") or DEFAULT_STORE
+    if args.store == "":
+        parser.error("argument --store: give a file, or none")
     if not 0 <= args.rejoin_grace <= 3600:
         parser.error(f"argument --rejoin-grace: {args.rejoin_grace:g} is not a number of seconds from 0 to 3600")
     if not 0.01 <= args.heartbeat <= 3600:
@@ -127,6 +138,8 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         redis_url=args.redis,
         trusted_proxies=tuple(args.trusted_proxy) or default_proxies(args.port),
         allowed_origins=tuple(args.allowed_origin),
+        store_path=None if args.store == "none" else args.store,
+        keep_lines=args.keep,
     )
 
 

@@ -108,3 +108,7 @@ class ServerConfig:
     # Other names than this server's own under which its page may open a WebSocket.
     allowed_origins: "tuple[str, ...]" = ()
     op_password: "str | None" = None  # None or "": only the server's console is an operator
+    # The SQLite file that keeps the history, topic, bans and mutes across
+    # restarts (chat.store); None keeps nothing, and so does a shared room (Redis keeps it).
+    store_path: "str | None" = None
+    keep_lines: int = 10_000  # public lines the store keeps; older ones are pruned

@@ -8,6 +8,8 @@ How it fits together::
       │                      └─ writer thread: Outbox → sendall (only when a client falls behind)
       ▼
     Ctrl+C / SIGTERM ────► request_stop(): wakes the accept loop, which closes everything
+    store-writer thread (chat.store.archive, unless --store none or --redis):
+      Room ──► bounded queue ──► one SQLite transaction per quarter second; drained at the close
     console thread (chat.console, only when a person sits at the terminal):
       Server> /kick, /ban, /say... ──► the room, as an operator; /quit ──► request_stop()
 
@@ -38,6 +40,7 @@ from chat.console import operator_console
 from chat.logs import configure_logging
 from chat.transports.refusals import RefusalLog, Refusals
 from chat.sockets import enable_keepalive
+from chat.store.archive import Archive, StoreError
 from chat.transports.connection import THREAD_JOIN_S, ClientConnection
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,8 @@ LEAVE_CHECK_S = 0.25
 # its own bookkeeping). Left alone, Linux grows it up to 4 MiB for a client
 # that stops reading, memory our queue limits do not see.
 SEND_BUFFER_BYTES = 128 * 1024
+# The store's rows that fail its checks are logged at start, at most this many one by one.
+LOGGED_SKIPPED_MAX = 10
 
 
 class ChatServer:
@@ -72,6 +77,12 @@ class ChatServer:
             rejoin_grace_s=config.timings.rejoin_grace_s,
             operator_password=operator_password(config),
         )
+        # The store, if any: opened and loaded before serving (StoreError if it cannot be used),
+        # its writer thread started by serve_forever and stopped by _close_everything.
+        self.archive: "Archive | None" = None
+        if config.store_path is not None and config.redis_url is None:
+            self.archive = self._open_store(config)
+            self.room.archive = self.archive
         if config.redis_url is not None:  # only then is anything of Redis imported
             from chat.bus.redis_bus import RedisBus
 
@@ -100,6 +111,26 @@ class ChatServer:
         # Announces leaves once their grace is over: it may wait on the bus,
         # which the accept loop must never do. Stops with _stop_requested.
         self._leave_notices = threading.Thread(target=self._announce_leaves, name="leave-notices", daemon=True)
+
+    def _open_store(self, config: ServerConfig) -> Archive:
+        archive = Archive.open(config.store_path, keep=config.keep_lines, max_bytes=4 * config.limits.max_line_bytes)
+        try:
+            loaded = archive.load(config.history_lines)
+        except BaseException:
+            archive.close()
+            raise
+        self.room.remember(loaded.said)
+        for order in loaded.orders:
+            self.room.moderation.apply(order)
+        for where, why in loaded.skipped[:LOGGED_SKIPPED_MAX]:
+            log.warning("⚠️  The store %s: %s skipped: %s", config.store_path, where, why)
+        if len(loaded.skipped) > LOGGED_SKIPPED_MAX:
+            log.warning("⚠️  The store %s: %d more rows skipped.", config.store_path, len(loaded.skipped) - LOGGED_SKIPPED_MAX)
+        log.info(
+            "💾 Keeping the room in %s: %d line(s) of history and %d ban(s), mute(s) or topic loaded.",
+            config.store_path, len(loaded.said), len(loaded.orders),
+        )
+        return archive
 
     def bind(self) -> None:
         """Open the listening socket. Raises OSError (e.g. port in use)."""
@@ -133,6 +164,8 @@ class ChatServer:
         self._log_where_to_connect()
         if self.room.bus is not None:
             self.room.bus.start()
+        if self.archive is not None:
+            self.archive.start()
         self._leave_notices.start()
         try:
             with selectors.DefaultSelector() as self._selector:
@@ -313,6 +346,8 @@ class ChatServer:
         stuck = [c.name for c in connections if c.reader.is_alive()]
         if stuck:
             log.warning("⚠️  Threads still running for: %s", ", ".join(stuck))
+        if self.archive is not None:
+            self.archive.close()  # after the room closed: nothing is said any more
         log.info("👋 Server stopped.")
 
 
@@ -336,10 +371,19 @@ def run(config: ServerConfig) -> int:
     log_writer = configure_logging()
     status = 1
     try:
-        server = ChatServer(config)
+        if config.redis_url is not None and config.store_path is not None:
+            log.info("💾 With --redis, Redis keeps the room: nothing is kept in %s.", config.store_path)
+        try:
+            server = ChatServer(config)
+        except StoreError as error:
+            log.error("❌ %s", error)
+            status = 2
+            return status
         try:
             server.bind()
         except OSError as error:
+            if server.archive is not None:
+                server.archive.close()
             log.error("❌ %s", describe_bind_error(error, config.host, config.port))
             return status
         for signum in (signal.SIGINT, signal.SIGTERM):

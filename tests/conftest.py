@@ -1,4 +1,5 @@
 import logging
+import os
 import sys
 import threading
 from dataclasses import replace
@@ -12,6 +13,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # to write none (PYTHONDONTWRITEBYTECODE, set on some machines): then every
 # run does it all again, seconds of CPU per process before the first test.
 sys.dont_write_bytecode = False
+# Every server.py a test starts (and server.main called here) keeps nothing
+# on disk unless the test gives it --store: none writes chat.db into the
+# repository. The tests of the store give it a file in a temporary folder.
+os.environ["CHAT_STORE"] = "none"
 
 from chat.config import Limits, ServerConfig  # noqa: E402
 from chat.server import ChatServer  # noqa: E402

@@ -261,6 +261,7 @@ class ClientConnection:
             max_frame_rate=self.limits.max_frame_rate,
             name=lambda: self.name,
             refuse=self._refuse_if_banned,
+            from_trusted_proxy=self.address[0] in self.arrival.admission.proxies,
         )
         deadline = self._connected_at + self.timings.opening_wait_s
         received = adapter.receive_data(data)

@@ -19,7 +19,8 @@ over WebSocket. What a connection sends first tells which it is:
 * :func:`origin_allowed` is the check that keeps other web sites' pages from
   opening a WebSocket to this chat in their visitors' browsers; the names it
   accepts are this server's own, from :func:`server_names`.
-* :func:`page_response` and :func:`error_response` build the answers.
+* :func:`page_response` and :func:`error_response` build the answers;
+  :func:`qr_code_response` draws ``/qr.svg``, the page's address as a QR code.
 
 Nothing here does I/O: bytes and request values in, decisions and response
 values out. :mod:`chat.transports.websocket` feeds the parser and sends.
@@ -38,9 +39,12 @@ from websockets import Headers, Request, Response
 from websockets.exceptions import SecurityError
 from websockets.http11 import MAX_LINE_LENGTH
 
+from chat import qr
 from chat.codespaces import forwarded_address
 
 WEBSOCKET_PATH = "/ws"
+# A QR code of the page's address, as the browser that asks opened it (see chat.qr).
+QR_CODE_PATH = "/qr.svg"
 
 # A request line longer than the parser's own limit (websockets' 8 KiB, the
 # common default of HTTP servers) is refused by the parser; the sniffer
@@ -197,12 +201,12 @@ def route(request: Request, pages: Container[str], names: "Container[str] | None
     then checks the Upgrade headers and answers 426 without them), if its
     ``Origin`` is one of ``names`` (see :func:`origin_allowed`; by default
     :func:`server_names` without a connection). A query string is ignored.
-    Only GET is served.
+    ``/qr.svg`` is a PAGE too. Only GET is served.
     """
     # websockets 16 only ever parses GET requests; 17 parses any method.
     method = getattr(request, "method", "GET")
     path = request.path.partition("?")[0]
-    if path != WEBSOCKET_PATH and path not in pages:
+    if path not in (WEBSOCKET_PATH, QR_CODE_PATH) and path not in pages:
         return Route.NOT_FOUND
     if method != "GET":
         return Route.METHOD_NOT_ALLOWED
@@ -428,17 +432,37 @@ def page_response(content_type: str, body: bytes) -> Response:
     return Response(http.HTTPStatus.OK.value, http.HTTPStatus.OK.phrase, headers, body)
 
 
+def qr_code_response(request: Request, from_trusted_proxy: bool = False) -> Response:
+    """The QR code of the page's address that ``request`` used (see :func:`chat.qr.address_used`), as SVG.
+
+    400 if the request names no such address; its Host is the client's to get right.
+    """
+    try:
+        url = qr.address_used(request.headers, from_trusted_proxy)
+    except qr.BadAddress as error:
+        return _refusal_response(http.HTTPStatus.BAD_REQUEST, str(error))
+    return page_response("image/svg+xml", qr.svg_code(url))
+
+
 def answer(
-    request: Request, pages: "Mapping[str, tuple[str, bytes]]", names: "Container[str] | None" = None
+    request: Request,
+    pages: "Mapping[str, tuple[str, bytes]]",
+    names: "Container[str] | None" = None,
+    from_trusted_proxy: bool = False,
 ) -> "Response | None":
     """The whole answer to ``request`` when it is not a WebSocket handshake, else None.
 
     ``pages`` maps each path of the page to its (content type, body);
-    ``names`` are the hosts a WebSocket's ``Origin`` may name (see :func:`route`).
+    ``names`` are the hosts a WebSocket's ``Origin`` may name (see :func:`route`);
+    ``from_trusted_proxy`` says whether the peer is a trusted proxy, whose
+    forwarded host the QR code is of (see :func:`qr_code_response`).
     """
     decision = route(request, pages, names)
     if decision is Route.WEBSOCKET:
         return None
     if decision is Route.PAGE:
-        return page_response(*pages[request.path.partition("?")[0]])
+        path = request.path.partition("?")[0]
+        if path == QR_CODE_PATH:
+            return qr_code_response(request, from_trusted_proxy)
+        return page_response(*pages[path])
     return error_response(decision)

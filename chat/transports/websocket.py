@@ -146,6 +146,8 @@ class WebSocketAdapter:
     * ``name``: says who the client is, for the log line of an excess flood.
     * ``refuse``: given the request, why this client is refused (it is
       banned), or None; a refused request is answered ``403 Forbidden``.
+    * ``from_trusted_proxy``: the peer is a trusted proxy, whose
+      ``X-Forwarded-Host`` names the address ``/qr.svg`` is drawn for.
     * ``clock``: the time when :meth:`receive_data` is not given ``now``.
     """
 
@@ -160,6 +162,7 @@ class WebSocketAdapter:
         max_frame_rate: float = DEFAULT_MAX_FRAME_RATE,
         name: "Callable[[], str] | None" = None,
         refuse: "Callable[[Request], str | None]" = lambda request: None,
+        from_trusted_proxy: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._write = write
@@ -170,6 +173,7 @@ class WebSocketAdapter:
         self.max_frame_rate = max_frame_rate
         self._name = name or (lambda: "a WebSocket client")
         self._refuse = refuse
+        self._from_trusted_proxy = from_trusted_proxy
         self._clock = clock
         # Guards everything below, and is held while output goes to _write,
         # so that bytes leave in the order the protocol made them.
@@ -266,7 +270,7 @@ class WebSocketAdapter:
         if refusal is not None:
             response = handshake.forbidden_response(refusal)
         else:
-            response = handshake.answer(request, self._pages, self._server_names)
+            response = handshake.answer(request, self._pages, self._server_names, self._from_trusted_proxy)
         if response is None:
             response = self._protocol.accept(request)
         self._protocol.send_response(response)

@@ -112,3 +112,6 @@ class ServerConfig:
     # restarts (chat.store); None keeps nothing, and so does a shared room (Redis keeps it).
     store_path: "str | None" = None
     keep_lines: int = 10_000  # public lines the store keeps; older ones are pruned
+    # At start, print a QR code of the page's address for other devices, if
+    # the server knows one and standard output is a terminal (see chat.qr).
+    qr_code: bool = True

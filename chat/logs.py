@@ -19,6 +19,8 @@ FORMAT = "[%(asctime)s] %(message)s"
 # How long the writer lets records gather before writing them: the most a log line is late.
 BATCH_WAIT_S = 0.05
 TIME_FORMAT = "%H:%M:%S"
+# A record logged with ``extra={VERBATIM: True}`` is written as it is, without timestamps.
+VERBATIM = "verbatim"
 # Records waiting for the writer, at most: some 25 MB at the longest lines.
 MAX_PENDING_RECORDS = 5_000
 # How long close() waits for the writer to write what is left.
@@ -44,6 +46,8 @@ class SecondsFormatter(logging.Formatter):
         return self._stamp
 
     def format(self, record) -> str:
+        if getattr(record, VERBATIM, False):  # a picture: a timestamp on each line would widen it
+            return record.getMessage()
         text = super().format(record)
         if "\n" not in text:
             return text

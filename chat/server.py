@@ -26,6 +26,7 @@ import os
 import selectors
 import signal
 import socket
+import sys
 import threading
 import time
 
@@ -37,7 +38,8 @@ from chat.core.password import FailureTracker, OperatorPassword
 from chat.core.room import Room
 from chat.config import ServerConfig
 from chat.console import operator_console
-from chat.logs import configure_logging
+from chat.logs import VERBATIM, configure_logging
+from chat.qr import address_to_share, terminal_code
 from chat.transports.refusals import RefusalLog, Refusals
 from chat.sockets import enable_keepalive
 from chat.store.archive import Archive, StoreError
@@ -198,8 +200,27 @@ class ChatServer:
             log.info("🌍 From other devices, once port %d is Public in the Ports panel:", port)
             log.info("   in a browser: %s", forwarded.page_url)
             log.info("   in a terminal: %s", forwarded.client_command)
+        self._log_address_to_share(host, port, forwarded is not None)
         if self.admission.password is not None:
             log.info("🔒 A password is needed to join.")
+
+    def _log_address_to_share(self, host: str, port: int, in_codespace: bool) -> None:
+        """This machine's address on its network, and a phone's way in: a QR code (see chat.qr)."""
+        url = address_to_share(host, port)
+        if url is None:
+            return
+        if not in_codespace:  # a Codespace's address is logged already
+            log.info("🏠 From other devices on this network: %s", url)
+        if not self.config.qr_code or not stdout_is_terminal():
+            return
+        try:
+            code = terminal_code(url)
+        except ImportError as error:  # segno is missing: the address is there in words
+            log.warning("⚠️  No QR code (%s): pip install -r requirements.txt", error)
+            return
+        if code is not None:
+            log.info("📱 To join from a phone, scan this code of %s", url)
+            log.info("%s", code.rstrip("\n"), extra={VERBATIM: True})
 
     def request_stop(self) -> None:
         """Ask serve_forever() to stop. Safe from any thread and from a signal handler."""
@@ -398,6 +419,14 @@ def run(config: ServerConfig) -> int:
             # Standard output takes nothing (a paused terminal, a stalled
             # pipe), and Python's own exit would wait forever to flush it.
             os._exit(status)
+
+
+def stdout_is_terminal() -> bool:
+    """Whether standard output is a terminal, where a person could scan what is printed."""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # None (pythonw), or closed
+        return False
 
 
 def format_address(address) -> str:

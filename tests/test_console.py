@@ -181,7 +181,8 @@ def server_terminals():
     started = []
 
     def start(*options, stdin=None, background=False) -> ServerTerminal:
-        terminal = ServerTerminal("--history", "0", *options, stdin=stdin, background=background)
+        # No QR code: in a Codespace, one would push the log off these 30 rows.
+        terminal = ServerTerminal("--history", "0", "--no-qr", *options, stdin=stdin, background=background)
         started.append(terminal)
         return terminal
 

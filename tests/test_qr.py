@@ -15,7 +15,8 @@ import pytest
 
 from chat import qr
 from chat.codespaces import forwarded_address
-from tests.helpers import TIMEOUT_S
+from tests.helpers import PROGRAM_START_S, TIMEOUT_S, Program
+from tests.test_console import ServerTerminal
 
 # A Codespace with a long name: its page's address is about as long as a shared address gets.
 CODESPACE = {
@@ -256,3 +257,57 @@ def test_a_hostile_host_gets_400(start_server, headers):
     head, body = fetch(server.address, f"GET /qr.svg HTTP/1.1\r\n{headers}\r\n")
     assert head.startswith("HTTP/1.1 400 Bad Request\r\n"), head
     assert body.startswith(b"400 Bad Request. The ") and b"<" not in body
+
+
+# -- server.py at start --------------------------------------------------------------------------
+
+
+def code_on_screen(rows: "list[str]") -> "list[str]":
+    """The rows of the screen that draw a QR code: the longest run of half-block rows."""
+    runs, run = [], []
+    for row in rows + [""]:
+        if len(row) > 20 and set(row) <= set("▀▄█ "):
+            run.append(row)
+        else:
+            runs.append(run)
+            run = []
+    return max(runs, key=len)
+
+
+@needs_zbarimg
+def test_in_a_codespace_the_server_prints_a_code_of_its_forwarded_page_that_a_phone_reads(monkeypatch):
+    for name, value in CODESPACE.items():
+        monkeypatch.setenv(name, value)
+    server = ServerTerminal("--history", "0")  # at a terminal 100 columns wide, 30 rows high
+    try:
+        url = forwarded_address(server.address[1], CODESPACE).page_url
+        server.wait_for(f"📱 To join from a phone, scan this code of {url}")
+        server.wait_for_prompt()  # the code is above it
+        rows = code_on_screen(server.rows())
+        assert len(rows) >= 21 and all(len(row) <= qr.MAX_TERMINAL_COLUMNS for row in rows), rows
+        assert decode(painted(rows)) == [url]
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("output", ["a terminal, with --no-qr", "a pipe"])
+def test_no_code_is_printed_with_no_qr_or_into_a_pipe(monkeypatch, output):
+    for name, value in CODESPACE.items():
+        monkeypatch.setenv(name, value)
+    # The password's line is the last one logged at start, after the code.
+    options = ["--history", "0", "--password", "secret"]
+    if output == "a pipe":
+        server = Program(["server.py", "--host", "127.0.0.1", "--port", "0", *options])
+        try:
+            server.expect("🔒 A password is needed to join.", timeout=PROGRAM_START_S)
+            printed = server.all_output()
+        finally:
+            server.kill()
+    else:
+        server = ServerTerminal(*options, "--no-qr")
+        try:
+            printed = server.wait_for("🔒 A password is needed to join.")
+        finally:
+            server.close()
+    assert re.search(r"in a browser: https://super-duper-space-waddle-x5j9q7r6wp2vr4g-\d+\.app\.github\.dev/", printed)
+    assert "📱" not in printed and "▀" not in printed and "█" not in printed

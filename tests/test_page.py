@@ -817,3 +817,37 @@ def test_the_page_works_through_our_own_websocket_adapter(driver):
         driver.get("about:blank")
         server.stop()
     assert not console_errors(driver)
+
+
+# -- sharing ---------------------------------------------------------------------------------
+
+
+def test_share_shows_the_pages_address_as_a_large_qr_code_in_a_dialog_that_gives_the_focus_back(driver, server):
+    from tests.test_qr import decode, has_zbarimg
+
+    driver.get(server.url)
+    share = element(driver, "share-button")
+    share.click()
+    wait(
+        driver,
+        lambda d: d.execute_script("const code = document.getElementById('share-code'); return code.complete && code.naturalWidth > 0"),
+        "the code never loaded",
+    )
+    assert element(driver, "share").get_attribute("open") is not None
+    assert element(driver, "share-address").text == server.url
+    assert driver.switch_to.active_element == element(driver, "share-close")
+    code = element(driver, "share-code")
+    assert code.size["width"] >= 320 and code.size["width"] == code.size["height"]
+    png = code.screenshot_as_png
+
+    driver.switch_to.active_element.send_keys(Keys.ESCAPE)
+    wait(driver, lambda d: element(d, "share").get_attribute("open") is None, "Escape did not close the dialog")
+    assert driver.switch_to.active_element == share
+    share.click()
+    element(driver, "share-close").click()
+    wait(driver, lambda d: element(d, "share").get_attribute("open") is None, "Close did not close the dialog")
+    assert driver.switch_to.active_element == share
+
+    if not has_zbarimg:
+        pytest.skip("reading the code needs zbarimg: apt-get install zbar-tools")
+    assert decode(png) == [server.url]

@@ -23,9 +23,8 @@ CODESPACE = {
     "CODESPACE_NAME": "super-duper-space-waddle-x5j9q7r6wp2vr4g",
     "GITHUB_CODESPACES_PORT_FORWARDING_DOMAIN": "app.github.dev",
 }
-needs_zbarimg = pytest.mark.skipif(
-    shutil.which("zbarimg") is None, reason="decoding QR codes needs zbarimg: apt-get install zbar-tools"
-)
+has_zbarimg = shutil.which("zbarimg") is not None
+needs_zbarimg = pytest.mark.skipif(not has_zbarimg, reason="decoding QR codes needs zbarimg: apt-get install zbar-tools")
 needs_rsvg = pytest.mark.skipif(
     shutil.which("rsvg-convert") is None, reason="rendering SVG needs rsvg-convert: apt-get install librsvg2-bin"
 )

@@ -441,7 +441,10 @@ def qr_code_response(request: Request, from_trusted_proxy: bool = False) -> Resp
         url = qr.address_used(request.headers, from_trusted_proxy)
     except qr.BadAddress as error:
         return _refusal_response(http.HTTPStatus.BAD_REQUEST, str(error))
-    return page_response("image/svg+xml", qr.svg_code(url))
+    try:
+        return page_response("image/svg+xml", qr.svg_code(url))
+    except ImportError:  # segno is missing: the page shows the address in words
+        return _refusal_response(http.HTTPStatus.NOT_IMPLEMENTED, "This server cannot draw QR codes: segno is not installed.")
 
 
 def answer(

@@ -476,6 +476,25 @@
     showUsers(!document.body.classList.contains("users-open"));
   });
 
+  // -- sharing: the page's address as a QR code, large, for a projector ------
+
+  const shareButton = $("share-button");
+  const shareDialog = $("share");
+  const shareCode = $("share-code");
+  const shareAddress = $("share-address");
+  const shareClose = $("share-close");
+
+  // The server draws the code of the address this page was opened at (its Host,
+  // or what a trusted proxy says it was), which is this page's own address.
+  shareButton.addEventListener("click", () => {
+    shareAddress.textContent = new URL(".", location.href).href;
+    if (!shareCode.getAttribute("src")) shareCode.src = "qr.svg";
+    shareDialog.showModal(); // a modal dialog: Escape closes it, and focus stays inside
+    shareClose.focus();
+  });
+  shareClose.addEventListener("click", () => shareDialog.close());
+  shareDialog.addEventListener("close", () => shareButton.focus());
+
   /** Keep the online list current from a server line; true if the line was a reply to hide. */
   function followOnline(line) {
     let match;

@@ -41,6 +41,7 @@ import time
 from collections import OrderedDict
 
 from chat.config import Limits
+from chat.core.addresses import address_key, ip_of, is_loopback  # noqa: F401  (part of this module's interface)
 from chat.core.password import FIRST_DELAY_S, FailureTracker
 from chat.core.ratelimit import SharedTokenBucket
 
@@ -48,36 +49,6 @@ from chat.core.ratelimit import SharedTokenBucket
 # ones heard from longest ago are forgotten first): bounded memory.
 MAX_REMEMBERED_ADDRESSES = 10_000
 SERVER_BUSY = "The server is busy: too many connections are opening at once. Try again in a few seconds."
-# The network an IPv6 client is counted by.
-IPV6_PREFIX_BITS = 64
-
-
-def address_key(host: str) -> str:
-    """What limits count ``host`` by: an IPv4-mapped IPv6 address as IPv4, other IPv6 by its /64."""
-    address = ip_of(host)
-    if address is None:
-        return host
-    if address.version == 6 and not address.is_loopback:
-        return str(ipaddress.ip_network(f"{address}/{IPV6_PREFIX_BITS}", strict=False))
-    return str(address)
-
-
-def ip_of(host: str) -> "ipaddress.IPv4Address | ipaddress.IPv6Address | None":
-    """``host`` as an IP address (without its zone; an IPv4-mapped IPv6 one as IPv4), or None."""
-    try:
-        address = ipaddress.ip_address(host.partition("%")[0])
-    except ValueError:
-        return None
-    return getattr(address, "ipv4_mapped", None) or address
-
-
-def is_loopback(key: str) -> bool:
-    try:
-        return ipaddress.ip_address(key).is_loopback
-    except ValueError:
-        return False
-
-
 def address_in(entry: str) -> "str | None":
     """The IP address in one X-Forwarded-For entry (``1.2.3.4``, ``1.2.3.4:5678``, ``[::1]:80``), or None."""
     entry = entry.strip()

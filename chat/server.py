@@ -376,7 +376,14 @@ def operator_password(config: ServerConfig) -> "OperatorPassword | None":
     """The operators' password as the room checks it, or None if there is none."""
     if not config.op_password:
         return None
-    failures = FailureTracker(first_delay_s=config.timings.password_delay_s, room_rate=config.limits.max_password_rate)
+    # Nobody needs it to join, so no one mistyping it may be spared the
+    # room-wide turns: from the first failure, an address takes its turn
+    # with every other, and a crowd of addresses guesses no faster than one.
+    failures = FailureTracker(
+        first_delay_s=config.timings.password_delay_s,
+        room_rate=config.limits.max_password_rate,
+        guessing_after_failures=1,
+    )
     return OperatorPassword(config.op_password, failures)
 
 

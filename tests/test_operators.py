@@ -85,7 +85,7 @@ def test_a_wrong_operator_password_is_refused_slowed_down_and_never_logged(room,
     assert lines_of(ann) == ["[ERROR] Wrong operator password."]
     assert ann.pauses == [1.0]  # the second try waited its turn, as room passwords do
     assert not ann.operator
-    assert "Ann gave a wrong operator password" in caplog.text
+    assert "Ann (from 203.0.113.1) gave a wrong operator password" in caplog.text
     assert "guess" not in caplog.text
 
 
@@ -168,7 +168,7 @@ def test_a_kick_without_a_reason_ends_with_a_full_stop(room):
         ("/kick", "[ERROR] Usage: /kick NAME [reason]"),
         ("/kick Nobody", "[ERROR] No user named Nobody is online."),
         ("/kick ann", "[ERROR] You cannot kick yourself."),
-        ("/ban Zed 99999999", "[ERROR] At most 527040 minutes (a year); 0 lasts until lifted."),
+        ("/ban Zed 99999999", "[ERROR] Minutes are a whole number from 0 to 527040 (a year); 0 lasts until lifted."),
         ("/unban", "[ERROR] Usage: /unban ADDRESS|NAME"),
         ("/unban 198.51.100.9", "[ERROR] No ban on 198.51.100.9. Type /bans for the list."),
         ("/unmute Zed", "[ERROR] Zed is not muted."),
@@ -367,3 +367,76 @@ def test_too_many_wrong_operator_passwords_get_an_answer_of_their_own(wall):
         answers += lines_of(ann)
     # Not the room password's line, which clients take as "the room refused you".
     assert answers[-1] == "[ERROR] Too many wrong operator passwords from your address. Try again in a minute."
+
+
+@pytest.mark.parametrize("line", ["/ban Zed ² x", "/mute Zed ①", "/mute Zed -1", "/ban Zed 1e9 spam", "/mute Zed 5m", "/ban Zed ٣"])
+def test_minutes_that_are_no_whole_number_are_refused_not_guessed(room, line):
+    ann, zed = op(room, "Ann"), join(room, "Zed", "198.51.100.7")
+    handle_line(room, ann, line)
+    assert lines_of(ann) == ["[ERROR] Minutes are a whole number from 0 to 527040 (a year); 0 lasts until lifted."]
+    assert lines_of(zed) == [] and room.moderation.mute_on("Zed") is None and room.moderation.bans() == []
+
+
+def test_a_mute_takes_no_reason(room):
+    ann, zed = op(room, "Ann"), join(room, "Zed", "198.51.100.7")
+    handle_line(room, ann, "/mute Zed 5 for spamming")
+    assert lines_of(ann) == ["[ERROR] Usage: /mute NAME [minutes]"]
+    assert room.moderation.mute_on("Zed") is None
+
+
+def test_unban_takes_an_address_however_it_is_written(room):
+    ann = op(room, "Ann")
+    join(room, "Bob", "198.51.100.7"), join(room, "Cat", "2001:db8::/64")
+    handle_line(room, ann, "/ban Bob")
+    handle_line(room, ann, "/ban Cat")
+    lines_of(ann)
+    handle_line(room, ann, "/unban ::ffff:198.51.100.7")
+    handle_line(room, ann, "/unban 2001:db8::5")  # one address of the banned /64
+    assert lines_of(ann) == ["[SYSTEM] The ban on Bob was lifted by Ann.", "[SYSTEM] The ban on Cat was lifted by Ann."]
+
+
+def test_an_operator_password_typed_after_a_space_is_still_a_command_and_never_said(room):
+    ann, bob = join(room, "Ann"), join(room, "Bob")
+    handle_line(room, ann, f"  /op {OP_PASSWORD}")
+    assert lines_of(ann) == ["[SYSTEM] You are now an operator. Type /help to see the operator commands."]
+    assert lines_of(bob) == []
+    handle_line(room, bob, " /me waves")  # other commands after a space are chat, as before
+    assert lines_of(ann) == ["Bob:  /me waves"]
+
+
+def test_a_client_banned_after_it_connected_is_refused_when_it_would_join(room, wall):
+    room.moderation.apply(timed(OrderKind.BAN, "Ann", "Bob", 5, wall(), reason="spam", address="198.51.100.7"))
+    transport = FakeTransport()
+    late = Session(room, transport, "User_2", FloodControl(0), 1.0, 1024, 1 << 20, address="198.51.100.7")
+    assert not late.receive([b"/nick Bob2"])
+    assert transport.take() == ["[SYSTEM] You are banned from this chat for 5 more minutes: spam"]
+    assert room.names() == []
+
+
+def test_a_wait_for_an_operator_password_check_holds_back_none_of_the_lines_before_it(wall):
+    failures = FailureTracker(first_delay_s=0.01)
+    room = Room(moderation=Moderation(clock=wall), operator_password=OperatorPassword(OP_PASSWORD, failures))
+    ann = join(room, "Ann")
+    mal, _ = session_of(room, "Mal")
+    heard_while_waiting = []
+    real_wait = mal._quitting.wait
+
+    def wait(seconds):
+        heard_while_waiting.extend(lines_of(ann))
+        return real_wait(seconds)
+
+    mal._quitting.wait = wait
+    mal.receive([b"hello everyone", b"/op a", b"/op b"])
+    assert heard_while_waiting == ["Mal: hello everyone"]
+
+
+def test_the_operator_password_is_guessed_in_room_wide_turns_from_the_first_failure(wall):
+    guesses = FakeClock()
+    failures = FailureTracker(room_rate=2.0, guessing_after_failures=1, clock=guesses)
+    crowd = [f"198.51.100.{n}" for n in range(1, 7)]
+    for address in crowd:
+        failures.failed(address)
+    waits = [failures.wait_before_check(address) for address in crowd]
+    # Each waits a second after its failure, and they take the room's turns, two a second.
+    assert waits == [1.0, 1.0, 1.0, 1.5, 2.0, 2.5]
+    assert failures.wait_before_check("203.0.113.9") == 0.0  # an address that never failed is not held up

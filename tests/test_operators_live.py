@@ -50,7 +50,7 @@ def test_an_operator_at_a_raw_client_mutes_sets_the_topic_and_kicks():
         server.terminate()
         assert server.wait() == 0
     log = server.all_output()
-    assert "Ann gave a wrong operator password" in log
+    assert "Ann (from 127.0.0.1) gave a wrong operator password" in log
     assert "wrong-guess" not in log and OP_PASSWORD not in log
     assert "Ann is now an operator" in log
     assert "[SYSTEM] Bob was removed by Ann: enough for today" in log

@@ -85,7 +85,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from chat.admission import IPV6_PREFIX_BITS
+from chat.core.addresses import IPV6_PREFIX_BITS
 from chat.core import messages
 from chat.core.commands import clean
 from chat.core.framing import DEFAULT_MAX_LINE_BYTES, decode_line

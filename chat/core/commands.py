@@ -81,7 +81,7 @@ def act_on(room: Room, member: Member, line: str) -> None:
     """Act on a line that :func:`clean` returned: say it, or run the command it is."""
     said = public_line(member.name, line)
     if said is None:
-        run_command(room, member, line)
+        run_command(room, member, unpadded(line))
     else:
         room.say(member, said)
 
@@ -97,8 +97,22 @@ def chat_text(line: str) -> "str | None":
 
     ``//text`` is the message ``/text``.
     """
+    line = unpadded(line)
     if line.startswith("/"):
         return line[1:] if line.startswith("//") else None
+    return line
+
+
+# Commands whose argument is a password: typed after a space by mistake,
+# they are still commands, never said to the room (and kept in its history).
+SECRET_COMMANDS = ("op", "pass")
+
+
+def unpadded(line: str) -> str:
+    """``line`` without the spaces before it if it is a command with a password (``" /op P"``); else as it is."""
+    stripped = line.lstrip()
+    if stripped != line and stripped.startswith("/") and parse_command(stripped)[0] in SECRET_COMMANDS:
+        return stripped
     return line
 
 

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from chat.core import messages
+from chat.core.addresses import canonical
 from chat.core.text import name_key
 
 # The operator who types at the server's own terminal (see chat.console).
@@ -179,11 +180,12 @@ class Moderation:
     def bans(self) -> "list[Order]":
         """The bans in force, oldest first."""
         with self._lock:
-            return [ban for key in list(self._bans) if (ban := self._current_locked(self._bans, key))]
+            return self._in_force_locked(self._bans)
 
     def bans_matching(self, who: str) -> "list[Order]":
-        """The bans in force on the address ``who``, or on the member named ``who``."""
-        return [ban for ban in self.bans() if ban.address == who or name_key(ban.name) == name_key(who)]
+        """The bans in force on the address ``who`` (however it is written), or on the member named ``who``."""
+        address = canonical(who)
+        return [ban for ban in self.bans() if ban.address == address or name_key(ban.name) == name_key(who)]
 
     def mute_on(self, name: str) -> "Order | None":
         """The mute in force on the member named ``name``, if any."""
@@ -194,11 +196,12 @@ class Moderation:
 
     def full(self, kind: OrderKind) -> bool:
         """Whether no more bans (or mutes) can be kept until some are lifted or end."""
-        if kind is OrderKind.BAN:
-            return len(self.bans()) >= self.max_bans
+        orders, most = (self._bans, self.max_bans) if kind is OrderKind.BAN else (self._mutes, self.max_mutes)
         with self._lock:
-            mutes = [key for key in list(self._mutes) if self._current_locked(self._mutes, key)]
-        return len(mutes) >= self.max_mutes
+            return len(self._in_force_locked(orders)) >= most
+
+    def _in_force_locked(self, orders: "dict[str, Order]") -> "list[Order]":
+        return [order for key in list(orders) if (order := self._current_locked(orders, key))]
 
     def _current_locked(self, orders: "dict[str, Order]", key: str) -> "Order | None":
         order = orders.get(key)

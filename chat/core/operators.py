@@ -15,11 +15,11 @@ server's own machine shares it.
 ``/help`` lists them, to operators only.
 """
 
-import ipaddress
 import logging
 from typing import Protocol
 
 from chat.core import messages
+from chat.core.addresses import is_loopback
 from chat.core.members import Member
 from chat.core.moderation import (
     DEFAULT_BAN_MINUTES,
@@ -59,9 +59,18 @@ def op(room: Room, member: Operator, arg: str) -> None:
     if room.operator_password is None:
         room.send_to(member, messages.error("This server has no operator password (--op-password)."))
         return
-    refusal = room.operator_password.check(arg, member.address or "", member.pause)
+    interrupted = []
+
+    def pause(seconds: float) -> bool:  # its turn to be checked; False if the connection ends first
+        waited = member.pause(seconds)
+        interrupted.extend([] if waited else [True])
+        return waited
+
+    refusal = room.operator_password.check(arg, member.address or "", pause)
+    if interrupted:
+        return  # it left, or the server is stopping: nothing was checked
     if refusal is not None:
-        log.warning("🔒 %s gave a wrong operator password", member.name)
+        log.warning("🔒 %s (from %s) gave a wrong operator password", member.name, member.address or "this machine")
         room.send_to(member, refusal)
         return
     room.set_operator(member, True)
@@ -144,9 +153,11 @@ def unban(room: Room, member: Operator, arg: str) -> None:
 
 
 def mute(room: Room, member: Operator, arg: str) -> None:
-    name, minutes, _ = _name_minutes_rest(room, member, arg, DEFAULT_MUTE_MINUTES)
+    name, minutes, rest = _name_minutes_rest(room, member, arg, DEFAULT_MUTE_MINUTES)
     if minutes is None:
         return
+    if rest:
+        raise WrongUsage  # a mute has no reason: that text was meant as something else
     target = _target(room, member, name, "mute")
     if target is None:
         return
@@ -198,25 +209,25 @@ def _target(room: Room, member: Operator, name: str, command: str) -> "Whois | N
 
 
 def _name_minutes_rest(room: Room, member: Operator, arg: str, default: int) -> "tuple[str, int | None, str]":
-    """``NAME [minutes] [rest]`` split up; minutes None (the operator told why) if out of range."""
+    """``NAME [minutes] [rest]`` split up; minutes None (the operator told why) if they are no whole number in range.
+
+    Minutes are ASCII digits. A word after the name that starts like a
+    number (``-1``, ``1e9``, ``5m``, ``²``) is a mistake, not the start of a
+    reason; any other word starts the rest.
+    """
     name, _, rest = arg.partition(" ")
     first, _, after = rest.strip().partition(" ")
-    if not first.isdigit():
-        return name, default, rest.strip()
-    if int(first) > MAX_MINUTES:
-        room.send_to(member, messages.error(f"At most {MAX_MINUTES} minutes (a year); 0 lasts until lifted."))
+    if not first[:2].lstrip("+-")[:1].isdigit():
+        return name, default, rest.strip()  # no minutes given
+    if not (first.isascii() and first.isdigit()) or int(first) > MAX_MINUTES:
+        room.send_to(member, messages.error(f"Minutes are a whole number from 0 to {MAX_MINUTES} (a year); 0 lasts until lifted."))
         return name, None, ""
     return name, int(first), after.strip()
 
 
 def _shared_by_everyone(address: "str | None") -> bool:
     """Whether ``address`` is one that every client on the server's own machine has (loopback)."""
-    if address is None:
-        return True
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:  # a network (an IPv6 /64): never loopback
-        return False
+    return address is None or is_loopback(address)
 
 
 def _sharing_warning(name: str, others: "list[str]") -> str:

@@ -92,6 +92,7 @@ class FailureTracker:
         forget_after_s: float = FORGET_AFTER_S,
         max_addresses: int = MAX_ADDRESSES,
         room_rate: float = 0.0,
+        guessing_after_failures: int = GUESSING_AFTER_FAILURES,
         clock=time.monotonic,
     ) -> None:
         self.first_delay_s = first_delay_s
@@ -100,6 +101,8 @@ class FailureTracker:
         self.max_addresses = max_addresses
         # Checks a second for all addresses with failures together (0: no limit).
         self.room_gap_s = 1 / room_rate if room_rate > 0 else 0.0
+        # From this many failures on, an address takes turns room-wide.
+        self.guessing_after_failures = guessing_after_failures
         self._clock = clock
         # Guards the two below. _room_next_check: the earliest time the next
         # check from any address with failures may happen. _records: address
@@ -129,7 +132,7 @@ class FailureTracker:
             # The room's turns come room_gap_s apart, for guessers only (a
             # member who mistyped once or twice is not made to wait for
             # them); the address's own come later still.
-            guessing = record.failures >= GUESSING_AFTER_FAILURES
+            guessing = record.failures >= self.guessing_after_failures
             room_turn = max(now, self._room_next_check) if guessing else now
             turn = max(room_turn, record.next_check)
             if turn - now > self.max_delay_s:

@@ -36,7 +36,7 @@ from chat.core import messages
 from chat.core.commands import act_on, clean, parse_command, public_line, requested_name, silenced
 from chat.core.flood import FloodControl, Verdict
 from chat.core.framing import LineTooLong, decode_line
-from chat.core.moderation import muted_refusal
+from chat.core.moderation import banned_refusal, muted_refusal
 from chat.core.password import PasswordGate
 from chat.core.room import Room
 
@@ -133,7 +133,11 @@ class Session:
         self.room.send_to(self, line)
 
     def pause(self, seconds: float) -> bool:
-        """Wait ``seconds`` on this client's reader thread; False if the connection ends first."""
+        """Wait ``seconds`` on this client's reader thread; False if the connection ends first.
+
+        What this thread queued for members so far goes out first, not after the wait.
+        """
+        self.room.flush_deferred()
         return not self._quitting.wait(seconds)
 
     # -- driven by the connection's reader thread ------------------------------
@@ -198,7 +202,12 @@ class Session:
         return False
 
     def _join(self, wanted_name: "str | None") -> bool:
-        """Join the room, under ``wanted_name`` if it may be had; False if the room is closed."""
+        """Join the room, under ``wanted_name`` if it may be had; False if the room is closed or the address banned."""
+        moderation = self.room.moderation
+        ban = moderation.ban_on(self.address) if self.address is not None else None
+        if ban is not None:  # banned after it connected (it was let in at the door)
+            self.tell(messages.system(banned_refusal(ban, moderation.clock())))
+            return False
         name, _ = self.room.join(self, self.name, wanted_name, announce=self._may_announce())
         if name is None:
             return False

@@ -6,16 +6,19 @@ rsvg-convert, and both read by zbarimg (Debian's zbar-tools and
 librsvg2-bin; the tests that need them skip without them).
 """
 
+import logging
 import re
 import shutil
 import socket
 import subprocess
+import threading
 
 import pytest
 
+import chat.server
 from chat import qr
 from chat.codespaces import forwarded_address
-from tests.helpers import PROGRAM_START_S, TIMEOUT_S, Program
+from tests.helpers import PROGRAM_START_S, TIMEOUT_S, Program, wait_until
 from tests.test_console import ServerTerminal
 
 # A Codespace with a long name: its page's address is about as long as a shared address gets.
@@ -198,7 +201,7 @@ def test_the_terminals_code_of_a_long_codespace_address_fits_80_columns_and_read
 
 
 def test_an_address_too_long_for_a_terminal_gets_no_code():
-    assert qr.terminal_code("http://" + "a" * 400 + "/") is None
+    assert qr.terminal_code("http://" + "a" * 330 + "/") is None  # 81 columns: 73 modules and the margins
 
 
 @needs_zbarimg
@@ -289,24 +292,45 @@ def test_in_a_codespace_the_server_prints_a_code_of_its_forwarded_page_that_a_ph
         server.close()
 
 
-@pytest.mark.parametrize("output", ["a terminal, with --no-qr", "a pipe"])
-def test_no_code_is_printed_with_no_qr_or_into_a_pipe(monkeypatch, output):
+def test_no_code_is_printed_into_a_pipe(monkeypatch):
     for name, value in CODESPACE.items():
         monkeypatch.setenv(name, value)
-    # The password's line is the last one logged at start, after the code.
-    options = ["--history", "0", "--password", "secret"]
-    if output == "a pipe":
-        server = Program(["server.py", "--host", "127.0.0.1", "--port", "0", *options])
-        try:
-            server.expect("🔒 A password is needed to join.", timeout=PROGRAM_START_S)
-            printed = server.all_output()
-        finally:
-            server.kill()
+    # The password's line is the last one logged at start, after where the code would be.
+    server = Program(["server.py", "--host", "127.0.0.1", "--port", "0", "--password", "secret"])
+    try:
+        server.expect("🔒 A password is needed to join.", timeout=PROGRAM_START_S)
+        printed = server.all_output()
+    finally:
+        server.kill()
+    url = re.search(r"in a browser: (https://super-duper-space-waddle-x5j9q7r6wp2vr4g-\d+\.app\.github\.dev/)", printed)
+    assert url is not None, printed
+    assert "📱" not in printed and not set("▀▄█") & set(printed)
+
+
+@pytest.mark.parametrize("option", [[], ["--no-qr"]], ids=["by-default", "with-no-qr"])
+def test_at_a_terminal_the_code_is_logged_without_timestamps_unless_no_qr(monkeypatch, caplog, option):
+    """In this process, with a terminal for standard output as far as the server can tell."""
+    import server as server_program
+    from chat.logs import VERBATIM
+
+    for name, value in CODESPACE.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(chat.server, "stdout_is_terminal", lambda: True)
+    caplog.set_level(logging.INFO)
+    args = server_program.parse_args(["--host", "127.0.0.1", "--port", "0", "--password", "secret", *option])
+    server = chat.server.ChatServer(server_program.config_from(args))
+    server.bind()
+    thread = threading.Thread(target=server.serve_forever, name="accept-loop")
+    thread.start()
+    try:
+        assert wait_until(lambda: "🔒 A password is needed to join." in caplog.messages)
+    finally:
+        assert server.shutdown(TIMEOUT_S)
+        thread.join(TIMEOUT_S)
+    url = forwarded_address(server.address[1], CODESPACE).page_url
+    pictures = [record.getMessage() for record in caplog.records if getattr(record, VERBATIM, False)]
+    if option:
+        assert pictures == [] and not any("📱" in message for message in caplog.messages)
     else:
-        server = ServerTerminal(*options, "--no-qr")
-        try:
-            printed = server.wait_for("🔒 A password is needed to join.")
-        finally:
-            server.close()
-    assert re.search(r"in a browser: https://super-duper-space-waddle-x5j9q7r6wp2vr4g-\d+\.app\.github\.dev/", printed)
-    assert "📱" not in printed and "▀" not in printed and "█" not in printed
+        assert f"📱 To join from a phone, scan this code of {url}" in caplog.messages
+        assert pictures == [qr.terminal_code(url).rstrip("\n")]

@@ -7,10 +7,9 @@ import sys
 
 from chat.codespaces import forwarded_address
 from chat.core.history import DEFAULT_HISTORY_LINES
-from chat.config import Limits, ServerConfig, Timings
+from chat.config import DEFAULT_KEEP_LINES, Limits, ServerConfig, Timings
 from chat.transports.handshake import origin_host
 from chat.server import run
-from chat.store.archive import DEFAULT_KEEP_LINES
 
 DEFAULT_STORE = "chat.db"  # in the folder the server is started from
 

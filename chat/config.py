@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from chat.core.framing import DEFAULT_MAX_LINE_BYTES
 from chat.core.history import DEFAULT_HISTORY_LINES
 
+# Public lines the store keeps (chat.store); older ones are pruned.
+DEFAULT_KEEP_LINES = 10_000
 # Unsent bytes one client may fall behind by before it is dropped ("SendQ exceeded").
 DEFAULT_MAX_QUEUE_BYTES = 1024 * 1024
 
@@ -111,7 +113,7 @@ class ServerConfig:
     # The SQLite file that keeps the history, topic, bans and mutes across
     # restarts (chat.store); None keeps nothing, and so does a shared room (Redis keeps it).
     store_path: "str | None" = None
-    keep_lines: int = 10_000  # public lines the store keeps; older ones are pruned
+    keep_lines: int = DEFAULT_KEEP_LINES
     # At start, print a QR code of the page's address for other devices, if
     # the server knows one and standard output is a terminal (see chat.qr).
     qr_code: bool = True

@@ -29,6 +29,7 @@ import socket
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from chat.admission import Admission, Arrival, address_key
 from chat.codespaces import forwarded_address
@@ -42,8 +43,11 @@ from chat.logs import VERBATIM, configure_logging
 from chat.qr import address_to_share, terminal_code
 from chat.transports.refusals import RefusalLog, Refusals
 from chat.sockets import enable_keepalive
-from chat.store.archive import Archive, StoreError
+from chat.store import StoreError
 from chat.transports.connection import THREAD_JOIN_S, ClientConnection
+
+if TYPE_CHECKING:
+    from chat.store.archive import Archive
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +118,9 @@ class ChatServer:
         # which the accept loop must never do. Stops with _stop_requested.
         self._leave_notices = threading.Thread(target=self._announce_leaves, name="leave-notices", daemon=True)
 
-    def _open_store(self, config: ServerConfig) -> Archive:
+    def _open_store(self, config: ServerConfig) -> "Archive":
+        from chat.store.archive import Archive  # only with a store: it reads orders as the bus does (chat.bus.entry)
+
         archive = Archive.open(config.store_path, keep=config.keep_lines, max_bytes=4 * config.limits.max_line_bytes)
         try:
             loaded = archive.load(config.history_lines)

@@ -44,12 +44,13 @@ import time
 from dataclasses import dataclass, field
 
 from chat.bus.entry import DEFAULT_MAX_ENTRY_BYTES, UnsharableLine
+from chat.config import DEFAULT_KEEP_LINES
 from chat.core.moderation import MAX_BANS, MAX_MUTES, Order, OrderKind
+from chat.store import StoreError
 from chat.store.rows import MalformedRow, line_of, line_row, order_row, standing_of, standing_row
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KEEP_LINES = 10_000
 # A line is in the file at most this long after it was said (plus the commit's own time).
 COMMIT_EVERY_S = 0.25
 # Records (one per Room.deliver or order) waiting for the writer at most: at
@@ -74,14 +75,6 @@ CREATE TABLE IF NOT EXISTS standing (
 );
 """
 _STOP = object()  # queued by close(): the writer ends once it has written what came before
-
-
-class StoreError(Exception):
-    """The store cannot be used; ``str()`` is one sentence for the user (the file's or the folder's problem)."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(problem)
-        self.path = path
 
 
 @dataclass
@@ -288,8 +281,7 @@ class Archive:
         try:
             with self._db:  # one transaction: committed, or rolled back on an error
                 self._db.executemany(
-                    "INSERT INTO lines (said, kind, name, body) VALUES (?, ?, ?, ?)",
-                    [(r.said, r.kind, r.name, r.body) for r in lines],
+                    "INSERT INTO lines (said, kind, name, body) VALUES (?, ?, ?, ?)", lines
                 )
                 for change in standing:
                     if change.body is None:

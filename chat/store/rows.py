@@ -46,12 +46,13 @@ room's history. Like :mod:`chat.core`, this module does no I/O.
 """
 
 import math
+import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from chat.bus.entry import (
     LATEST_TIME,
     ORDER_FIELDS,
-    Entry,
     Kind,
     MalformedEntry,
     UnsharableLine,
@@ -60,6 +61,7 @@ from chat.bus.entry import (
     quoted,
     render,
 )
+from chat.core import messages
 from chat.core.commands import clean
 from chat.core.moderation import Order, OrderKind
 from chat.core.text import name_key, name_problem
@@ -67,6 +69,7 @@ from chat.core.text import name_key, name_problem
 # What the store keeps of a line, by kind: the history's kinds, orders apart.
 _LINE_KINDS = {Kind.CHAT, Kind.ACTION, Kind.RENAMED}
 TOPIC_KEY = "topic"
+_RENAMED = re.compile(re.escape(messages.renamed("\0", "\1")).replace("\0", "([A-Za-z0-9_-]+)").replace("\1", "([A-Za-z0-9_-]+)"))
 
 
 class MalformedRow(ValueError):
@@ -81,9 +84,8 @@ class MalformedRow(ValueError):
         self.problem = problem
 
 
-@dataclass(frozen=True)
-class LineRow:
-    """One row of ``lines``, without its id."""
+class LineRow(NamedTuple):
+    """One row of ``lines``, without its id (a tuple: the writer hands it to SQLite as it is)."""
 
     said: float
     kind: str
@@ -103,14 +105,22 @@ class StandingRow:
 def line_row(line: str, when: float) -> "LineRow | None":
     """The row that keeps public ``line``, said at ``when``; None for a line the history does not keep.
 
-    :class:`chat.bus.entry.UnsharableLine` for a line of no known kind: our bug.
+    :class:`chat.bus.entry.UnsharableLine` for a line of no known kind: our
+    bug. Run for every line said (by the writer thread), so it is cheap:
+    the lines come from the room, and :func:`line_of` checks what is read.
     """
-    entry = Entry.of_line("store", line, when)
-    if entry.kind not in _LINE_KINDS:  # a join or leave (a private line never comes here)
-        if entry.kind is Kind.PRIVATE:
-            raise UnsharableLine(line)
-        return None
-    return LineRow(when, entry.kind.value, entry.name, entry.text)
+    kind, name = messages.classify(line)
+    if kind is messages.Kind.CHAT:
+        return LineRow(when, "chat", name, line[len(name) + 2 :])
+    if kind is messages.Kind.ACTION:
+        return LineRow(when, "action", name, line[len(name) + 3 :])
+    if kind is messages.Kind.SYSTEM:
+        if messages.is_coming_or_going(line):
+            return None
+        renamed = _RENAMED.fullmatch(line)
+        if renamed is not None:
+            return LineRow(when, "renamed", renamed.group(1), renamed.group(2))
+    raise UnsharableLine(line)  # a private line, or a notice the store was not taught
 
 
 def order_row(order: Order, when: float) -> LineRow:

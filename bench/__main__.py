@@ -3,6 +3,8 @@
     python -m bench              the full run (about eight minutes), table and plot
     python -m bench --smoke      a few seconds with small numbers, to check it works
     python -m bench --only ours  skip ncat
+    python -m bench --only ours --only ours-store --scenario small-room --scenario fan-out-200
+                                 what the store (SQLite) costs, store off against on
 
 Each scenario runs ``--repeat`` times against a fresh server process and the
 median of each figure is reported. A full run writes its results to
@@ -41,6 +43,7 @@ from bench.servers import (
     Deployment,
     Ncat,
     OurServer,
+    OurServerWithStore,
     ServerFailed,
     ensure_ncat,
     shared_room_missing,
@@ -110,7 +113,8 @@ FIGURES = [
 OPTIONAL = {"p99_raw_ms", "p99_websocket_ms", "cpu_chat_ms_per_1000", "cpu_redis_ms_per_1000", "rss_chat_mb", "rss_redis_mb"}
 ALWAYS = {key for key, *_ in FIGURES} - OPTIONAL  # figures of every scenario
 
-SERVERS = {"ours": OurServer, "ncat": Ncat}
+SERVERS = {"ours": OurServer, "ours-store": OurServerWithStore, "ncat": Ncat}
+DEFAULT_SERVERS = ("ours", "ncat")
 
 
 def why_not(server_class, scenario: Scenario) -> "str | None":
@@ -210,7 +214,7 @@ def print_table(scenarios, results: dict, labels) -> str:
         lines.append(f"\n{scenario.name}: {scenario.title}")
         header = f"  {'figure':<34}" + "".join(f"{label:>14}" for label in labels)
         if len(labels) == 2:
-            header += f"{'ours/ncat':>12}"
+            header += f"{labels[0] + '/' + labels[1]:>16}"
         lines.append(header)
         measured = [results[label].get(scenario.name) for label in labels]
         for key, heading, fmt in FIGURES:
@@ -219,7 +223,7 @@ def print_table(scenarios, results: dict, labels) -> str:
                 continue  # not a figure of this scenario
             row = f"  {heading:<34}" + "".join(f"{'-' if v is None else fmt.format(v):>14}" for v in values)
             if len(labels) == 2:
-                row += f"{ratio(*values):>12}"
+                row += f"{ratio(*values):>16}"
             lines.append(row)
     text = "\n".join(lines)
     print(text)
@@ -240,7 +244,7 @@ def plot(scenarios, results: dict, labels, path: Path) -> None:
     rows = math.ceil(len(scenarios) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.6 * rows), sharey=True, squeeze=False)
     axes = axes.flatten()
-    colors = {"ours": "#2a7ab0", "ncat": "#c8553d"}
+    colors = {"ours": "#2a7ab0", "ours-store": "#5aa469", "ncat": "#c8553d"}
     width = 0.38
     for axis, scenario in zip(axes, scenarios):
         notes = []
@@ -316,7 +320,7 @@ def main(argv=None) -> int:
         "--smoke", action="store_true", help="a quick run with small numbers, written to a temporary folder"
     )
     parser.add_argument("--repeat", type=int, default=None, help="runs per scenario (default: 3, smoke: 1)")
-    parser.add_argument("--only", choices=["ours", "ncat"], help="benchmark one server")
+    parser.add_argument("--only", choices=list(SERVERS), action="append", help="benchmark this server, may be repeated: ours, ncat, or ours-store (ours keeping its room in SQLite; --only ours --only ours-store shows what the store costs)")
     parser.add_argument("--scenario", action="append", help="run only the named scenario(s)")
     parser.add_argument(
         "--output",
@@ -350,9 +354,7 @@ def main(argv=None) -> int:
 
     repeat = args.repeat or (1 if args.smoke else 3)
     patience = QUICK if args.smoke else THOROUGH
-    servers = dict(SERVERS)
-    if args.only:
-        servers = {args.only: servers[args.only]}
+    servers = {label: SERVERS[label] for label in args.only or DEFAULT_SERVERS}
     if "ncat" in servers and not ensure_ncat():
         print("ncat is not available: benchmarking our server alone.", file=sys.stderr)
         del servers["ncat"]

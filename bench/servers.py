@@ -153,7 +153,25 @@ class OurServer(ServerUnderTest):
         command = [sys.executable, "server.py", "--host", "127.0.0.1", "--port", str(self.port), "--max-rate", "0"]
         if self.redis_url is not None:
             command += ["--redis", self.redis_url]
+        else:
+            command += ["--store", self.store()]
         return command
+
+    def store(self) -> str:
+        return "none"  # nothing written into the project's folder
+
+
+class OurServerWithStore(OurServer):
+    """Ours keeping its room in a SQLite file (chat.store) beside its log: what the store costs."""
+
+    label = "ours-store"
+    shares_rooms = False  # with --redis, Redis keeps the room
+
+    def store(self) -> str:
+        path = self.log_path.with_suffix(".db")
+        for old in path.parent.glob(path.name + "*"):  # each run starts from an empty store
+            old.unlink()
+        return str(path)
 
 
 class Ncat(ServerUnderTest):

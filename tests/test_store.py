@@ -239,7 +239,7 @@ def test_the_room_outlives_a_sigterm_and_a_sigkill_and_no_private_message_is_kep
     ]
     if powerless is not None:
         refused.append(subprocess.Popen([*powerless, *server_command("--store", str(locked / "chat.db"))], cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    client.wait_for("✅ Reconnected.", RECONNECT_TIMEOUT_S)
+    client.wait_for(messages.welcome("Cid", 0), RECONNECT_TIMEOUT_S)  # back in the room, not only connected
     dan = Peer(second.address, "Dan")
     replay = [dan.read_line() for _ in range(7)]
     assert replay[0] == "[SYSTEM] Last 3 messages:"

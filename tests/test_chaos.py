@@ -19,7 +19,14 @@ def all_welcomed(members) -> bool:
     return all(any(line.startswith("[SYSTEM] Welcome") for line in m.lines) for m in members)
 
 
-def test_sigterm_with_200_clients_chatting_reaches_them_all_within_two_seconds():
+# The server gives its clients SHUTDOWN_GRACE_S (1 s) to take the notice and
+# close, then cuts off the rest: about two seconds in all, as the README
+# says. The bound leaves room for a machine busy with other work; a server
+# that waited on its clients one after another would take far longer.
+SIGTERM_STOP_BOUND_S = 3.0
+
+
+def test_sigterm_with_200_clients_chatting_reaches_them_all_and_stops_at_once():
     program = ServerProgram()
     crowd = Crowd(program.address)
     try:
@@ -33,7 +40,7 @@ def test_sigterm_with_200_clients_chatting_reaches_them_all_within_two_seconds()
         program.terminate()
         assert crowd.pump(lambda: all(m.closed for m in members), timeout=5)
         assert program.wait() == 0
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < SIGTERM_STOP_BOUND_S
         for member in members:
             assert member.lines[-1] == SHUTDOWN_NOTICE, f"{member.name} got {member.lines[-3:]}"
         assert "Traceback" not in program.all_output()

@@ -270,7 +270,8 @@ class Terminal:
     tests wait for conditions on that screen or on the printed text.
     """
 
-    def __init__(self, args, env=None, columns: int = 80, rows: int = 24) -> None:
+    def __init__(self, args, env=None, columns: int = 80, rows: int = 24, command=None, stdin=None) -> None:
+        """Run ``client.py args`` (or ``command``, a whole command line); ``stdin`` other than None replaces the terminal as its input."""
         import pty
 
         self.master, slave = pty.openpty()
@@ -280,15 +281,15 @@ class Terminal:
             environment.pop(name, None)
         environment.update(env or {})
         self.process = subprocess.Popen(
-            [sys.executable, "client.py", *args],
+            command or [sys.executable, "client.py", *args],
             cwd=PROJECT,
-            stdin=slave,
+            stdin=slave if stdin is None else stdin,
             stdout=slave,
             stderr=slave,
             env=environment,
             start_new_session=True,
-            # Make the pseudo-terminal the controlling one, so Ctrl+C sends SIGINT.
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            # Make the pseudo-terminal (its standard output) the controlling one, so Ctrl+C sends SIGINT.
+            preexec_fn=lambda: fcntl.ioctl(1, termios.TIOCSCTTY, 0),
         )
         os.close(slave)
         # Guards transcript, screen, display and _ended; notified on every change.

@@ -10,12 +10,11 @@ import contextlib
 import fcntl
 import os
 import re
+import shlex
 import signal
 import struct
-import subprocess
 import sys
 import termios
-import threading
 
 import pytest
 from prompt_toolkit.document import Document
@@ -23,7 +22,7 @@ from prompt_toolkit.document import Document
 from chat.console import NOT_A_COMMAND, PROMPT, ConsoleOperator, _console_completer, console_commands, obey
 from chat.core import messages
 from chat.core.room import Room
-from tests.helpers import PROGRAM_START_S, PROJECT, TIMEOUT_S, Peer, Terminal, join_all
+from tests.helpers import PROGRAM_START_S, TIMEOUT_S, Peer, Terminal, join_all
 from tests.test_room_and_commands import join
 
 # -- the console's logic -------------------------------------------------------------------------
@@ -106,43 +105,10 @@ class ServerTerminal(Terminal):
     """
 
     def __init__(self, *options: str, stdin=None, background=False, columns: int = 100, rows: int = 30) -> None:
-        import codecs
-        import pty
-        import shlex
-
-        import pyte
-
-        from tests.helpers import _AnsweringScreen
-
         command = [sys.executable, "server.py", "--host", "127.0.0.1", "--port", "0", *options]
         if background:
             command = ["bash", "--norc", "-c", f"set -m; {shlex.join(command)} & wait $!"]
-        self.master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
-        environment = dict(os.environ, PYTHONIOENCODING="utf-8", TERM="xterm")
-        for name in ("COLUMNS", "LINES", "NO_COLOR"):
-            environment.pop(name, None)
-        self.process = subprocess.Popen(
-            command,
-            cwd=PROJECT,
-            stdin=slave if stdin is None else stdin,
-            stdout=slave,
-            stderr=slave,
-            env=environment,
-            start_new_session=True,
-            # The pseudo-terminal is the controlling one, so Ctrl+C sends SIGINT.
-            preexec_fn=lambda: fcntl.ioctl(1, termios.TIOCSCTTY, 0),
-        )
-        os.close(slave)
-        self._changed = threading.Condition()
-        self.transcript = ""
-        self.screen = ""
-        self.display = _AnsweringScreen(columns, rows, self._answer)
-        self._display_feed = pyte.ByteStream(self.display)
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._ended = False
-        self._reader = threading.Thread(target=self._read_output, name="terminal-reader", daemon=True)
-        self._reader.start()
+        super().__init__((), columns=columns, rows=rows, command=command, stdin=stdin)
         self.wait_for("⏳ Waiting for clients to connect", timeout=PROGRAM_START_S)
         port = int(re.search(r"📍 Listening on 127\.0\.0\.1:(\d+)", self.transcript).group(1))
         self.address = ("127.0.0.1", port)

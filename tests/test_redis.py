@@ -98,9 +98,10 @@ def shared_servers(redis_server):
     """Start ChatServers in this process sharing ``redis_server``'s room; each is stopped and checked afterwards."""
     started = []
 
-    def start(url: "str | None" = None, timings: Timings = FAST, wait: bool = True) -> ChatServer:
+    def start(url: "str | None" = None, timings: Timings = FAST, wait: bool = True, **options) -> ChatServer:
+        """A server on ``url`` (by default the throwaway one); ``options`` are ServerConfig's (op_password, say)."""
         url = url or redis_server.url
-        server = ChatServer(ServerConfig("127.0.0.1", 0, Limits(max_rate=0), timings, None, 50, url))
+        server = ChatServer(ServerConfig("127.0.0.1", 0, Limits(max_rate=0), timings, None, 50, url, **options))
         server.bind()
         thread = threading.Thread(target=server.serve_forever, name="accept-loop")
         thread.start()

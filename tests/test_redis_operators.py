@@ -10,7 +10,6 @@ Whoever comes next with that header is refused with HTTP 403 on every
 server, as a browser behind that proxy would be.
 """
 
-import threading
 import time
 
 import pytest
@@ -20,13 +19,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from chat.bus.redis_bus import BACK, LOST
 from chat.bus.registry import NAMES, Registry, described
 from chat.bus.standing import BAN_ENDS, BANS, MUTE_ENDS, MUTES, TOPIC, Standing, stored
-from chat.config import Limits, ServerConfig
 from chat.core import messages
 from chat.core.moderation import Order, OrderKind, Whois, timed
 from chat.core.operators import NO_LONGER_OPERATOR, NOW_OPERATOR
-from chat.server import ChatServer
-from tests.helpers import FAST, TIMEOUT_S, Peer, wait_until
-from tests.test_redis import buses, logged, redis_server, replay_of  # noqa: F401 (fixtures)
+from tests.helpers import TIMEOUT_S, Peer, wait_until
+from tests.test_redis import buses, logged, redis_server, replay_of, shared_servers  # noqa: F401 (fixtures)
 from tests.test_web_server import _close_web_clients, open_web_client  # noqa: F401 (fixtures)
 
 OP_PASSWORD = "op-s3cret"
@@ -36,29 +33,9 @@ OTHER = {"X-Forwarded-For": "198.51.100.9"}
 
 
 @pytest.fixture
-def servers(redis_server):  # noqa: F811
-    """Start ChatServers sharing ``redis_server``'s room, with an operator password; each stopped and checked after."""
-    started = []
-
-    def start() -> ChatServer:
-        config = ServerConfig(
-            "127.0.0.1", 0, Limits(max_rate=0), FAST, None, 50, redis_server.url,
-            trusted_proxies=(PROXY,), op_password=OP_PASSWORD,
-        )
-        server = ChatServer(config)
-        server.bind()
-        thread = threading.Thread(target=server.serve_forever, name="accept-loop")
-        thread.start()
-        started.append((server, thread))
-        assert wait_until(server.room.bus.in_reach), "the server did not reach Redis"
-        return server
-
-    yield start
-    Peer.close_all()
-    for server, thread in started:
-        assert server.shutdown(timeout=TIMEOUT_S), "the server did not stop"
-        thread.join(TIMEOUT_S)
-        assert not thread.is_alive()
+def servers(shared_servers):
+    """Start ChatServers sharing the throwaway Redis's room, with an operator password; each stopped and checked after."""
+    return lambda: shared_servers(trusted_proxies=(PROXY,), op_password=OP_PASSWORD)
 
 
 def operator(server, name: str) -> Peer:

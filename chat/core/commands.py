@@ -35,6 +35,9 @@ class Command:
     help: str
     handler: "Callable[[Room, Member, str], None]"
     access: Access = Access.EVERYONE
+    # Whether it may ask to be repeated to confirm it (member.confirming);
+    # any other command in between drops what was waiting.
+    confirmed_by_repeating: bool = False
 
     @property
     def usage(self) -> str:
@@ -138,8 +141,8 @@ def run_command(room: Room, member: Member, text: str) -> None:
     elif not command.open_to(member):
         room.send_to(member, messages.error(refusal(command)))
     else:
-        if name != "ban":
-            member.confirming = None  # a ban waiting to be confirmed is confirmed only by repeating it at once
+        if not command.confirmed_by_repeating:
+            member.confirming = None
         try:
             command.handler(room, member, arg)
         except WrongUsage:
@@ -218,7 +221,7 @@ COMMANDS = {
         Command("quit", "", "leave the chat", _quit),
         Command("deop", "", "stop being an operator", operators.deop, OPERATORS),
         Command("kick", "NAME [reason]", "remove someone from the chat", operators.kick, OPERATORS),
-        Command("ban", "NAME [minutes] [reason]", "remove someone and refuse their address (default 60 minutes; 0: until /unban)", operators.ban, OPERATORS),
+        Command("ban", "NAME [minutes] [reason]", "remove someone and refuse their address (default 60 minutes; 0: until /unban)", operators.ban, OPERATORS, confirmed_by_repeating=True),
         Command("bans", "", "list the bans", operators.bans, OPERATORS),
         Command("unban", "ADDRESS|NAME", "lift a ban", operators.unban, OPERATORS),
         Command("mute", "NAME [minutes]", "refuse someone's lines (default 10 minutes; 0: until /unmute)", operators.mute, OPERATORS),

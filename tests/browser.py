@@ -54,7 +54,7 @@ def missing() -> "str | None":
     try:
         import selenium  # noqa: F401
     except ImportError:
-        return "selenium is not installed: pip install -r requirements.txt"
+        return "selenium is not installed: pip install -r requirements-dev.txt"
     for path in (CHROMIUM, CHROMEDRIVER):
         if not os.access(path, os.X_OK):
             return f"{path} is missing: {INSTALL_HINT}"

@@ -7,7 +7,7 @@ import sys
 
 from chat.codespaces import forwarded_address
 from chat.core.history import DEFAULT_HISTORY_LINES
-from chat.config import DEFAULT_KEEP_LINES, Limits, ServerConfig, Timings
+from chat.config import DEFAULT_KEEP_LINES, EVERY_INTERFACE, Limits, ServerConfig, Timings
 from chat.transports.handshake import origin_host
 from chat.server import run
 
@@ -65,7 +65,7 @@ def redis_url(text: str) -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     defaults = Limits()
     parser = argparse.ArgumentParser(description="A TCP chat server: one thread per client.")
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0, every interface)")
+    parser.add_argument("--host", default=EVERY_INTERFACE, help="address to listen on (default: every interface, IPv4 and IPv6; 0.0.0.0 for IPv4 alone, 127.0.0.1 for this machine alone)")
     parser.add_argument("--port", type=bounded_int(0, 65535, "port number"), default=8080, help="TCP port to listen on (default: 8080; 0 picks a free one)")
     parser.add_argument("--password", default=os.environ.get("CHAT_PASSWORD"), help="a password everyone must give to join (better: set CHAT_PASSWORD, which other users of this machine cannot see in the process list)")
     parser.add_argument("--op-password", default=os.environ.get("CHAT_OP_PASSWORD"), metavar="P", help="a password that makes whoever sends /op P an operator, who may /kick, /ban, /mute and set the /topic (better: set CHAT_OP_PASSWORD; default: none, and only the server's console is an operator)")

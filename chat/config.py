@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from chat.core.framing import DEFAULT_MAX_LINE_BYTES
 from chat.core.history import DEFAULT_HISTORY_LINES
 
+# The default host: every interface, for IPv4 clients and, where the system
+# has IPv6, IPv6 ones too (one dual-stack socket). "0.0.0.0" is IPv4 alone.
+EVERY_INTERFACE = ""
 # Public lines the store keeps (chat.store); older ones are pruned.
 DEFAULT_KEEP_LINES = 10_000
 # Unsent bytes one client may fall behind by before it is dropped ("SendQ exceeded").
@@ -98,7 +101,7 @@ class Timings:
 class ServerConfig:
     """Everything a server is started with."""
 
-    host: str = "0.0.0.0"
+    host: str = EVERY_INTERFACE
     port: int = 8080
     limits: Limits = field(default_factory=Limits)
     timings: Timings = field(default_factory=Timings)

@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING
 from chat.admission import Admission, Arrival, address_key
 from chat.codespaces import forwarded_address
 from chat.core import messages
+from chat.core.addresses import format_address, format_peer, unmapped
 from chat.core.moderation import banned_refusal
 from chat.core.password import FailureTracker, OperatorPassword
 from chat.core.room import Room
-from chat.config import ServerConfig
+from chat.config import EVERY_INTERFACE, ServerConfig
 from chat.console import operator_console
 from chat.logs import VERBATIM, configure_logging
 from chat.qr import address_to_share, terminal_code
@@ -99,7 +100,8 @@ class ChatServer:
         self.admission = Admission(
             config.limits, config.password, config.timings.password_delay_s, config.trusted_proxies
         )
-        self.address: "tuple[str, int] | None" = None
+        self.address: "tuple[str, int] | None" = None  # as IPv4 clients know it, if they may connect
+        self.ipv6_too = False  # whether IPv6 clients may connect as well as IPv4 ones at self.address
         self._listener: "socket.socket | None" = None
         # Guards _connections: every client socket that is open, joined or not.
         self._connections_lock = threading.Lock()
@@ -141,14 +143,36 @@ class ChatServer:
         return archive
 
     def bind(self) -> None:
-        """Open the listening socket. Raises OSError (e.g. port in use)."""
+        """Open the listening socket. Raises OSError (e.g. port in use).
+
+        The default host, EVERY_INTERFACE, listens for IPv4 and IPv6 clients
+        alike on one dual-stack socket where the system has IPv6, so that
+        ``localhost``, which may mean ``::1``, always finds the server.
+        """
         host, port = self.config.host, self.config.port
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.ipv6_too = False
+        if host == EVERY_INTERFACE and socket.has_dualstack_ipv6():
+            try:
+                self._listen(socket.AF_INET6, "::", port, dual_stack=True)
+                self.ipv6_too = True
+                self.address = ("0.0.0.0", self.address[1])  # as IPv4 clients know it
+                return
+            except OSError as error:
+                if error.errno in (errno.EADDRINUSE, errno.EACCES):
+                    raise
+                # IPv6 is there but unusable (turned off in this network, say): IPv4 alone.
+        if host == EVERY_INTERFACE:
+            host = "0.0.0.0"
+        self._listen(socket.AF_INET6 if ":" in host else socket.AF_INET, host, port)
+
+    def _listen(self, family: int, host: str, port: int, dual_stack: bool = False) -> None:
         listener = socket.socket(family, socket.SOCK_STREAM)
         try:
             # Lets a restarted server bind at once although the old
             # connections linger in TIME_WAIT.
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if dual_stack:  # IPv4 clients arrive as ::ffff:1.2.3.4 (see chat.core.addresses.unmapped)
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             listener.bind((host, port))
             # Room for every client we would seat, and every connection we
             # would let open, to be waiting at once (the kernel caps it at
@@ -168,6 +192,8 @@ class ChatServer:
             self.bind()
         log.info("🚀 Chat Server Started")
         log.info("📍 Listening on %s", format_address(self.address))
+        if self.ipv6_too:
+            log.info("📍 Listening on %s too, for IPv6", format_address(("::", self.address[1])))
         log.info("⏳ Waiting for clients to connect...")
         self._log_where_to_connect()
         if self.room.bus is not None:
@@ -248,6 +274,7 @@ class ChatServer:
         while not self._stop_requested.is_set():
             try:
                 sock, address = self._listener.accept()
+                address = unmapped(address)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:  # e.g. out of file descriptors: keep serving the others
@@ -282,7 +309,7 @@ class ChatServer:
             )
             with self._connections_lock:
                 self._connections.add(connection)
-            log.info("✅ %s connected from %s", connection.name, format_peer(address))
+            # Its "connected" line is logged when it joins, under the name it chose.
         except BaseException:
             arrival.release()
             raise
@@ -442,18 +469,6 @@ def stdout_is_terminal() -> bool:
         return False
 
 
-def format_address(address) -> str:
-    """``host:port`` for a socket address, with an IPv6 host in brackets: ``[::]:8080``."""
-    host, port = address[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def format_peer(address) -> str:
-    """A client's address for the log: IPv4 as a Python tuple, ``('127.0.0.1', 5000)``, IPv6 as ``[::1]:5000``."""
-    host, port = address[:2]
-    return format_address(address) if ":" in host else repr((host, port))
-
-
 def describe_bind_error(error: OSError, host: str, port: int) -> str:
     if error.errno == errno.EADDRINUSE:
         return (
@@ -463,4 +478,4 @@ def describe_bind_error(error: OSError, host: str, port: int) -> str:
         )
     if error.errno == errno.EACCES:
         return f"Not allowed to listen on port {port}: pick a port above 1023 with --port."
-    return f"Cannot listen on {host}:{port}: {error.strerror or error}."
+    return f"Cannot listen on {format_address((host or '0.0.0.0', port))}: {error.strerror or error}."

@@ -21,13 +21,45 @@ def test_the_server_prints_the_startup_lines_and_each_event(server_program):
     ]
     ann = Peer.joined(server_program.address, "Ann")
     port = ann.sock.getsockname()[1]
-    server_program.expect(rf"^\[\d\d:\d\d:\d\d\] ✅ User_{port} connected from \('127.0.0.1', {port}\)$")
+    server_program.expect(rf"^\[\d\d:\d\d:\d\d\] ✅ Ann connected from \('127.0.0.1', {port}\)$")
     server_program.expect(r"\[SYSTEM\] Ann joined the chat!$")
     server_program.expect(r"📊 Active users: Ann$")
     ann.send("Hello everyone!")
     server_program.expect(r"📨 Ann: Hello everyone!$")
+    Peer.joined(server_program.address, "ann").close()  # the name is taken: it joins as User_PORT
+    server_program.expect(r"🏷️  User_\d+ asked for the name ann: The name ann is taken\.$")
     ann.close()
     server_program.expect(r"\[SYSTEM\] Ann left the chat\.$")
+
+
+def ipv6_missing() -> "str | None":
+    """Why a dual-stack server cannot be tried here, or None."""
+    if not socket.has_dualstack_ipv6():
+        return "this system has no dual-stack IPv6 sockets"
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as error:
+        return f"IPv6 loopback is not usable here: {error}"
+    return None
+
+
+@pytest.mark.skipif(ipv6_missing() is not None, reason=str(ipv6_missing()))
+def test_by_default_the_server_listens_for_ipv4_and_ipv6_clients_and_logs_each_as_it_knows_itself():
+    server = Program(["server.py", "--port", "0", "--history", "0", "--no-qr"])
+    try:
+        port = int(server.expect(r"📍 Listening on 0\.0\.0\.0:(\d+)$").group(1))
+        server.expect(rf"📍 Listening on \[::\]:{port} too, for IPv6$")
+        four = Peer.joined(("127.0.0.1", port), "Four")
+        server.expect(rf"✅ Four connected from \('127\.0\.0\.1', {four.sock.getsockname()[1]}\)$")
+        six = Peer.joined(("::1", port), "Six")
+        server.expect(rf"✅ Six connected from \[::1\]:{six.sock.getsockname()[1]}$")
+        six.send("hello over IPv6")
+        assert four.expect(lambda line: line.endswith("hello over IPv6")) == "Six: hello over IPv6"
+    finally:
+        Peer.close_all()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
 
 
 def test_sigterm_stops_the_server_cleanly_within_two_seconds(server_program):

@@ -15,6 +15,7 @@ class FakeMember:
     def __init__(self):
         self.name = "?"
         self.address = None
+        self.peer = None
         self.queued = []
         self.delivered = []
         self.quit_called = False
@@ -66,14 +67,60 @@ def test_a_newcomer_is_welcomed_with_the_number_of_others_online(room):
     assert bob.take() == ["[SYSTEM] Welcome, Bob! 1 other user(s) online. Type /help for commands."]
 
 
-def test_a_refused_name_is_explained_before_the_welcome(room):
-    join(room, "Ann")
+def test_a_refused_name_is_explained_after_the_history_just_before_the_welcome():
+    room = Room(history_lines=5)
+    ann = join(room, "Ann")
+    room.say(ann, "hello")
     other = FakeMember()
     room.join(other, "User_7", "ANN")
-    assert other.take() == [
+    lines = "\n".join(other.take()).splitlines()
+    assert lines[-3:] == [
+        "[SYSTEM] End of history.",
         "[ERROR] The name ANN is taken.",
         "[SYSTEM] Welcome, User_7! 1 other user(s) online. Type /help for commands.",
     ]
+
+
+def test_a_join_logs_the_chosen_name_where_it_connects_from_and_a_refused_name(room, caplog):
+    join(room, "Ann")
+    bob = FakeMember()
+    bob.peer = "('10.0.0.2', 5000)"
+    with caplog.at_level(logging.INFO):
+        room.join(bob, "User_5000", "ann")
+    assert [record.getMessage() for record in caplog.records] == [
+        "✅ User_5000 connected from ('10.0.0.2', 5000)",
+        "🏷️  User_5000 asked for the name ann: The name ann is taken.",
+        "[SYSTEM] User_5000 joined the chat!",
+        "📊 Active users: Ann, User_5000",
+    ]
+
+
+def test_members_leaving_at_once_log_their_leaves_and_the_counts_after_them_in_order(room, caplog):
+    members = [join(room, f"User_{number}") for number in range(60)]
+    start = threading.Barrier(len(members))
+
+    def leave(member):
+        start.wait()
+        room.leave(member)
+
+    threads = [threading.Thread(target=leave, args=(member,)) for member in members]
+    with caplog.at_level(logging.INFO):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    logged = [record.getMessage() for record in caplog.records]
+    assert all(line.endswith(" left the chat.") for line in logged[0::2])
+    assert [online_count(line) for line in logged[1::2]] == list(range(len(members) - 1, -1, -1))
+
+
+def online_count(logged: str) -> int:
+    """How many are online by a line ``📊 Active users: Ann, Bob and 3 more`` (or ``none``)."""
+    listed = logged.split(": ", 1)[1]
+    if listed == "none":
+        return 0
+    names, _, more = listed.partition(" and ")
+    return len(names.split(", ")) + (int(more.split()[0]) if more else 0)
 
 
 def test_joining_is_announced_to_the_others_only(room):

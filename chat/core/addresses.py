@@ -1,8 +1,8 @@
-"""Client addresses as the server counts them, and bans them: an IPv4 address, or an IPv6 /64.
+"""Client addresses as the server counts them, bans them and logs them.
 
 Pure functions on text: the admission's limits per address
 (:mod:`chat.admission`) and the operators' bans (:mod:`chat.core.operators`)
-count and name a client by the same key.
+count and name a client by the same key: an IPv4 address, or an IPv6 /64.
 """
 
 import ipaddress
@@ -43,3 +43,23 @@ def canonical(text: str) -> "str | None":
         return address_key(str(ipaddress.ip_network(text.strip(), strict=False).network_address))
     except ValueError:
         return None
+
+
+def unmapped(address: tuple) -> tuple:
+    """A socket address as a client sees its own: an IPv4 client of a dual-stack
+    listener (``::ffff:127.0.0.1``) as the IPv4 ``('127.0.0.1', 5000)``."""
+    host, port = address[:2]
+    mapped = ip_of(host) if host.startswith("::ffff:") else None
+    return (str(mapped), port) if mapped is not None and mapped.version == 4 else (host, port)
+
+
+def format_address(address) -> str:
+    """``host:port`` for a socket address, with an IPv6 host in brackets: ``[::]:8080``."""
+    host, port = address[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def format_peer(address) -> str:
+    """A client's address for the log: IPv4 as a Python tuple, ``('127.0.0.1', 5000)``, IPv6 as ``[::1]:5000``."""
+    host, port = address[:2]
+    return format_address(address) if ":" in host else repr((host, port))

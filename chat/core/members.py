@@ -18,6 +18,7 @@ class Member(Protocol):
     name: str  # set by the room on joining and renaming
     member_id: int  # set by the room on joining: how lines from the bus name their sender
     address: "str | None"  # where it connects from: a name back from there within its grace was never gone
+    peer: "str | None"  # where it connects from, for the log: ('127.0.0.1', 5000)
     operator: bool  # set by the room (Room.set_operator): /users marks it, and operators cannot act on it
 
     def queue(self, data: bytes) -> bool:

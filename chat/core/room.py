@@ -185,7 +185,7 @@ class Room:
                             self._quiet.add(member.member_id)
                         announce = announce and not back
                         left_first = back is False  # someone else took the name in its grace
-                        online = self._members.first_names(LOGGED_NAMES_MAX)
+                        self._log_join_locked(member, name, wanted_name, problem, announce)
                         admitted = True
             finally:
                 if claimed and not admitted:  # taken here, the room closed, or an error
@@ -205,19 +205,29 @@ class Room:
         if notices:
             self._publish(notices, member, log_it=False)
         self._flushes.flush([member])
-        log.info("%s%s", messages.joined(name), "" if announce else " (not announced)")
-        log_online(online, self.bus is not None)
         return name, problem
 
     def _admit_locked(self, member: Member, name: str, problem: "str | None", everyone: "list[str] | None") -> None:
-        if problem:
-            member.queue(encode_line(messages.error(problem)))
         others = self._members.count_others(name, everyone)
         topic = self.moderation.topic
-        # History first, then the welcome and the topic; flushed by the caller.
+        # The history first; then why the name asked for was refused, where
+        # it is seen rather than above fifty lines of history; then the
+        # welcome and the topic. Flushed by the caller.
+        refused = [messages.error(problem)] if problem else []
         welcome = [messages.welcome(name, others)] + ([messages.topic(topic)] if topic else [])
-        member.queue(encode_lines([*self._history.replay(), *welcome]))
+        member.queue(encode_lines([*self._history.replay(), *refused, *welcome]))
         self._members.add(member, name)
+
+    def _log_join_locked(self, member: Member, name: str, wanted_name: "str | None", problem: "str | None", announced: bool) -> None:
+        """Log a join. Under the room lock, as leaves are, so that the joins, the
+        leaves and the counts of who is online after each keep their order
+        in the log (logging only appends to the log writer's queue: chat.logs)."""
+        if member.peer is not None:
+            log.info("✅ %s connected from %s", name, member.peer)
+        if problem:
+            log.info("🏷️  %s asked for the name %s: %s", name, wanted_name, problem)
+        log.info("%s%s", messages.joined(name), "" if announced else " (not announced)")
+        log_online(self._members.first_names(LOGGED_NAMES_MAX), self.bus is not None)
 
     def not_coming_back(self, member: Member) -> None:
         """``member`` said /quit: its leave, when it comes, is told at once, not after the grace."""
@@ -230,7 +240,6 @@ class Room:
             if not self._members.remove(member):
                 return
             closed = self._closed
-            online = self._members.first_names(LOGGED_NAMES_MAX)
             announce = member.member_id not in self._quiet
             self._quiet.discard(member.member_id)
             at_once = member.member_id in self._for_good
@@ -238,14 +247,15 @@ class Room:
             later = announce and not closed and not at_once and self._leaving.grace_s > 0
             if later:
                 self._leaving.add(member.name, member.address)
+            if not closed:  # logged under the lock: see _log_join_locked
+                log.info("%s%s", messages.left(member.name), "" if announce else " (not announced)")
+                log_online(self._members.first_names(LOGGED_NAMES_MAX), self.bus is not None)
         if closed:  # the shutdown notice was the last word here (and the bus tells the others)
             return
         if self.bus is not None:
             self.bus.release(member.name)
         if announce and not later:
             self._publish([messages.left(member.name)], None, log_it=False)
-        log.info("%s%s", messages.left(member.name), "" if announce else " (not announced)")
-        log_online(online, self.bus is not None)
 
     def announce_due_leaves(self, all_now: bool = False) -> None:
         """Announce the leaves whose grace is over (or all of them now): their names did not come back.

@@ -93,12 +93,14 @@ class Session:
         connected_at: "float | None" = None,
         may_announce=lambda: True,
         address: "str | None" = None,
+        peer: "str | None" = None,
     ) -> None:
         self.room = room
         self.transport = transport
         self.name = name  # the default name until the room gives one
         self.member_id = 0  # given by the room on joining
         self.address = address  # where the client connects from (see Member)
+        self.peer = peer  # the same, for the log
         self.operator = False  # set by the room: /op
         self.console = False  # a member of the chat, not the server's console
         self.confirming: "str | None" = None  # an operator's command waiting to be repeated (chat.core.operators)

@@ -46,6 +46,7 @@ from chat.core.framing import encode_line, is_text
 from chat.core.password import PasswordGate
 from chat.core.room import Room
 from chat.core.session import Session, Stage
+from chat.core.addresses import format_peer
 from chat.sockets import LINGER_S, RECV_BYTES, linger_and_close, wait_readable
 from chat.transports.handshake import Opening, farewell_bytes, server_names, sniff
 from chat.transports.lines import LineTransport
@@ -97,6 +98,7 @@ class ClientConnection:
         self.outbox = Outbox(sock, limits.max_queue_bytes)
         self._private_share_bytes = limits.max_queue_bytes // PRIVATE_SHARE
         self.opening: "Opening | None" = None  # what the client turned out to be
+        self._client_behind: "str | None" = None  # the client's own address, when a trusted proxy names it
         self.transport: "LineTransport | WebSocketTransport | None" = None  # once it may chat
         self.session: "Session | None" = None  # the room's member for it, once it may chat
         self._stopping = threading.Event()  # set by stop(), from another thread
@@ -176,7 +178,7 @@ class ClientConnection:
             if transport is None:
                 return  # a file of the page, an error, or gone
             forwarded_for = transport.adapter.request.headers.get_all("X-Forwarded-For")
-            client = self.arrival.admission.proxies.client_behind(self.address[0], forwarded_for)
+            client = self._client_behind = self.arrival.admission.proxies.client_behind(self.address[0], forwarded_for)
         elif opening is Opening.RAW:
             if not is_text(data):
                 log.warning("⛔ %s sent bytes that are not text: no chat client, closing", self.name)
@@ -302,6 +304,7 @@ class ClientConnection:
             connected_at=connected_at,
             may_announce=self.seat.may_announce,
             address=address,
+            peer=(f"{self._client_behind} through " if self._client_behind else "") + format_peer(self.address),
         )
         going_on = session.receive(first_events)
         while going_on and not self._stopping.is_set():
@@ -362,4 +365,7 @@ class ClientConnection:
         # Only now, with the writer done: the linger's socket timeout would apply to its sends too.
         linger_and_close(self.sock)
         self._on_close(self)
-        log.info("🔌 %s disconnected", self.name)
+        if self.session is not None and self.session.member_id:  # it joined: "connected" was logged then
+            log.info("🔌 %s disconnected", self.name)
+        elif self.session is not None or self.opening is Opening.RAW:  # a chat client (a page's file has its HTTP line)
+            log.info("🔌 %s disconnected before joining", format_peer(self.address))

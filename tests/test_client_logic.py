@@ -1,16 +1,26 @@
 """The client's pure parts: reading the address, describing errors, rendering lines, Tab completion."""
 
+import colorsys
 import io
+import itertools
+import math
+import re
 import socket
+import zlib
 from types import SimpleNamespace
 
 import pytest
+from prompt_toolkit.data_structures import Size
+from prompt_toolkit.output import ColorDepth
+from prompt_toolkit.output.vt100 import Vt100_Output
+from prompt_toolkit.renderer import print_formatted_text
+from prompt_toolkit.styles import Style
 
 from chat.client.address import Address, format_address, is_local, parse_address
 from chat.client.client import _quiet_about_interrupts, describe_connect_error, is_help, is_quit
 from chat.client.completion import Roster, complete
 from chat.client.link import describe_refusal
-from chat.client.terminal import name_style, render, wants_color
+from chat.client.terminal import NAME_COLORS, name_style, render, wants_color
 from chat.core import messages
 
 
@@ -190,8 +200,79 @@ def test_a_name_gets_the_same_color_every_time_and_the_text_keeps_its_own():
     assert name_style("Ann").endswith(" bold")
 
 
-def test_names_get_different_colors():
-    assert len({name_style(f"User_{number}") for number in range(50)}) > 3
+CLASS = "Ann Bob Cid Dee Eve Fay Gus Hal Ivy Jon Kim Lee Max Ned Oli Pam Quinn Ray Sam Tom Uma Vic Wes Xan Yas Zoe Alex Maria Sofia Noah"
+
+
+@pytest.mark.parametrize("names", [CLASS.split(), [f"User_{port}" for port in range(5000, 5030)]], ids=["names", "ports"])
+def test_thirty_typical_names_get_many_different_colors(names):
+    # 24 colors for 30 names: about 17 different ones to expect (7 colors gave at most 7).
+    assert len({name_style(name) for name in names}) >= 15
+
+
+def test_a_name_keeps_its_color_in_every_session_and_on_the_page():
+    assert name_style("Ann") == name_style("ANN") == "#5faf5f bold"
+    # The page's rule: CRC-32 of the name in lower case, modulo the number of colors.
+    assert name_style("Bob") == NAME_COLORS[zlib.crc32(b"bob") % len(NAME_COLORS)] + " bold"
+
+
+def linear_rgb(color: str) -> "list[float]":
+    """The linear red, green and blue of "#rrggbb" (sRGB), from 0 to 1."""
+    channels = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    return [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+
+
+def luminance(color: str) -> float:
+    """The relative luminance of "#rrggbb", as WCAG 2 computes contrast from it."""
+    r, g, b = linear_rgb(color)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def lab(color: str) -> "tuple[float, float, float]":
+    """CIELAB (D65) of "#rrggbb": distances in it are differences as people see them."""
+    r, g, b = linear_rgb(color)
+    x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047
+    y = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883
+    f = lambda t: t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116  # noqa: E731
+    return 116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))
+
+
+def test_every_name_color_is_readable_on_a_dark_and_on_a_light_background():
+    for color in NAME_COLORS:
+        assert (luminance(color) + 0.05) / 0.05 >= 2.5, f"{color} is too dark for a black background"
+        assert 1.05 / (luminance(color) + 0.05) >= 2.5, f"{color} is too light for a white background"
+
+
+def test_the_name_colors_differ_from_one_another():
+    assert len(NAME_COLORS) >= 24
+    for one, other in itertools.combinations(NAME_COLORS, 2):
+        assert math.dist(lab(one), lab(other)) >= 12, f"{one} and {other} look alike"
+
+
+def printed(style: str, depth: ColorDepth) -> str:
+    """What prompt_toolkit writes to a terminal for a word in ``style``, at a color depth."""
+    stream = io.StringIO()
+    output = Vt100_Output(stream, lambda: Size(24, 80), term="xterm")
+    print_formatted_text(output, [(style, "Ann")], Style([]), color_depth=depth)
+    output.flush()
+    return stream.getvalue()
+
+
+def test_no_name_color_looks_like_a_notice_an_error_or_a_private_message():
+    for color in NAME_COLORS:
+        hue = colorsys.rgb_to_hls(*(int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)))[0] * 360
+        assert 75 <= hue <= 250, f"{color} is near yellow, red or magenta"
+        # A 16-color terminal gets the nearest of its own colors: never yellow (33, 93), red (31, 91)
+        # or magenta (35, 95).
+        assert not re.search(r"\x1b\[(?:[0-9;]*;)?(?:3[135]|9[135])[;m]", printed(color, ColorDepth.DEPTH_4_BIT)), color
+
+
+def test_a_256_color_terminal_shows_every_name_color_as_it_is():
+    # prompt_toolkit's default depth: each color of xterm's cube is its own entry, no two alike.
+    codes = [re.search(r"38;5;(\d+)", printed(color, ColorDepth.DEPTH_8_BIT)).group(1) for color in NAME_COLORS]
+    levels = (0, 95, 135, 175, 215, 255)  # of each channel in the cube, whose entries are 16 to 231
+    shown = ["#%02x%02x%02x" % tuple(levels[(int(code) - 16) // 6**i % 6] for i in (2, 1, 0)) for code in codes]
+    assert shown == list(NAME_COLORS)
 
 
 def test_system_error_and_private_lines_have_colors_of_their_own():

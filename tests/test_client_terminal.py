@@ -33,16 +33,11 @@ from tests.helpers import FAST, PROGRAM_START_S, PROJECT, TIMEOUT_S, Peer, Progr
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((40, 20), id="40x20")]
 PROMPT = "You: "
 TIMESTAMP = re.compile(r"\[\d\d:\d\d:\d\d\]")
-# Colors that prompt_toolkit's style names become on the emulated screen.
-PYTE_COLORS = {
-    "ansigreen": "green",
-    "ansicyan": "cyan",
-    "ansiblue": "blue",
-    "ansibrightgreen": "brightgreen",
-    "ansibrightcyan": "brightcyan",
-    "ansibrightblue": "brightblue",
-    "ansiwhite": "brightwhite",
-}
+
+
+def screen_color(name: str) -> str:
+    """The color of ``name`` on the emulated screen: its "#rrggbb" without the "#", a 256-color entry."""
+    return name_style(name).split()[0].removeprefix("#")
 
 
 def wrapped(line: str, columns: int) -> "list[str]":
@@ -289,7 +284,7 @@ def test_names_are_colored_on_a_terminal_unless_no_color_is_set(chat_server, ter
         x = client.display.display[y].index(text) + 1  # "📨" takes two cells
         return [row[x + i] for i in range(len(text))]
 
-    name_color = PYTE_COLORS[name_style("Ann").split()[0]]
+    name_color = screen_color("Ann")
     assert all(cell.fg == name_color and cell.bold for cell in cells(colored, "Ann"))
     assert all(cell.fg == "default" and not cell.bold for cell in cells(colored, ": colors?"))
     for plain in (flag, variable):
@@ -318,7 +313,7 @@ def test_the_rooms_history_comes_before_the_welcome_each_line_with_its_time_and_
     y = next(y for y, row in enumerate(client.display.display) if row.startswith("📨 [") and "Ann: hello" in row)
     x = client.display.display[y].index("Ann: hello") + 1  # "📨" takes two cells
     cells = [client.display.buffer[y][x + i] for i in range(len("Ann: hello"))]
-    name_color = PYTE_COLORS[name_style("Ann").split()[0]]
+    name_color = screen_color("Ann")
     assert all(cell.fg == name_color and cell.bold for cell in cells[:3])  # as in a live line
     assert all(cell.fg == "default" and not cell.bold for cell in cells[3:])
     client.type("/quit\r")

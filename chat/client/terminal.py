@@ -50,15 +50,18 @@ INCOMING = "📨 "
 MAX_TYPED_LINE_BYTES = 64 * 1024
 STDIN_READ_BYTES = 64 * 1024
 
-# Yellow, red and magenta are kept for system notices, errors and private messages.
+# The names' colors: 24 greens, teals, cyans and blues of medium lightness
+# (relative luminance 0.12 to 0.36, so at least 2.5:1 against a black and
+# against a white background), each at least 12 apart (CIELAB ΔE) from the
+# others. Yellow, red and magenta are kept for system notices, errors and
+# private messages: no hue near them, even as a 16-color terminal rounds it.
+# Each is a color of xterm's 256-color cube, which prompt_toolkit uses by
+# default, so that the terminal shows it as it is given here.
 NAME_COLORS = (
-    "ansigreen",
-    "ansicyan",
-    "ansiblue",
-    "ansibrightgreen",
-    "ansibrightcyan",
-    "ansibrightblue",
-    "ansiwhite",
+    "#5faf00", "#00af00", "#5f875f", "#5faf5f", "#008700", "#5faf87",
+    "#00af5f", "#00875f", "#00af87", "#008787", "#5f8787", "#00afaf",
+    "#00afd7", "#0087af", "#0087d7", "#0087ff", "#5f87af", "#5f5fff",
+    "#5f5faf", "#8787af", "#5f5fd7", "#5f5f87", "#8787d7", "#8787ff",
 )
 KIND_STYLES = {
     Kind.SYSTEM: "ansiyellow",
@@ -68,7 +71,11 @@ KIND_STYLES = {
 
 
 def name_style(name: str) -> str:
-    """A style for ``name`` that is the same in every session and on every machine."""
+    """A style for ``name`` that is the same in every session and on every machine, whatever its case.
+
+    The color is chosen as the chat page chooses it from its own palette:
+    CRC-32 of the name in lower case, modulo the number of colors.
+    """
     return NAME_COLORS[zlib.crc32(name.casefold().encode()) % len(NAME_COLORS)] + " bold"
 
 

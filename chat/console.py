@@ -183,7 +183,7 @@ class OperatorConsole:
     def start(self) -> None:
         """Take the terminal, print the log above the prompt, and start the console thread."""
         self._screen.start()
-        self._log_handler.stream = self._above_prompt
+        self._log_handler.redirect(self._above_prompt)  # plain: the prompt takes no colour codes
         log.info("⌨️  This terminal is an operator console: /help lists its commands; /quit or Ctrl+C stops the server.")
         self._thread.start()
 

@@ -229,6 +229,8 @@ def test_without_a_person_at_the_terminal_the_server_shows_no_prompt_and_never_r
             server.type("/quit\r")
         ann = Peer.joined(server.address, "Ann")
         server.wait_for("Ann joined the chat")
+        # The log is on a terminal: coloured, joins in green.
+        assert re.search(r"\x1b\[32m\[\d\d:\d\d:\d\d\] \[SYSTEM\] Ann joined the chat!\x1b\[0m", server.transcript)
         ann.send("/users")
         assert ann.read_line() == "[SYSTEM] Online (1): Ann"  # still serving: nothing read the /quit
         assert PROMPT.strip() not in server.transcript

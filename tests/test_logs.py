@@ -1,10 +1,13 @@
 import io
 import logging
+import os
 import re
 import threading
 import time
 
-from chat.logs import BackgroundHandler
+from colorama import Fore, Style
+
+from chat.logs import BackgroundHandler, ColorFormatter, color_of, wants_color
 from tests.helpers import wait_until
 
 
@@ -101,3 +104,53 @@ def test_a_record_of_several_lines_gives_each_its_timestamp():
     handler.handle(logging.makeLogRecord({"msg": "📨 Ann: one\n📨 Ann: two"}))
     handler.close()
     assert re.fullmatch(r"\[(\d\d:\d\d:\d\d)\] 📨 Ann: one\n\[\1\] 📨 Ann: two\n", stream.getvalue())
+
+
+def record(logger: str, level: int, message: str) -> logging.LogRecord:
+    return logging.LogRecord(logger, level, __file__, 0, message, (), None)
+
+
+def test_joins_leaves_orders_warnings_and_errors_each_have_their_colour_and_the_rest_none():
+    assert color_of(record("chat.joins", logging.INFO, "[SYSTEM] Ann joined the chat!")) == "GREEN"
+    assert color_of(record("chat.leaves", logging.INFO, "[SYSTEM] Ann left the chat.")) == "CYAN"
+    assert color_of(record("chat.orders", logging.WARNING, "🛡️  Ann was kicked")) == "MAGENTA"
+    assert color_of(record("chat.transports.connection", logging.WARNING, "⛔ flood")) == "YELLOW"
+    assert color_of(record("chat.server", logging.ERROR, "⚠️  no thread")) == "RED"
+    assert color_of(record("chat.core.room", logging.INFO, "📨 Ann: hi")) is None
+
+
+def test_each_line_of_a_coloured_record_is_coloured_on_its_own_and_pictures_never():
+    formatter = ColorFormatter()
+    text = formatter.format(record("chat.leaves", logging.INFO, "[SYSTEM] Ann left the chat.\n[SYSTEM] Bob left the chat."))
+    lines = text.split("\n")
+    assert len(lines) == 2
+    assert all(line.startswith(Fore.CYAN) and line.endswith(Style.RESET_ALL) for line in lines)
+    picture = record("chat.joins", logging.INFO, "▀▄ QR")
+    picture.verbatim = True
+    assert formatter.format(picture) == "▀▄ QR"
+
+
+def test_the_log_is_coloured_only_on_a_terminal_and_only_without_no_color():
+    import pty
+
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "w") as terminal:
+        try:
+            assert wants_color(terminal, environ={})
+            assert not wants_color(terminal, environ={"NO_COLOR": "1"})
+            assert wants_color(terminal, environ={"NO_COLOR": ""})  # set but empty: no-color.org says colour
+        finally:
+            os.close(master)
+    assert not wants_color(io.StringIO(), environ={})
+    assert not wants_color(None, environ={})
+
+
+def test_a_handler_redirected_to_what_is_not_a_terminal_writes_plain_text():
+    handler = BackgroundHandler(io.StringIO(), color=True)
+    try:
+        target = io.StringIO()
+        handler.redirect(target)
+        handler.handle(record("chat.joins", logging.INFO, "[SYSTEM] Ann joined the chat!"))
+    finally:
+        handler.close()
+    assert target.getvalue().endswith("] [SYSTEM] Ann joined the chat!\n")

@@ -56,6 +56,11 @@ from chat.core.password import OperatorPassword
 from chat.core.text import name_key, name_problem
 
 log = logging.getLogger(__name__)
+# Joins, leaves and operators' orders have loggers of their own, so that the
+# log can show each in its colour (chat.logs) and a host can filter them.
+join_log = logging.getLogger("chat.joins")
+leave_log = logging.getLogger("chat.leaves")
+order_log = logging.getLogger("chat.orders")
 
 # The server log lists at most this many names after each join or leave, so
 # that a room of hundreds does not print a screenful every time.
@@ -223,10 +228,10 @@ class Room:
         leaves and the counts of who is online after each keep their order
         in the log (logging only appends to the log writer's queue: chat.logs)."""
         if member.peer is not None:
-            log.info("✅ %s connected from %s", name, member.peer)
+            join_log.info("✅ %s connected from %s", name, member.peer)
         if problem:
             log.info("🏷️  %s asked for the name %s: %s", name, wanted_name, problem)
-        log.info("%s%s", messages.joined(name), "" if announced else " (not announced)")
+        join_log.info("%s%s", messages.joined(name), "" if announced else " (not announced)")
         log_online(self._members.first_names(LOGGED_NAMES_MAX), self.bus is not None)
 
     def not_coming_back(self, member: Member) -> None:
@@ -248,7 +253,7 @@ class Room:
             if later:
                 self._leaving.add(member.name, member.address)
             if not closed:  # logged under the lock: see _log_join_locked
-                log.info("%s%s", messages.left(member.name), "" if announce else " (not announced)")
+                leave_log.info("%s%s", messages.left(member.name), "" if announce else " (not announced)")
                 log_online(self._members.first_names(LOGGED_NAMES_MAX), self.bus is not None)
         if closed:  # the shutdown notice was the last word here (and the bus tells the others)
             return
@@ -369,7 +374,7 @@ class Room:
             member.operator = operator
         if self.bus is not None:
             self.bus.describe(member.name, member.address, operator)
-        log.warning("🛡️  %s %s", member.name, "is now an operator" if operator else "is no longer an operator")
+        order_log.warning("🛡️  %s %s", member.name, "is now an operator" if operator else "is no longer an operator")
 
     def give(self, order: Order) -> None:
         """Carry out an operator's order on every server sharing the room (or here alone)."""
@@ -403,7 +408,7 @@ class Room:
         self._flushes.flush(recipients + ([removed] if removed is not None else []))
         if removed is not None and self.bus is not None:
             self.bus.release(removed.name)
-        log.warning("🛡️  %s", notice)
+        order_log.warning("🛡️  %s", notice)
 
     # -- delivery -----------------------------------------------------------
 

@@ -232,6 +232,9 @@ class ChatServer:
             log.info("🌍 From other devices, once port %d is Public in the Ports panel:", port)
             log.info("   in a browser: %s", forwarded.page_url)
             log.info("   in a terminal: %s", forwarded.client_command)
+            log.info("🔓 Ports start Private. Make it Public in the Ports panel (right-click %d › Port Visibility › Public)", port)
+            log.info("   or run: %s", forwarded.make_public_command)
+            log.info("   and check with: %s", forwarded.check_command)
         self._log_address_to_share(host, port, forwarded is not None)
         if self.admission.password is not None:
             log.info("🔒 A password is needed to join.")

@@ -1,6 +1,7 @@
 import pytest
 
 from chat.codespaces import forwarded_address
+from tests.helpers import ServerProgram
 
 CODESPACE = {
     "CODESPACE_NAME": "fluffy-robot-5g9x7qv6",
@@ -47,3 +48,24 @@ def test_the_process_environment_is_read_by_default(monkeypatch):
     assert forwarded_address(8080).host == "fluffy-robot-5g9x7qv6-8080.app.github.dev"
     monkeypatch.delenv("CODESPACE_NAME")
     assert forwarded_address(8080) is None
+
+
+def test_the_commands_to_make_the_port_public_and_check_it_name_the_codespace_and_port():
+    address = forwarded_address(8080, CODESPACE)
+    assert address.make_public_command == "gh codespace ports visibility 8080:public -c fluffy-robot-5g9x7qv6"
+    assert address.check_command == "gh codespace ports -c fluffy-robot-5g9x7qv6"
+
+
+def test_a_server_in_a_codespace_says_at_start_where_others_join_and_how_to_make_its_port_public():
+    server = ServerProgram(0, "--no-qr", env=CODESPACE)
+    try:
+        host = f"fluffy-robot-5g9x7qv6-{server.port}.app.github.dev"
+        server.expect(rf"🌍 From other devices, once port {server.port} is Public in the Ports panel:$")
+        server.expect(rf"   in a browser: https://{host}/$")
+        server.expect(rf"   in a terminal: python client\.py wss://{host}$")
+        server.expect(rf"🔓 Ports start Private\. Make it Public in the Ports panel \(right-click {server.port} ›")
+        server.expect(rf"   or run: gh codespace ports visibility {server.port}:public -c fluffy-robot-5g9x7qv6$")
+        server.expect(r"   and check with: gh codespace ports -c fluffy-robot-5g9x7qv6$")
+    finally:
+        server.terminate()
+        assert server.wait() == 0

@@ -233,6 +233,31 @@ def test_users_and_private_messages_reach_across_servers(shared_servers):
     ann.expect("[ERROR] No user named Nobody is online.")
 
 
+def test_a_newcomers_count_of_others_online_agrees_with_the_join_notices_that_follow_it(shared_servers):
+    # Joins on one server while a newcomer is welcomed on the other: the
+    # welcome counts who the bus says is online, and some of their join
+    # notices are still on the way through it. Those are not told again.
+    one, two = shared_servers(), shared_servers()
+    online = 0
+    for round in range(4):
+        joiners = [threading.Thread(target=Peer.joined, args=(one.address, f"A{round}_{n}")) for n in range(6)]
+        for joiner in joiners:
+            joiner.start()
+        newcomer = Peer(two.address, f"B{round}")
+        welcome = newcomer.expect(lambda line: line.startswith("[SYSTEM] Welcome, "))
+        for joiner in joiners:
+            joiner.join()
+        online += len(joiners)
+        speaker = Peer.joined(one.address, f"Marker{round}")  # its line comes after every join before it
+        speaker.send("last")
+        joins = 0
+        while not (line := newcomer.read_line()).endswith(": last"):
+            joins += line.endswith(" joined the chat!")
+        counted = int(re.search(r"! (\d+) other user", welcome).group(1))
+        assert counted + joins == online + 1, (welcome, joins)  # the speaker, too, joined and was told
+        online += 2  # the speaker and the newcomer
+
+
 def test_a_newcomer_on_a_server_started_later_gets_the_rooms_history_but_no_private_message(shared_servers):
     one = shared_servers()
     ann = Peer.joined(one.address, "Ann")
@@ -478,7 +503,7 @@ class StubRoom:
     def names_here(self) -> "list[str]":
         return list(self.here)
 
-    def deliver(self, lines, origin, when, log_it=True) -> None:
+    def deliver(self, lines, origin, when, log_it=True, joined=None, left=None) -> None:
         self.delivered.append(lines)
 
     def deliver_private(self, recipient_name, line, origin=None) -> None:

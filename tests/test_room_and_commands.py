@@ -8,6 +8,7 @@ import time
 import pytest
 
 from chat.core.commands import COMMANDS, chat_text, handle_line, parse_command, requested_name
+from chat.core.members import CountedAtWelcome
 from chat.core.room import LOGGED_NAMES_MAX, Room
 
 
@@ -572,3 +573,45 @@ def test_renaming_into_ones_own_name_in_its_grace_is_no_return_either(clock):
     ann.take()
     handle_line(room, again, "/nick Bob")
     assert ann.take() == ["[SYSTEM] Bob left the chat.\n[SYSTEM] User_3 is now known as Bob"]
+
+
+def test_a_newcomer_is_not_told_of_joins_its_welcome_counted_for_as_long_as_they_may_take():
+    now = [0.0]
+    counted = CountedAtWelcome(lambda: now[0], wait_s=10)
+    counted.add(1, {"ann", "bob"})
+    counted.add(2, {"ann"})
+    assert counted.joined("ANN") == {1, 2}  # both counted her: neither is told
+    assert counted.joined("Ann") == set()  # she left and came back: that is news
+    counted.left("bob")
+    assert counted.joined("Bob") == set()
+    counted.add(3, {"cy"})
+    now[0] = 10.0
+    assert counted.joined("cy") == set()  # too late to be that join's notice: told
+
+
+def test_in_a_shared_room_a_join_notice_skips_the_newcomers_whose_welcome_counted_that_name():
+    class Bus:
+        online = ["Ann"]
+
+        def names(self):
+            return self.online
+
+        def claim(self, name):
+            return True
+
+        def describe(self, name, address, operator):
+            pass
+
+        def publish(self, lines, origin, when, log_it):
+            return True  # comes back through deliver(), as from the stream
+
+    room = Room(bus=Bus())
+    ann, bob = FakeMember(), FakeMember()
+    room.join(ann, "User_1", "Ann")
+    Bus.online = ["Ann", "Bob", "Cy"]  # Cy claimed the name on another server; its notice is on the way
+    room.join(bob, "User_2", "Bob")
+    assert bob.take()[-1].startswith("[SYSTEM] Welcome, Bob! 2 other user(s) online.")
+    ann.take()
+    room.deliver(["[SYSTEM] Cy joined the chat!"], None, 0.0, joined="Cy")
+    assert bob.take() == []
+    assert ann.take() == ["[SYSTEM] Cy joined the chat!"]

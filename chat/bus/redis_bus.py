@@ -523,7 +523,11 @@ class RedisBus:
             return
         origin = entry.origin if ours else None  # member numbers are per server
         if not entry.private:
-            self.room.deliver([entry.line], origin, entry.when, not ours or entry.log_it)
+            self.room.deliver(
+                [entry.line], origin, entry.when, not ours or entry.log_it,
+                joined=entry.name if entry.kind is Kind.JOINED else None,
+                left=entry.name if entry.kind is Kind.LEFT else None,
+            )
         elif entry.to_server == self.server_id:
             self.room.deliver_private(entry.recipient, entry.line, origin)
 

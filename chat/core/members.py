@@ -102,10 +102,56 @@ class MemberTable:
         """How many members there are, and the first ``limit`` names in order (cheaper than sorting all)."""
         return len(self._by_key), heapq.nsmallest(limit, (m.name for m in self._by_key.values()), key=name_key)
 
-    def count_others(self, name: str, everyone: "list[str] | None") -> int:
-        """How many others are online besides ``name``: here, and on every server in ``everyone``."""
+    def others(self, name: str, everyone: "list[str] | None") -> "set[str]":
+        """The name keys of everyone online besides ``name``: here, and on every server in ``everyone``."""
         keys = set(self._by_key)
         if everyone is not None:
             keys.update(name_key(other) for other in everyone)
         keys.discard(name_key(name))
-        return len(keys)
+        return keys
+
+
+class CountedAtWelcome:
+    """Whom each newcomer's welcome counted, for as long as their join notices may still be on the way.
+
+    In a shared room the welcome counts everyone the bus says is online, but
+    a join notice goes through the bus, and may reach this server after a
+    newcomer was welcomed with that name counted. Such a notice is not shown
+    to that newcomer: its count, and the join notices that follow it, agree.
+
+    Not thread-safe: the room's lock guards it.
+    """
+
+    def __init__(self, clock, wait_s: float) -> None:
+        self._clock = clock
+        self._wait_s = wait_s  # how long a join notice may take through the bus, at most
+        self._counted: "dict[int, tuple[float, set[str]]]" = {}  # member_id -> (until when, name keys)
+
+    def add(self, member_id: int, keys: "set[str]") -> None:
+        """The welcome of member ``member_id`` counted the names ``keys``."""
+        self._forget_expired()
+        if keys:
+            self._counted[member_id] = (self._clock() + self._wait_s, keys)
+
+    def joined(self, name: str) -> "set[int]":
+        """``name`` joined: the members that counted it already (and now forget it), who are not told."""
+        self._forget_expired()
+        key, told_already = name_key(name), set()
+        for member_id, (_, keys) in self._counted.items():
+            if key in keys:
+                keys.discard(key)
+                told_already.add(member_id)
+        return told_already
+
+    def left(self, name: str) -> None:
+        """``name`` left: should it come back, that is a join everyone hears of."""
+        key = name_key(name)
+        for _, keys in self._counted.values():
+            keys.discard(key)
+
+    def _forget_expired(self) -> None:
+        if not self._counted:
+            return
+        now = self._clock()
+        for member_id in [m for m, (until, _) in self._counted.items() if until <= now]:
+            del self._counted[member_id]

@@ -50,7 +50,7 @@ from typing import Protocol
 from chat.core import messages
 from chat.core.framing import encode_line, encode_lines
 from chat.core.history import History
-from chat.core.members import Member, MemberTable
+from chat.core.members import CountedAtWelcome, Member, MemberTable
 from chat.core.moderation import Moderation, Order, OrderKind, Whois
 from chat.core.password import OperatorPassword
 from chat.core.text import name_key, name_problem
@@ -62,6 +62,10 @@ join_log = logging.getLogger("chat.joins")
 leave_log = logging.getLogger("chat.leaves")
 order_log = logging.getLogger("chat.orders")
 
+# How long a join notice may take through the bus after its name was
+# claimed, at most: for that long, a newcomer counted in a welcome is not
+# announced again to whoever that welcome went to.
+JOIN_NOTICE_WAIT_S = 10.0
 # The server log lists at most this many names after each join or leave, so
 # that a room of hundreds does not print a screenful every time.
 LOGGED_NAMES_MAX = 20
@@ -126,13 +130,14 @@ class Room:
         operator_password: "OperatorPassword | None" = None,
         archive: "Archive | None" = None,
     ) -> None:
-        # Guards _members, _history, _closed, _quiet, _for_good and _leaving. Held only
+        # Guards _members, _history, _closed, _quiet, _for_good, _leaving and _counted. Held only
         # for table updates and queueing.
         self._lock = threading.Lock()
         self._members = MemberTable()
         self._quiet: "set[int]" = set()  # the numbers of members whose joining was not announced
         self._for_good: "set[int]" = set()  # the numbers of members that said /quit
         self._leaving = Departures(rejoin_grace_s, clock)  # leaves not announced yet
+        self._counted = CountedAtWelcome(clock, JOIN_NOTICE_WAIT_S)  # in a shared room: see deliver()
         # The other servers sharing this room, if any: set before serving, never changed after.
         self.bus = bus
         # The last public lines, replayed to each newcomer before its welcome.
@@ -213,15 +218,17 @@ class Room:
         return name, problem
 
     def _admit_locked(self, member: Member, name: str, problem: "str | None", everyone: "list[str] | None") -> None:
-        others = self._members.count_others(name, everyone)
+        others = self._members.others(name, everyone)
         topic = self.moderation.topic
         # The history first; then why the name asked for was refused, where
         # it is seen rather than above fifty lines of history; then the
         # welcome and the topic. Flushed by the caller.
         refused = [messages.error(problem)] if problem else []
-        welcome = [messages.welcome(name, others)] + ([messages.topic(topic)] if topic else [])
+        welcome = [messages.welcome(name, len(others))] + ([messages.topic(topic)] if topic else [])
         member.queue(encode_lines([*self._history.replay(), *refused, *welcome]))
         self._members.add(member, name)
+        if self.bus is not None:  # join notices come through the bus, and may come after this welcome
+            self._counted.add(member.member_id, others)
 
     def _log_join_locked(self, member: Member, name: str, wanted_name: "str | None", problem: "str | None", announced: bool) -> None:
         """Log a join. Under the room lock, as leaves are, so that the joins, the
@@ -424,18 +431,26 @@ class Room:
                 self._quiet.discard(member.member_id)  # it speaks up: its leave will be told
         self._publish(list(lines), member)
 
-    def deliver(self, lines: "list[str]", origin: "int | None", when: float, log_it: bool = True) -> None:
+    def deliver(
+        self, lines: "list[str]", origin: "int | None", when: float, log_it: bool = True,
+        joined: "str | None" = None, left: "str | None" = None,
+    ) -> None:
         """Queue public ``lines`` for every member but the one numbered ``origin``, and keep them in the history.
 
         Lines said here come straight here; in a shared room, the bus calls
-        this for every server's lines, in the order they were published.
+        this for every server's lines, in the order they were published,
+        saying whose join (``joined``) or leave (``left``) a notice tells.
+        A join notice skips the newcomers whose welcome counted that name.
         """
         with self._lock:
             if self._closed:
                 return
             for line in lines:
                 self._history.add(line, when)
-            recipients = self._queue_locked(encode_lines(lines), self._members.numbered(origin))
+            told_already = self._counted.joined(joined) if joined is not None else ()
+            if left is not None:
+                self._counted.left(left)
+            recipients = self._queue_locked(encode_lines(lines), self._members.numbered(origin), told_already)
         if self.archive is not None:
             self.archive.add_lines(lines, when)
         self._flushes.flush(recipients)
@@ -510,8 +525,10 @@ class Room:
         """Claim ``name`` on the bus: True if claimed there, False if taken there, None without a bus in reach."""
         return None if self.bus is None else self.bus.claim(name)
 
-    def _queue_locked(self, data: bytes, exclude: "Member | None" = None) -> "list[Member]":
-        """Queue ``data`` for every member but ``exclude``; return those that need a flush."""
+    def _queue_locked(self, data: bytes, exclude: "Member | None" = None, told_already=()) -> "list[Member]":
+        """Queue ``data`` for every member but ``exclude`` and those numbered in ``told_already``; return those that need a flush."""
+        if told_already:
+            return [m for m in self._members if m is not exclude and m.member_id not in told_already and m.queue(data)]
         return [m for m in self._members if m is not exclude and m.queue(data)]
 
 

@@ -11,16 +11,18 @@ from types import SimpleNamespace
 
 import pytest
 from prompt_toolkit.data_structures import Size
+from prompt_toolkit.formatted_text import fragment_list_to_text
 from prompt_toolkit.output import ColorDepth
 from prompt_toolkit.output.vt100 import Vt100_Output
 from prompt_toolkit.renderer import print_formatted_text
 from prompt_toolkit.styles import Style
+from prompt_toolkit.utils import get_cwidth
 
 from chat.client.address import Address, format_address, is_local, parse_address
 from chat.client.client import _quiet_about_interrupts, describe_connect_error, is_help, is_quit
 from chat.client.completion import Roster, complete
 from chat.client.link import describe_refusal
-from chat.client.terminal import NAME_COLORS, name_style, render, wants_color
+from chat.client.terminal import NAME_COLORS, name_style, render, wants_color, wrap
 from chat.core import messages
 
 
@@ -289,6 +291,74 @@ def test_text_from_the_network_never_becomes_a_style():
     line = "Ann: <b>[ZeroWidthEscape]</b> class:bold"
     assert [style for style, _ in render(line, True)] == ["", name_style("Ann"), ""]
     assert "".join(text for _, text in render(line, True)) == "📨 " + line
+
+
+def rows(line, columns: int) -> "list[str]":
+    """The rows terminal.wrap cuts ``line`` (text or formatted text) into."""
+    return fragment_list_to_text(wrap(line, columns)).split("\n")
+
+
+def test_a_line_that_fits_is_left_as_it_is():
+    line = render("Ann: hi   there", True)
+    assert wrap(line, 80) == line
+    assert rows("📨 Ann: hi there", 16) == ["📨 Ann: hi there"]  # exactly as wide as the row
+
+
+def test_a_long_line_is_cut_at_spaces_and_its_other_rows_start_under_its_second_word():
+    assert rows("📨 Ann: the quick brown fox jumps over", 16) == [
+        "📨 Ann: the",
+        "   quick brown",
+        "   fox jumps",
+        "   over",
+    ]
+    assert rows("[12:34:56] 💡 Keys: Tab completes commands", 30) == [
+        "[12:34:56] 💡 Keys: Tab",
+        "           completes commands",
+    ]
+
+
+def test_the_spaces_where_a_row_ends_are_dropped_and_those_inside_a_row_kept():
+    assert rows("📨 [SYSTEM] /help     show this list", 20) == ["📨 [SYSTEM] /help", "   show this list"]
+    assert rows("📨 a  b" + " " * 30 + "c", 12) == ["📨 a  b", "   c"]
+
+
+def test_a_word_longer_than_a_row_goes_on_where_it_is_and_is_cut_where_rows_end():
+    assert rows("📨 Ann: " + "x" * 20, 12) == ["📨 Ann: xxxx", "   xxxxxxxxx", "   xxxxxxx"]
+
+
+def test_wide_characters_take_two_cells():
+    assert rows("📨 Ann: 中文字 🎉🎉🎉🎉", 14) == ["📨 Ann: 中文字", "   🎉🎉🎉🎉"]
+    assert rows("📨 " + "🎉" * 7, 10) == ["📨 🎉🎉🎉", "   🎉🎉🎉", "   🎉"]  # never half of one on a row
+
+
+def test_a_lead_half_as_wide_as_the_row_is_not_indented_under():
+    assert rows("[12:34:56] a few words here", 20) == ["[12:34:56] a few", "words here"]
+
+
+def test_at_any_width_no_row_is_too_wide_and_no_word_is_cut():
+    lines = [
+        "📨 [SYSTEM] /users          list who is online (@ marks operators)",
+        "📨 [SYSTEM] /ban NAME [minutes] [reason]  remove someone and refuse their address (default 60 minutes; 0: until /unban)",
+        "[12:34:56] 💡 Keys: Tab completes commands and names, Up and Down recall what you sent, Ctrl+L clears the screen, Ctrl+D leaves.",
+    ]
+    for columns in range(14, 81):  # from where the longest word fits in a row
+        for line in lines:
+            cut = rows(line, columns)
+            assert all(get_cwidth(row) <= columns for row in cut), (columns, cut)
+            assert not any(row.endswith(" ") for row in cut), (columns, cut)
+            assert [word for row in cut for word in row.split()] == line.split(), (columns, cut)
+
+
+def test_every_character_keeps_its_style():
+    line = render("* Ann waves at everyone in the room", True)
+    cut = wrap(line, 14)
+    assert cut == [
+        ("", "📨 * "),
+        (name_style("Ann"), "Ann"),
+        ("", " waves\n   at everyone\n   in the room"),
+    ]
+    system = wrap(render("[SYSTEM] the room is closing", True), 20)
+    assert system == [("", "📨 "), ("ansiyellow", "[SYSTEM] the room"), ("", "\n   "), ("ansiyellow", "is closing")]
 
 
 class FakeStream(io.StringIO):

@@ -238,7 +238,8 @@ def test_without_reconnect_a_broken_connection_ends_the_client_with_status_1(rel
 
 def test_a_name_still_taken_on_rejoining_gets_the_servers_answer_and_a_name_of_its_own(relay, terminals):
     ann = Peer.joined(relay.server.address, "Ann")
-    client = terminals("127.0.0.1", str(relay.port), "--name", "Bob", *SOON, env=PLAIN)
+    # Wide enough for the welcome of User_<port> on one row, to be waited for whole.
+    client = terminals("127.0.0.1", str(relay.port), "--name", "Bob", *SOON, env=PLAIN, size=(100, 24))
     ann.expect(messages.joined("Bob"), timeout=PROGRAM_START_S)
     client.wait_for(messages.welcome("Bob", 1))
     relay.cut(reset=True, server_side=False)  # the server has not noticed: Bob is still online

@@ -20,12 +20,14 @@ from dataclasses import replace
 from typing import NamedTuple
 
 import pytest
+from prompt_toolkit.formatted_text import fragment_list_to_text
 from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from wcwidth import wcwidth
 
+from chat.client.client import KEYS_HELP
 from chat.client.completion import Roster
-from chat.client.terminal import PromptConsole, ReadingStopped, name_style
+from chat.client.terminal import PromptConsole, ReadingStopped, name_style, wrap
 from chat.core import messages
 from chat.server import ChatServer
 from tests.helpers import FAST, PROGRAM_START_S, PROJECT, TIMEOUT_S, Peer, Program, Terminal, free_port, wait_until
@@ -41,7 +43,7 @@ def screen_color(name: str) -> str:
 
 
 def wrapped(line: str, columns: int) -> "list[str]":
-    """The rows a terminal fills with ``line``, wrapping at ``columns`` as the emulator does."""
+    """The rows a terminal fills with ``line``, wrapping at ``columns`` as the emulator does (the prompt's lines)."""
     rows, x = [""], 0
     for char in line:
         width = wcwidth(char)
@@ -51,6 +53,14 @@ def wrapped(line: str, columns: int) -> "list[str]":
         rows[-1] += char
         x = min(x + max(width, 0), columns)
     return [row.rstrip() for row in rows]
+
+
+def rows_of(line: str, columns: int) -> "list[str]":
+    """The rows ``line`` takes on a screen ``columns`` wide: the prompt's own lines wrap
+    wherever a row ends, lines the client prints are cut at spaces first (terminal.wrap)."""
+    if line.startswith(PROMPT):
+        return wrapped(line, columns)
+    return [row.rstrip() for row in fragment_list_to_text(wrap(line, columns)).split("\n")]
 
 
 def opening(port: int, name: str, others: int = 0) -> "list[str]":
@@ -77,7 +87,7 @@ def screen_shows(terminal: Terminal, lines, typed: "str | None" = "", cursor: "i
     def condition() -> bool:
         display = terminal.display
         columns = display.columns
-        expected = [row for line in lines for row in wrapped(line, columns)]
+        expected = [row for line in lines for row in rows_of(line, columns)]
         if typed is not None:
             expected += wrapped(PROMPT + typed, columns)
         rows = [TIMESTAMP.sub("[HH:MM:SS]", row).rstrip() for row in display.display]
@@ -240,7 +250,9 @@ def test_a_refused_connection_is_one_line_naming_the_address_and_status_1(termin
         f"[HH:MM:SS] ❌ Could not connect to localhost:{port}: connection refused. "
         f"Is the server running? Start it with: python server.py --port {port}",
     ]
-    client.wait_for_display(screen_shows(client, lines, typed=None))
+    # Printed to standard error, not above a prompt: the terminal wraps it where its rows end.
+    rows = [row for line in lines for row in wrapped(line, 80)]
+    client.wait_for_display(lambda: [TIMESTAMP.sub("[HH:MM:SS]", row) for row in client.rows()] == rows)
 
 
 def test_an_ipv6_address_is_shown_in_brackets(terminals):
@@ -343,7 +355,7 @@ def test_the_client_strips_escape_sequences_a_hostile_server_sends(terminals):
 @pytest.mark.parametrize("size", SIZES)
 def test_the_welcome_line_wraps_whole_above_the_prompt(chat_server, terminals, size):
     client = terminals("127.0.0.1", str(chat_server.port), size=size)
-    welcome = client.wait_for("Type /help for commands.")
+    welcome = client.wait_for("commands.")  # the line's end, after the row it takes at 80 columns
     name = re.search(r"Welcome, ([^!]+)!", welcome).group(1)  # User_<port>: 81 columns and more
     client.wait_for_display(screen_shows(client, opening(chat_server.port, name)))
     client.type("hi")
@@ -412,7 +424,7 @@ def test_a_resize_between_messages_keeps_the_screen_whole(chat_server, terminals
     client.type(" more")
     client.wait_for_display(screen_shows(client, ["📨 Ann: " + second], "still typing more", tail=True))
     if after[0] > before[0]:  # the earlier rows are still whole (at their old width)
-        old_rows = [row for line in [*start, "📨 Ann: " + first] for row in wrapped(line, before[0])]
+        old_rows = [row for line in [*start, "📨 Ann: " + first] for row in rows_of(line, before[0])]
         shown = [TIMESTAMP.sub("[HH:MM:SS]", row).rstrip() for row in client.display.display]
         assert shown[: len(old_rows)] == old_rows
 
@@ -465,6 +477,29 @@ def test_help_mentions_the_keys(chat_server, terminals):
     client.type("/help\r")
     client.wait_for("Tab completes commands and names")
     client.wait_for("Ctrl+L")
+
+
+def test_help_is_cut_at_spaces_at_any_width_and_after_a_resize(chat_server, terminals):
+    ann = Peer.joined(chat_server.address, "Ann")
+    ann.send("/help")
+    help_lines = [ann.read_line()]
+    while not help_lines[-1].startswith("[SYSTEM] Start a line with //"):
+        help_lines.append(ann.read_line())
+    shown = ["[HH:MM:SS] " + KEYS_HELP, *("📨 " + line for line in help_lines)]
+    client = joined_terminal(terminals, chat_server, ann, size=(60, 40))
+    for columns in (60, 40):
+        client.resize(columns, 40)
+        client.type("/help\r")
+        client.wait_for("Start a line with //")
+        client.wait_for_display(screen_shows(client, shown, tail=True))
+        # Checked apart from terminal.wrap, which screen_shows uses: the words on
+        # the screen are the words of the lines, none cut in two, and every row
+        # but a line's first is indented.
+        count = sum(len(rows_of(line, columns)) for line in shown)
+        rows = [TIMESTAMP.sub("[HH:MM:SS]", row) for row in client.rows()[-1 - count : -1]]
+        assert [word for row in rows for word in row.split()] == [word for line in shown for word in line.split()]
+        assert len(rows) > len(shown)  # some lines took two rows or more
+        assert all(row.startswith(("[HH:MM:SS] ", "📨 ", "   ")) for row in rows)
 
 
 def test_without_color_a_terminal_gets_no_color_and_a_pipe_not_one_escape_byte(chat_server):

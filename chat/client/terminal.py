@@ -3,6 +3,7 @@
 :func:`render` is pure: it turns a received line into formatted text, a list
 of ``(style, text)`` pairs. Text from the network only ever goes in the text
 half of a pair, never in a style or in markup that would be parsed.
+:func:`wrap`, pure too, cuts such a line into rows at spaces.
 
 Two consoles do the terminal I/O, with the same four methods (``read_line``,
 ``show``, ``stop_reading``, ``close``):
@@ -17,6 +18,7 @@ Two consoles do the terminal I/O, with the same four methods (``read_line``,
 
 import asyncio
 import os
+import re
 import select
 import socket
 import sys
@@ -39,6 +41,7 @@ from prompt_toolkit.output.vt100 import Vt100_Output
 from prompt_toolkit.renderer import print_formatted_text
 from prompt_toolkit.shortcuts import CompleteStyle
 from prompt_toolkit.styles import Style
+from prompt_toolkit.utils import get_cwidth
 
 from chat.client.completion import ChatCompleter, Roster
 from chat.core.framing import LineFramer, decode_line
@@ -97,6 +100,67 @@ def render(line: str, color: bool, stamp: "str | None" = None) -> FormattedText:
     return FormattedText([("", lead + line[:start]), (name_style(name), name), ("", line[end:])])
 
 
+_WORD_OR_SPACES = re.compile(r"[^ ]+| +")
+_LEAD = re.compile(r"[^ ]+ +")  # the first word and the spaces after it: "📨 ", "[12:34:56] "
+
+
+def wrap(text, columns: int) -> FormattedText:
+    """One line of formatted text cut into rows of at most ``columns`` cells, at spaces.
+
+    A terminal wraps a line wherever its row ends, often in the middle of a
+    word. Here a row ends before a word that would not fit, and the spaces
+    there are dropped; only a word longer than a row is cut where the row
+    ends. The rows after the first are indented as far as the line's second
+    word (the text after "📨 " or after a time), unless that would take half
+    the width or more. Rows are separated by "\n"; every character keeps
+    its style, and wide ones (emoji, CJK) take two cells.
+    """
+    if columns <= 0:  # a terminal that does not say its width
+        return to_formatted_text(text)
+    cells = [(style, char) for style, chars, *_ in to_formatted_text(text) for char in chars]
+    plain = "".join(char for _, char in cells)
+    lead = _LEAD.match(plain)
+    indent = get_cwidth(lead.group()) if lead else 0
+    if 2 * indent >= columns:
+        indent = 0
+    rows: "list[list[tuple[str, str]]]" = [[]]  # (style, character), without the indent
+    x = 0  # the cells taken in the last row, its indent included
+
+    def new_row() -> None:
+        nonlocal x
+        while rows[-1] and rows[-1][-1][1] == " ":  # a row does not end in spaces
+            rows[-1].pop()
+        rows.append([])
+        x = indent
+
+    for token in _WORD_OR_SPACES.finditer(plain):
+        width = get_cwidth(token.group())
+        if token.group()[0] == " ":
+            if x + width <= columns:
+                rows[-1] += cells[token.start() : token.end()]
+                x += width
+            elif x > indent:
+                new_row()  # spaces that do not fit where a row ends are dropped
+            continue
+        if x + width > columns and x > indent and width <= columns - indent:
+            new_row()
+        # A word longer than a row starts where it is and is cut where rows end.
+        for style, char in cells[token.start() : token.end()]:
+            char_width = get_cwidth(char)
+            if x + char_width > columns and x > indent:
+                new_row()
+            rows[-1].append((style, char))
+            x += char_width
+    fragments: "list[tuple[str, str]]" = []
+    for number, row in enumerate(rows):
+        for style, chars in ([("", "\n" + " " * indent)] if number else []) + row:
+            if fragments and fragments[-1][0] == style:
+                fragments[-1] = (style, fragments[-1][1] + chars)
+            else:
+                fragments.append((style, chars))
+    return FormattedText(fragments)
+
+
 def wants_color(no_color_flag: bool, stream=sys.stdout) -> bool:
     """Color only on a terminal, and never with --no-color or NO_COLOR (no-color.org)."""
     return not no_color_flag and not os.environ.get("NO_COLOR") and stream.isatty()
@@ -136,10 +200,11 @@ class PromptConsole:
     Only the thread that reads the keyboard, the one that created the
     console, writes to the terminal. Other threads hand their lines over with
     :meth:`show`. While a prompt is on screen, the lines are printed from the
-    prompt's own event loop: the prompt is erased, the lines are printed (the
-    terminal wraps them), and prompt_toolkit draws the prompt again below
-    them, with the half-typed text and the cursor where they were. Between two
-    prompts, the keyboard thread prints the lines itself.
+    prompt's own event loop: the prompt is erased, the lines are printed (cut
+    at spaces to the terminal's width of the moment, see :func:`wrap`), and
+    prompt_toolkit draws the prompt again below them, with the half-typed
+    text and the cursor where they were. Between two prompts, the keyboard
+    thread prints the lines itself.
 
     From :meth:`start` to :meth:`close` the terminal does not echo what is
     typed while no prompt is on screen (the terminal would print it in the
@@ -317,7 +382,9 @@ class PromptConsole:
             lines, self._pending = self._pending, []
             self._print_requested = False
         if lines:  # all of them in one write
-            text = [fragment for fragments in lines for fragment in (*fragments, ("", "\n"))]
+            # The width now: the terminal may have been resized since the last lines.
+            columns = self.session.app.output.get_size().columns
+            text = [fragment for line in lines for fragment in (*wrap(line, columns), ("", "\n"))]
             print_formatted_text(self.session.app.output, text, self._style, color_depth=self._color_depth)
 
 

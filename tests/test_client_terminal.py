@@ -27,7 +27,7 @@ from wcwidth import wcwidth
 
 from chat.client.client import KEYS_HELP
 from chat.client.completion import Roster
-from chat.client.terminal import PromptConsole, ReadingStopped, name_style, wrap
+from chat.client.terminal import Interrupted, PromptConsole, ReadingStopped, name_style, wrap
 from chat.core import messages
 from chat.server import ChatServer
 from tests.helpers import FAST, PROGRAM_START_S, PROJECT, TIMEOUT_S, Peer, Program, Terminal, free_port, wait_until
@@ -186,6 +186,19 @@ def test_the_client_leaves_cleanly_on_every_way_out(chat_server, terminals, keys
     assert ann.read_line() == messages.left("Bob")
     client.wait_for("Goodbye!")
     assert "Server closed the connection" not in client.transcript
+
+
+def test_ctrl_c_with_a_half_typed_line_says_it_was_not_sent(chat_server, terminals):
+    ann = Peer.joined(chat_server.address, "Ann")
+    client = joined_terminal(terminals, chat_server, ann)
+    start = opening(chat_server.port, "Bob", 1)
+    client.type("half typed")
+    client.wait_for_display(screen_shows(client, start, "half typed"))
+    client.leave_with("\x03")
+    assert ann.read_line() == messages.left("Bob")  # nothing of the line was sent
+    # The prompt is gone: nothing looks as if it had been sent.
+    ending = ["[HH:MM:SS] 📝 Not sent: half typed", "📨 [SYSTEM] Goodbye!"]
+    client.wait_for_display(screen_shows(client, [*start, *ending], typed=None))
 
 
 @pytest.mark.parametrize(
@@ -595,12 +608,19 @@ def test_a_ctrl_c_ends_the_prompt_whenever_it_comes():
     console, outcome = prompt_in_a_thread("typing")  # while the prompt is on screen (SIGTERM)
     assert wait_until(lambda: console.session.app.current_buffer.text == "typing")
     console.note_interrupt()
-    assert isinstance(outcome.get(timeout=TIMEOUT_S), KeyboardInterrupt)
+    interrupted = outcome.get(timeout=TIMEOUT_S)
+    assert isinstance(interrupted, Interrupted) and interrupted.draft == "typing"
     with create_pipe_input() as keyboard:
         console = PromptConsole(False, Roster(), input=keyboard, output=DummyOutput())
         console.note_interrupt()  # between two prompts
         with pytest.raises(KeyboardInterrupt):
             console.read_line()
+
+
+def test_ctrl_c_at_the_prompt_ends_it_and_gives_back_the_draft():
+    _, outcome = prompt_in_a_thread("half typed\x03")
+    interrupted = outcome.get(timeout=TIMEOUT_S)
+    assert isinstance(interrupted, Interrupted) and interrupted.draft == "half typed"
 
 
 # Over WebSocket: the same client, for a server behind HTTPS (a Codespace's forwarded port).

@@ -25,7 +25,7 @@ from chat.client.address import Address, is_local
 from chat.client.completion import Roster
 from chat.client.link import BANNED, Banned, LinkError, WebSocketLink, open_link
 from chat.client.replay import AwayNote, Replayed, Transcript
-from chat.client.terminal import ReadingStopped, open_console, render, timestamped
+from chat.client.terminal import Interrupted, ReadingStopped, open_console, render, timestamped
 from chat.core.commands import parse_command
 from chat.core.framing import LineFramer, decode_line, encode_line
 from chat.core.messages import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG, SYSTEM_PREFIX
@@ -52,6 +52,7 @@ PASSWORD_REFUSALS = (PASSWORD_NEEDED, PASSWORD_WRONG, PASSWORD_TOO_MANY_TRIES)
 _REMOVED = re.compile(re.escape(SYSTEM_PREFIX) + r"You were removed by [A-Za-z0-9_-]+( and banned )?")
 _BANNED = SYSTEM_PREFIX + BANNED
 NOT_RECONNECTING_BANNED = "Not reconnecting: you are banned from this chat."
+NOT_SENT = "📝 Not sent: "
 NOT_SENT_OFFLINE = "📝 Not sent (not connected): "
 PASSWORD_HINT = "🔒 Start the client with --password to be asked for it (or set CHAT_PASSWORD)."
 KEYS_HELP = (
@@ -225,9 +226,9 @@ class ChatClient:
                 text = self.console.read_line()
             except EOFError:  # Ctrl+D, or the end of piped input
                 return
-            except ReadingStopped as stopped:  # the server went away
-                if stopped.draft.strip():
-                    self.console.show(timestamped("📝 Not sent: " + stopped.draft))
+            except (ReadingStopped, Interrupted) as ended:  # the server went away, or Ctrl+C
+                if ended.draft.strip():  # given back, not lost without a word
+                    self.console.show(timestamped(NOT_SENT + ended.draft))
                 return
             if is_quit(text):
                 return

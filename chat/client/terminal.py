@@ -36,6 +36,7 @@ except ImportError:  # Windows
 from prompt_toolkit import PromptSession
 from prompt_toolkit.formatted_text import FormattedText, fragment_list_to_text, to_formatted_text
 from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings
 from prompt_toolkit.output import ColorDepth, create_output
 from prompt_toolkit.output.vt100 import Vt100_Output
 from prompt_toolkit.renderer import print_formatted_text
@@ -194,6 +195,14 @@ class ReadingStopped(Exception):
         self.draft = draft
 
 
+class Interrupted(KeyboardInterrupt):
+    """A prompt was ended by Ctrl+C or SIGTERM. Carries what the user had typed, unsent."""
+
+    def __init__(self, draft: str = "") -> None:
+        super().__init__(draft)
+        self.draft = draft
+
+
 class PromptConsole:
     """A person at a terminal: a prompt at the bottom, received lines printed above it.
 
@@ -240,6 +249,7 @@ class PromptConsole:
             reserve_space_for_menu=0,
             history=InMemoryHistory(),
             color_depth=self._color_depth,
+            key_bindings=self._key_bindings(),
         )
         # Guards the four fields below. Held only to read or change them:
         # never while writing to the terminal or waiting for anything.
@@ -274,11 +284,12 @@ class PromptConsole:
     def read_line(self) -> str:
         """Show the prompt and wait for the user's line.
 
-        Raises EOFError on Ctrl+D, KeyboardInterrupt on Ctrl+C, and
-        ReadingStopped, with the unsent text, once stop_reading() was called.
+        Raises EOFError on Ctrl+D; Interrupted (a KeyboardInterrupt) on
+        Ctrl+C or SIGTERM, and ReadingStopped once stop_reading() was called,
+        both with the unsent text.
         """
         if self.interrupted:
-            raise KeyboardInterrupt
+            raise Interrupted()
         with self._lock:
             if self._stopped:
                 raise ReadingStopped()
@@ -317,7 +328,7 @@ class PromptConsole:
             _call_soon(loop, self._end_prompt)
 
     def note_interrupt(self) -> None:
-        """Ctrl+C or SIGTERM: end the prompt on screen with KeyboardInterrupt, or the next one.
+        """Ctrl+C or SIGTERM: end the prompt on screen with Interrupted, or the next one.
 
         Called from a signal handler, which runs in the main thread between
         two steps of whatever it was doing, so the lock is not taken here (the
@@ -342,6 +353,14 @@ class PromptConsole:
     # The methods below run in the keyboard thread, most of them inside the
     # prompt's event loop.
 
+    def _key_bindings(self) -> KeyBindings:
+        bindings = KeyBindings()
+        # At the prompt Ctrl+C is a key, not SIGINT. Bound here (ours come
+        # after prompt_toolkit's), it ends the prompt as SIGTERM does, giving
+        # back what was typed.
+        bindings.add("c-c")(lambda event: self._interrupt_prompt())
+        return bindings
+
     def _on_prompt_start(self) -> None:
         """Called by prompt_toolkit once the prompt's loop runs, before it is drawn."""
         with self._lock:
@@ -365,7 +384,9 @@ class PromptConsole:
 
     def _interrupt_prompt(self) -> None:
         if self._prompt_running():
-            self.session.app.exit(exception=KeyboardInterrupt())
+            app = self.session.app
+            app.erase_when_done = True  # as for _end_prompt
+            app.exit(exception=Interrupted(app.current_buffer.text))
 
     def _end_prompt(self) -> None:
         if self._prompt_running():

@@ -10,6 +10,7 @@ from chat.client.completion import Roster
 from chat.client.link import KEEPALIVE_IDLE_S, LinkError
 from chat.sockets import enable_keepalive
 from chat.client.replay import (
+    Admitted,
     AwayNote,
     Live,
     OwnNames,
@@ -182,10 +183,13 @@ def fed(transcript: Transcript, *lines: str) -> list:
 
 
 def join(transcript: Transcript, name: str = "Bob", history=()) -> list:
-    """What a (re)connection shows, with ``history`` replayed before the welcome."""
+    """What a (re)connection shows once it is let in, with ``history`` replayed before the welcome."""
+    again = transcript.joined
     transcript.new_connection()
     block = [history_start(len(history)), *(stamped(line) for line in history), HISTORY_END] if history else []
-    return fed(transcript, *block, messages.welcome(name, 1))
+    shown = fed(transcript, *block, messages.welcome(name, 1))
+    assert shown[0] == Admitted(again)  # always first: see the tests of Admitted
+    return shown[1:]
 
 
 def test_the_first_time_the_history_is_shown_whole_with_its_markers_and_times():
@@ -376,7 +380,12 @@ def test_a_block_that_is_never_ended_ends_at_the_first_line_without_a_time():
     fed(transcript, "Ann: 1")
     transcript.new_connection()
     shown = fed(transcript, history_start(2), stamped("Ann: 1"), stamped("Ann: 2"), messages.welcome("Bob", 1))
-    assert shown == [AwayNote(1, gap=False), Replayed("Ann: 2", "14:02:01"), Live(messages.welcome("Bob", 1))]
+    assert shown == [
+        Admitted(again=True),
+        AwayNote(1, gap=False),
+        Replayed("Ann: 2", "14:02:01"),
+        Live(messages.welcome("Bob", 1)),
+    ]
 
 
 def test_a_marker_after_the_welcome_is_an_ordinary_line():
@@ -406,6 +415,51 @@ def test_a_replay_longer_than_the_bound_keeps_only_its_end():
     join(transcript, "Bob")
     shown = join(transcript, "Bob", [f"Ann: {number}" for number in range(10)])
     assert [item.line for item in shown if isinstance(item, Replayed)] == ["Ann: 7", "Ann: 8", "Ann: 9"]
+
+
+# Admitted: "Connected!" and "Reconnected." only once the server has let the client in.
+
+
+def test_a_connection_is_let_in_at_the_start_of_its_history_once():
+    transcript = Transcript()
+    transcript.new_connection()
+    assert fed(transcript, history_start(1))[:2] == [Admitted(again=False), Live(history_start(1))]
+    shown = fed(transcript, stamped("Ann: hi"), HISTORY_END, messages.welcome("Bob", 1))
+    assert Admitted(again=False) not in shown and transcript.admitted
+
+
+def test_without_history_a_connection_is_let_in_at_its_welcome():
+    transcript = Transcript()
+    transcript.new_connection()
+    assert fed(transcript, messages.welcome("Bob", 0)) == [Admitted(again=False), Live(messages.welcome("Bob", 0))]
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        messages.PASSWORD_NEEDED,
+        messages.PASSWORD_WRONG,
+        messages.PASSWORD_TOO_MANY_TRIES,
+        messages.system("Server is full (1 users). Try again later."),
+        messages.system("You are banned from this chat for 59 more minutes."),
+    ],
+)
+def test_a_connection_refused_is_never_let_in_first_or_on_a_reconnect(refusal):
+    transcript = Transcript()
+    transcript.new_connection()
+    assert fed(transcript, refusal) == [Live(refusal)]
+    join(transcript, "Bob")
+    transcript.new_connection()  # a reconnect, refused
+    assert fed(transcript, refusal) == [Live(refusal)]
+    assert not transcript.admitted
+
+
+def test_a_reconnect_is_let_in_again():
+    transcript = Transcript()
+    join(transcript, "Bob")
+    assert fed(transcript, messages.welcome("Bob", 0)) == [Live(messages.welcome("Bob", 0))]  # once a connection
+    transcript.new_connection()
+    assert fed(transcript, messages.welcome("Bob", 0))[0] == Admitted(again=True)
 
 
 # What the client prints, and how long it waits.

@@ -353,7 +353,6 @@ def test_the_client_strips_escape_sequences_a_hostile_server_sends(terminals):
         listener.settimeout(TIMEOUT_S)
         connection, _ = listener.accept()
         with connection:
-            client.wait_for("Connected!")
             connection.sendall("\x1b]0;pwned\x07\x1b[2Jevil \u202eline\x9b\n".encode())
             screen = client.wait_for("evil line")
             connection.sendall(b"[SYSTEM] bye\n")
@@ -366,9 +365,11 @@ def test_the_client_strips_escape_sequences_a_hostile_server_sends(terminals):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_the_welcome_line_wraps_whole_above_the_prompt(chat_server, terminals, size):
+def test_the_welcome_line_wraps_whole_above_the_prompt(start_server, terminals, size):
+    # A server that would wait a minute for a client's name: one without says so at once.
+    chat_server = served(start_server(timings=replace(FAST, first_line_wait_s=60)))
     client = terminals("127.0.0.1", str(chat_server.port), size=size)
-    welcome = client.wait_for("commands.")  # the line's end, after the row it takes at 80 columns
+    welcome = client.wait_for("commands.", PROGRAM_START_S)  # the line's end, after the row it takes at 80 columns
     name = re.search(r"Welcome, ([^!]+)!", welcome).group(1)  # User_<port>: 81 columns and more
     client.wait_for_display(screen_shows(client, opening(chat_server.port, name)))
     client.type("hi")
@@ -665,6 +666,7 @@ def test_the_password_is_asked_for_unseen_and_lets_the_client_in(start_server, t
     client = terminals(f"ws://127.0.0.1:{locked_server.port}", "--name", "Pat", "--password")
     client.wait_for("Password: ")
     client.type("open sesame\r")
+    client.wait_for("✅ Connected!")  # once the password is taken, not before
     client.wait_for(messages.welcome("Pat", 0))
     assert "open sesame" not in client.transcript  # typed unseen
     client.type("/quit\r")
@@ -679,4 +681,5 @@ def test_a_wrong_or_missing_password_is_one_clear_line_and_status_1(locked_serve
     assert missing.wait() == 1
     output = missing.all_output()
     assert "This chat needs a password" in output and "--password" in output
-    assert "Traceback" not in output
+    for refused in (wrong, missing):  # connected, but never let in
+        assert "Connected!" not in refused.all_output() and "Traceback" not in refused.all_output()

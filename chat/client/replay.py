@@ -164,7 +164,19 @@ class AwayNote:
     gap: bool
 
 
-Shown = Live | Replayed | AwayNote  # what Transcript.feed returns
+@dataclass(frozen=True)
+class Admitted:
+    """Shown once per connection, before the first line that says the server let the client in.
+
+    That line is the first of the room's history, or else the welcome: until
+    then the connection may still be refused (a wrong password, a ban, a full
+    room), and nothing else comes first. ``again`` is True on a reconnect.
+    """
+
+    again: bool
+
+
+Shown = Live | Replayed | AwayNote | Admitted  # what Transcript.feed returns
 
 
 class Transcript:
@@ -180,6 +192,7 @@ class Transcript:
         self.names = OwnNames()
         self.joined = False  # a welcome has come, on any connection
         self.welcomed = False  # a welcome has come on this connection
+        self.admitted = False  # the server let us in on this connection (see Admitted)
         self._seen: "deque[str]" = deque(maxlen=max_seen)
         self._max_replay = max_replay
         self._rejoining = False  # this connection is a reconnect: its replay is matched, not shown whole
@@ -192,11 +205,14 @@ class Transcript:
 
     def new_connection(self) -> None:
         self._rejoining = self.joined
-        self.welcomed = False
+        self.welcomed = self.admitted = False
         self._block = None
 
     def feed(self, line: str) -> "list[Shown]":
         """What to show for ``line``: nothing while a reconnect's replay is read, the rest at its end."""
+        if not self.admitted and (is_history_start(line) or WELCOME.fullmatch(line)):
+            self.admitted = True
+            return [Admitted(again=self._rejoining), *self.feed(line)]
         if self._block is not None:
             if line == HISTORY_END:
                 return self._end_of_replay(line)

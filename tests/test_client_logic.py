@@ -304,6 +304,18 @@ def test_a_line_that_fits_is_left_as_it_is():
     assert rows("📨 Ann: hi there", 16) == ["📨 Ann: hi there"]  # exactly as wide as the row
 
 
+def test_several_lines_given_at_once_are_each_wrapped_on_their_own():
+    # The server's console shows its log in batches of lines.
+    batch = "[22:14:14] 🚀 Chat Server Started\n[22:14:14] 📍 Listening on 127.0.0.1:43167\n[22:14:14] ⏳ Waiting"
+    assert rows(batch, 40) == [
+        "[22:14:14] 🚀 Chat Server Started",
+        "[22:14:14] 📍 Listening on",
+        "           127.0.0.1:43167",
+        "[22:14:14] ⏳ Waiting",
+    ]
+    assert rows(batch, 100) == batch.split("\n")
+
+
 def test_a_long_line_is_cut_at_spaces_and_its_other_rows_start_under_its_second_word():
     assert rows("📨 Ann: the quick brown fox jumps over", 16) == [
         "📨 Ann: the",

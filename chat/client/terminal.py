@@ -120,6 +120,12 @@ def wrap(text, columns: int) -> FormattedText:
         return to_formatted_text(text)
     cells = [(style, char) for style, chars, *_ in to_formatted_text(text) for char in chars]
     plain = "".join(char for _, char in cells)
+    if "\n" in plain:  # several lines (the server's log comes in batches): each is wrapped on its own
+        fragments, start = [], 0
+        for number, line in enumerate(plain.split("\n")):
+            fragments += ([("", "\n")] if number else []) + list(wrap(FormattedText(cells[start : start + len(line)]), columns))
+            start += len(line) + 1
+        return FormattedText(fragments)
     lead = _LEAD.match(plain)
     indent = get_cwidth(lead.group()) if lead else 0
     if 2 * indent >= columns:

@@ -318,7 +318,7 @@ def test_names_are_colored_on_a_terminal_unless_no_color_is_set(chat_server, ter
 
 
 def test_the_rooms_history_comes_before_the_welcome_each_line_with_its_time_and_colors(start_server, terminals):
-    server = served(start_server(history_lines=50))
+    server = served(start_server(history_lines=50, max_rate=0))
     ann = Peer.joined(server.address, "Ann")
     ann.send("hello")
     ann.send("/me waves")
@@ -683,3 +683,15 @@ def test_a_wrong_or_missing_password_is_one_clear_line_and_status_1(locked_serve
     assert "This chat needs a password" in output and "--password" in output
     for refused in (wrong, missing):  # connected, but never let in
         assert "Connected!" not in refused.all_output() and "Traceback" not in refused.all_output()
+
+
+def test_a_name_already_taken_is_explained_below_the_rooms_history_where_it_is_seen(start_server, terminals):
+    server = served(start_server(history_lines=50, max_rate=0))
+    ann = Peer.joined(server.address, "Ann")
+    for number in range(40):  # more than the screen holds
+        ann.send(f"line {number}")
+    ann.send("/users")
+    ann.expect(lambda line: line.startswith("[SYSTEM] Online ("))  # every line said is in the history now
+    client = terminals("127.0.0.1", str(server.port), "--name", "Ann")
+    client.wait_for("Welcome, User_")
+    client.wait_for_display(lambda: any("📨 [ERROR] The name Ann is taken." in row for row in client.rows()[-4:]))

@@ -57,7 +57,8 @@ def address_in(entry: str) -> "str | None":
     elif entry.count(":") == 1:
         entry = entry.partition(":")[0]
     try:
-        return str(ipaddress.ip_address(entry))
+        # Without a zone (fe80::1%eth0): it means nothing here, and may be any text at all.
+        return str(ipaddress.ip_address(entry.partition("%")[0]))
     except ValueError:
         return None
 

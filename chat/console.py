@@ -176,7 +176,8 @@ class OperatorConsole:
         self._screen.session.message = PROMPT
         self._screen.session.completer = _console_completer(room, self.operator)
         self._log_handler = log_handler
-        self._above_prompt = _AbovePrompt(self._screen, log_handler.stream)
+        self._log_stream = log_handler.stream  # where the log goes again once the console has closed
+        self._above_prompt = _AbovePrompt(self._screen, self._log_stream)
         self._styles = KIND_STYLES
         self._thread = threading.Thread(target=self._run, name="console", daemon=True)
 
@@ -215,6 +216,7 @@ class OperatorConsole:
             log.exception("The operator console failed")
         finally:
             self._above_prompt.close()
+            self._log_handler.redirect(self._log_stream)  # in colour again, if it was
 
     def _obey(self, text: str) -> bool:
         try:

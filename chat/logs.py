@@ -110,6 +110,7 @@ class BackgroundHandler(logging.Handler):
     def __init__(self, stream=None, color: bool = False) -> None:
         super().__init__()
         self.stream = stream or sys.stdout
+        self._color = color  # colorama is there, and NO_COLOR is not set
         self.setFormatter(ColorFormatter() if color else SecondsFormatter())
         self._records: "deque[logging.LogRecord]" = deque()  # append and popleft are thread-safe
         self._pending = threading.Event()  # set when records wait for the writer
@@ -121,9 +122,8 @@ class BackgroundHandler(logging.Handler):
         self._writer.start()
 
     def redirect(self, stream) -> None:
-        """Write to ``stream`` from now on: in colour only if this handler was and ``stream`` is a terminal."""
-        if isinstance(self.formatter, ColorFormatter) and not wants_color(stream):
-            self.setFormatter(SecondsFormatter())
+        """Write to ``stream`` from now on: in colour if this handler was made to and ``stream`` is a terminal."""
+        self.setFormatter(ColorFormatter() if self._color and wants_color(stream) else SecondsFormatter())
         self.stream = stream
 
     def handle(self, record: logging.LogRecord) -> bool:

@@ -102,6 +102,7 @@ class ChatServer:
         )
         self.address: "tuple[str, int] | None" = None  # as IPv4 clients know it, if they may connect
         self.ipv6_too = False  # whether IPv6 clients may connect as well as IPv4 ones at self.address
+        self.ipv6_missing: "str | None" = None  # why not, when every interface was asked for
         self._listener: "socket.socket | None" = None
         # Guards _connections: every client socket that is open, joined or not.
         self._connections_lock = threading.Lock()
@@ -158,9 +159,11 @@ class ChatServer:
                 self.address = ("0.0.0.0", self.address[1])  # as IPv4 clients know it
                 return
             except OSError as error:
-                if error.errno in (errno.EADDRINUSE, errno.EACCES):
+                if error.errno == errno.EACCES:
                     raise
-                # IPv6 is there but unusable (turned off in this network, say): IPv4 alone.
+                # IPv6 is unusable (turned off in this network, say), or another
+                # program holds the port's IPv6 side only: IPv4 alone, and say why.
+                self.ipv6_missing = error.strerror or str(error)
         if host == EVERY_INTERFACE:
             host = "0.0.0.0"
         self._listen(socket.AF_INET6 if ":" in host else socket.AF_INET, host, port)
@@ -194,6 +197,8 @@ class ChatServer:
         log.info("📍 Listening on %s", format_address(self.address))
         if self.ipv6_too:
             log.info("📍 Listening on %s too, for IPv6", format_address(("::", self.address[1])))
+        elif self.ipv6_missing is not None:
+            log.warning("⚠️  Not listening for IPv6 clients (%s): IPv4 only.", self.ipv6_missing)
         log.info("⏳ Waiting for clients to connect...")
         self._log_where_to_connect()
         if self.room.bus is not None:

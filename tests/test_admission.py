@@ -1,6 +1,7 @@
 """Admission without sockets: places for opening connections, seats, the limits per address, and each address's budgets."""
 
-from chat.admission import SERVER_BUSY, Admission, Arrival, Seat, address_key
+from chat.admission import SERVER_BUSY, Admission, Arrival, Seat, address_in, address_key
+from chat.core.addresses import format_peer, unmapped
 from chat.config import Limits
 
 # Loopback is exempt in production; these tests count every address.
@@ -246,3 +247,17 @@ def test_an_address_may_announce_so_many_joins_a_minute_whatever_its_reconnectio
 def test_loopback_joins_are_always_announced():
     admission = Admission(Limits(max_join_notices_per_minute=1))
     assert all(admitted(admission, "127.0.0.1").may_announce() for _ in range(5))
+
+
+def test_an_address_a_proxy_names_loses_its_zone_which_could_be_any_text():
+    assert address_in("[fe80::1%eth0]:80") == "fe80::1"
+    assert address_in("fe80::1%\x9b31mFORGED") == "fe80::1"
+    assert address_in("203.0.113.9:5000") == "203.0.113.9"
+    assert address_in("not an address") is None
+
+
+def test_an_ipv4_client_of_a_dual_stack_listener_is_logged_and_counted_as_itself():
+    assert unmapped(("::ffff:127.0.0.1", 5000, 0, 0)) == ("127.0.0.1", 5000)
+    assert unmapped(("::1", 5000, 0, 0)) == ("::1", 5000)
+    assert format_peer(unmapped(("::ffff:10.0.0.2", 5000, 0, 0))) == "('10.0.0.2', 5000)"
+    assert format_peer(("2001:db8::7", 5000)) == "[2001:db8::7]:5000"

@@ -145,6 +145,23 @@ def test_the_log_is_coloured_only_on_a_terminal_and_only_without_no_color():
     assert not wants_color(None, environ={})
 
 
+def test_a_coloured_handler_redirected_back_to_a_terminal_is_coloured_again(monkeypatch):
+    import pty
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "w") as terminal:
+        try:
+            handler = BackgroundHandler(terminal, color=True)
+            handler.redirect(io.StringIO())  # the console's prompt, say
+            assert not isinstance(handler.formatter, ColorFormatter)
+            handler.redirect(terminal)  # the console closed
+            assert isinstance(handler.formatter, ColorFormatter)
+            handler.close()
+        finally:
+            os.close(master)
+
+
 def test_a_handler_redirected_to_what_is_not_a_terminal_writes_plain_text():
     handler = BackgroundHandler(io.StringIO(), color=True)
     try:

@@ -1,15 +1,19 @@
 """server.py as people run it: a subprocess, its output and its exit status (client.py: test_client_terminal.py)."""
 
+import logging
 import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from tests.helpers import PROJECT, Peer, Program, ServerProgram, free_port, join_all, wait_until
+from chat.config import EVERY_INTERFACE, Limits, ServerConfig
+from chat.server import ChatServer
+from tests.helpers import FAST, PROJECT, TIMEOUT_S, Peer, Program, ServerProgram, free_port, join_all, wait_until
 
 
 def test_the_server_prints_the_startup_lines_and_each_event(server_program):
@@ -27,7 +31,10 @@ def test_the_server_prints_the_startup_lines_and_each_event(server_program):
     ann.send("Hello everyone!")
     server_program.expect(r"📨 Ann: Hello everyone!$")
     Peer.joined(server_program.address, "ann").close()  # the name is taken: it joins as User_PORT
-    server_program.expect(r"🏷️  User_\d+ asked for the name ann: The name ann is taken\.$")
+    server_program.expect(r"🏷️  User_\d+ asked for the name 'ann': The name ann is taken\.$")
+    with socket.create_connection(server_program.address) as passer_by:  # says nothing, and goes
+        port = passer_by.getsockname()[1]
+    server_program.expect(rf"🔌 \('127\.0\.0\.1', {port}\) disconnected before joining$")
     ann.close()
     server_program.expect(r"\[SYSTEM\] Ann left the chat\.$")
 
@@ -42,6 +49,29 @@ def ipv6_missing() -> "str | None":
     except OSError as error:
         return f"IPv6 loopback is not usable here: {error}"
     return None
+
+
+@pytest.mark.skipif(ipv6_missing() is not None, reason=str(ipv6_missing()))
+def test_a_port_whose_ipv6_side_another_program_holds_is_served_for_ipv4_and_says_so(caplog):
+    with socket.socket(socket.AF_INET6) as holder:
+        holder.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        holder.bind(("::1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        server = ChatServer(ServerConfig(EVERY_INTERFACE, port, Limits(), FAST, None, 0))
+        server.bind()
+        thread = threading.Thread(target=server.serve_forever)
+        with caplog.at_level(logging.INFO):
+            thread.start()
+            try:
+                Peer.joined(("127.0.0.1", port), "Four").close()
+            finally:
+                assert server.shutdown(TIMEOUT_S)
+                thread.join(TIMEOUT_S)
+    assert not server.ipv6_too
+    logged = [record.getMessage() for record in caplog.records]
+    assert f"📍 Listening on 0.0.0.0:{port}" in logged
+    assert "⚠️  Not listening for IPv6 clients (Address already in use): IPv4 only." in logged
 
 
 @pytest.mark.skipif(ipv6_missing() is not None, reason=str(ipv6_missing()))

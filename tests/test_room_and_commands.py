@@ -90,7 +90,7 @@ def test_a_join_logs_the_chosen_name_where_it_connects_from_and_a_refused_name(r
         room.join(bob, "User_5000", "ann")
     assert [record.getMessage() for record in caplog.records] == [
         "✅ User_5000 connected from ('10.0.0.2', 5000)",
-        "🏷️  User_5000 asked for the name ann: The name ann is taken.",
+        "🏷️  User_5000 asked for the name 'ann': The name ann is taken.",
         "[SYSTEM] User_5000 joined the chat!",
         "📊 Active users: Ann, User_5000",
     ]
@@ -587,6 +587,16 @@ def test_a_newcomer_is_not_told_of_joins_its_welcome_counted_for_as_long_as_they
     counted.add(3, {"cy"})
     now[0] = 10.0
     assert counted.joined("cy") == set()  # too late to be that join's notice: told
+
+
+def test_what_welcomes_counted_is_remembered_up_to_a_bound_and_a_rename_frees_the_old_name():
+    counted = CountedAtWelcome(lambda: 0.0, wait_s=10, max_names=3)
+    counted.add(1, {"ann", "bob"})
+    counted.add(2, {"cy", "dee"})  # past the bound: not remembered, so it will hear of their joins
+    assert counted.joined("Dee") == set()
+    counted.left("Ann")  # Ann renamed herself: someone new may take her name
+    assert counted.joined("Ann") == set()
+    assert counted.joined("Bob") == {1}
 
 
 def test_in_a_shared_room_a_join_notice_skips_the_newcomers_whose_welcome_counted_that_name():

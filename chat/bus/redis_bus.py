@@ -526,7 +526,7 @@ class RedisBus:
             self.room.deliver(
                 [entry.line], origin, entry.when, not ours or entry.log_it,
                 joined=entry.name if entry.kind is Kind.JOINED else None,
-                left=entry.name if entry.kind is Kind.LEFT else None,
+                left=entry.name if entry.kind in (Kind.LEFT, Kind.RENAMED) else None,  # renamed: the old name is free
             )
         elif entry.to_server == self.server_id:
             self.room.deliver_private(entry.recipient, entry.line, origin)

@@ -106,7 +106,7 @@ _LEAD = re.compile(r"[^ ]+ +")  # the first word and the spaces after it: "📨 
 
 
 def wrap(text, columns: int) -> FormattedText:
-    """One line of formatted text cut into rows of at most ``columns`` cells, at spaces.
+    """Formatted text cut into rows of at most ``columns`` cells, at spaces; each of its lines on its own.
 
     A terminal wraps a line wherever its row ends, often in the middle of a
     word. Here a row ends before a word that would not fit, and the spaces

@@ -7,9 +7,13 @@ small fake that records what it is sent. The room touches nothing else.
 
 import heapq
 import itertools
+from collections import deque
 from typing import Iterator, Protocol
 
 from chat.core.text import name_key
+
+# The names CountedAtWelcome remembers at most, all welcomes together (some 100 bytes each).
+MAX_COUNTED_NAMES = 200_000
 
 
 class Member(Protocol):
@@ -102,11 +106,11 @@ class MemberTable:
         """How many members there are, and the first ``limit`` names in order (cheaper than sorting all)."""
         return len(self._by_key), heapq.nsmallest(limit, (m.name for m in self._by_key.values()), key=name_key)
 
-    def others(self, name: str, everyone: "list[str] | None") -> "set[str]":
-        """The name keys of everyone online besides ``name``: here, and on every server in ``everyone``."""
+    def others(self, name: str, everyone: "set[str] | None") -> "set[str]":
+        """The name keys of everyone online besides ``name``: here, and on every server (``everyone``, name keys)."""
         keys = set(self._by_key)
         if everyone is not None:
-            keys.update(name_key(other) for other in everyone)
+            keys |= everyone
         keys.discard(name_key(name))
         return keys
 
@@ -119,39 +123,48 @@ class CountedAtWelcome:
     newcomer was welcomed with that name counted. Such a notice is not shown
     to that newcomer: its count, and the join notices that follow it, agree.
 
-    Not thread-safe: the room's lock guards it.
+    Bounded: a welcome is remembered for ``wait_s``, and at most
+    ``max_names`` names in all; past that (a storm of joins in a crowded
+    room), a newcomer may hear of a join it counted. Not thread-safe: the
+    room's lock guards it.
     """
 
-    def __init__(self, clock, wait_s: float) -> None:
+    def __init__(self, clock, wait_s: float, max_names: int = MAX_COUNTED_NAMES) -> None:
         self._clock = clock
         self._wait_s = wait_s  # how long a join notice may take through the bus, at most
-        self._counted: "dict[int, tuple[float, set[str]]]" = {}  # member_id -> (until when, name keys)
+        self._max_names = max_names
+        self._counted_by: "dict[str, set[int]]" = {}  # name key -> the members whose welcome counted it
+        # Each welcome remembered, by when it is forgotten: (until when, member_id, name keys).
+        self._welcomes: "deque[tuple[float, int, set[str]]]" = deque()
+        self._names = 0  # the name keys in _welcomes, all together
 
     def add(self, member_id: int, keys: "set[str]") -> None:
         """The welcome of member ``member_id`` counted the names ``keys``."""
         self._forget_expired()
-        if keys:
-            self._counted[member_id] = (self._clock() + self._wait_s, keys)
+        if not keys or self._names + len(keys) > self._max_names:
+            return
+        for key in keys:
+            self._counted_by.setdefault(key, set()).add(member_id)
+        self._welcomes.append((self._clock() + self._wait_s, member_id, keys))
+        self._names += len(keys)
 
     def joined(self, name: str) -> "set[int]":
-        """``name`` joined: the members that counted it already (and now forget it), who are not told."""
+        """``name`` joined: the members that counted it already, who are not told (and now forget it)."""
         self._forget_expired()
-        key, told_already = name_key(name), set()
-        for member_id, (_, keys) in self._counted.items():
-            if key in keys:
-                keys.discard(key)
-                told_already.add(member_id)
-        return told_already
+        return self._counted_by.pop(name_key(name), set())
 
     def left(self, name: str) -> None:
-        """``name`` left: should it come back, that is a join everyone hears of."""
-        key = name_key(name)
-        for _, keys in self._counted.values():
-            keys.discard(key)
+        """``name`` left (or was renamed): should it come back, that is a join everyone hears of."""
+        self._counted_by.pop(name_key(name), None)
 
     def _forget_expired(self) -> None:
-        if not self._counted:
-            return
         now = self._clock()
-        for member_id in [m for m, (until, _) in self._counted.items() if until <= now]:
-            del self._counted[member_id]
+        while self._welcomes and self._welcomes[0][0] <= now:
+            _, member_id, keys = self._welcomes.popleft()
+            self._names -= len(keys)
+            for key in keys:
+                members = self._counted_by.get(key)
+                if members is not None:
+                    members.discard(member_id)
+                    if not members:
+                        del self._counted_by[key]

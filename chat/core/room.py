@@ -186,6 +186,7 @@ class Room:
             admitted = False
             try:
                 everyone = self.bus.names() if self.bus is not None else None
+                everyone = {name_key(other) for other in everyone} if everyone is not None else None  # not under the lock
                 with self._lock:
                     closed = self._closed
                     if not closed and self._members.named(name) is None:
@@ -217,7 +218,7 @@ class Room:
         self._flushes.flush([member])
         return name, problem
 
-    def _admit_locked(self, member: Member, name: str, problem: "str | None", everyone: "list[str] | None") -> None:
+    def _admit_locked(self, member: Member, name: str, problem: "str | None", everyone: "set[str] | None") -> None:
         others = self._members.others(name, everyone)
         topic = self.moderation.topic
         # The history first; then why the name asked for was refused, where
@@ -233,11 +234,13 @@ class Room:
     def _log_join_locked(self, member: Member, name: str, wanted_name: "str | None", problem: "str | None", announced: bool) -> None:
         """Log a join. Under the room lock, as leaves are, so that the joins, the
         leaves and the counts of who is online after each keep their order
-        in the log (logging only appends to the log writer's queue: chat.logs)."""
+        in the log. That is no I/O: the server's one log handler
+        (chat.logs.BackgroundHandler) only appends the record to its writer's
+        queue. A handler added that writes at once would write under the lock."""
         if member.peer is not None:
             join_log.info("✅ %s connected from %s", name, member.peer)
         if problem:
-            log.info("🏷️  %s asked for the name %s: %s", name, wanted_name, problem)
+            log.info("🏷️  %s asked for the name %r: %s", name, shortened(wanted_name), problem)
         join_log.info("%s%s", messages.joined(name), "" if announced else " (not announced)")
         log_online(self._members.first_names(LOGGED_NAMES_MAX), self.bus is not None)
 
@@ -566,6 +569,11 @@ class Departures:
         for name in due:
             del self._due[name_key(name)]
         return due
+
+
+def shortened(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters, for the log."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def log_online(online: "tuple[int, list[str]]", shared: bool) -> None:

@@ -304,7 +304,7 @@ class ClientConnection:
             connected_at=connected_at,
             may_announce=self.seat.may_announce,
             address=address,
-            peer=(f"{self._client_behind} through " if self._client_behind else "") + format_peer(self.address),
+            peer=self._peer(),
         )
         going_on = session.receive(first_events)
         while going_on and not self._stopping.is_set():
@@ -343,6 +343,10 @@ class ClientConnection:
             return None
         return PasswordGate(admission.password, admission.password_failures, address)
 
+    def _peer(self) -> str:
+        """Where the client connects from, for the log: ``('127.0.0.1', 5000)``, or ``1.2.3.4 through`` its proxy."""
+        return (f"{self._client_behind} through " if self._client_behind else "") + format_peer(self.address)
+
     def _name_threads_after(self, session: Session) -> None:
         """Once the client is in the room, its threads carry its name (for the log and debugging)."""
         if session.stage is Stage.CHATTING and self.reader.name == f"reader-{self.default_name}":
@@ -367,5 +371,5 @@ class ClientConnection:
         self._on_close(self)
         if self.session is not None and self.session.member_id:  # it joined: "connected" was logged then
             log.info("🔌 %s disconnected", self.name)
-        elif self.session is not None or self.opening is Opening.RAW:  # a chat client (a page's file has its HTTP line)
-            log.info("🔌 %s disconnected before joining", format_peer(self.address))
+        elif self.session is not None or self.opening is not Opening.HTTP:  # a page's file has its HTTP line
+            log.info("🔌 %s disconnected before joining", self._peer())

@@ -6,14 +6,18 @@ would otherwise look for drivers on the internet) is never asked. Without
 Chromium the tests that need it are skipped with a message saying how to
 install it.
 
-Tests use it through the ``driver`` fixture (tests/conftest.py), which is
-module-scoped: one browser serves all the tests of a module.
+Tests use it through the ``driver`` fixture (tests/conftest.py): one
+browser serves every page test of a test process (starting one costs
+seconds of CPU), and :func:`start_clean` puts it back as a new one would be
+before each test. The page test modules are marked
+``xdist_group("browser")`` so that they all run in one process.
 """
 
 import contextlib
 import os
 import shutil
 import tempfile
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -27,6 +31,11 @@ PHONE_SIZE = (390, 844)  # CSS pixels of a common phone
 # A page of ours loads in a fraction of a second; one that does not is a
 # failure to report, not a wait of selenium's default five minutes.
 PAGE_LOAD_TIMEOUT_S = 2 * TIMEOUT_S
+
+# Marks a page test module (``pytestmark = ONE_BROWSER``): pytest-xdist runs
+# all of them in one process (pytest.ini's --dist loadgroup), whose Chromium
+# serves them all.
+ONE_BROWSER = pytest.mark.xdist_group("browser")
 
 # Belt and braces: even if some code path did ask Selenium Manager, it must
 # not go to the network.
@@ -88,6 +97,40 @@ def chromium(size=DESKTOP_SIZE):
         if driver is not None:
             driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def start_clean(driver) -> None:
+    """Put a browser that earlier tests used back as a new one would be, on about:blank.
+
+    One tab, at desktop size, not minimized, in the default (light) scheme, no
+    headers added, nothing in the console log, and nothing stored by the
+    pages it showed: a test's server may get the port, and so the origin, of
+    an earlier one whose page remembered a name.
+    """
+    first, *others = driver.window_handles
+    if others:
+        for handle in others:
+            driver.switch_to.window(handle)
+            driver.close()
+        driver.switch_to.window(first)
+    if driver.current_url != "about:blank":  # most tests went there already, to leave their chat
+        driver.get("about:blank")  # a page still open closes its connection
+    entries = driver.execute_cdp_cmd("Page.getNavigationHistory", {})["entries"]
+    for origin in {origin_of(entry["url"]) for entry in entries} - {None}:
+        driver.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": origin, "storageTypes": "all"})
+    driver.execute_cdp_cmd("Page.resetNavigationHistory", {})
+    driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    set_color_scheme(driver, None)
+    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
+    driver.execute_cdp_cmd("Network.disable", {})
+    driver.set_window_size(*DESKTOP_SIZE)  # also brings back a minimized window
+    driver.get_log("browser")  # what earlier pages logged is not this test's
+
+
+def origin_of(url: str) -> "str | None":
+    """The origin of an http(s) address ("http://127.0.0.1:8080"), None for any other."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") else None
 
 
 # Finds the field by its id and tells whether it can be typed into, as
@@ -156,13 +199,14 @@ def console_errors(driver) -> "list[str]":
 
 
 def history_blocks(driver) -> "list[dict]":
-    """Each history block on the chat page: its heading, lines (text and time), how it ends, its aria-live."""
+    """Each history block on the chat page: its heading, lines (text and time), the rule that
+    ends it (None if none does), its aria-live."""
     return driver.execute_script(
         "return [...document.querySelectorAll('#messages .history-block')].map(block => ({"
         "  heading: block.firstElementChild.textContent,"
         "  lines: [...block.querySelectorAll('.line .body')].map(e => e.textContent),"
         "  times: [...block.querySelectorAll('.line time')].map(e => e.textContent),"
-        "  end: block.lastElementChild.textContent,"
+        "  end: block.lastElementChild.matches('.divider') ? block.lastElementChild.textContent : null,"
         "  live: block.getAttribute('aria-live'),"
         "}))"
     )

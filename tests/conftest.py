@@ -20,7 +20,7 @@ os.environ["CHAT_STORE"] = "none"
 
 from chat.config import Limits, ServerConfig  # noqa: E402
 from chat.server import ChatServer  # noqa: E402
-from tests.browser import chromium  # noqa: E402
+from tests.browser import chromium, start_clean  # noqa: E402
 from tests.helpers import FAST, TIMEOUT_S, FakeClock, Peer, ServerProgram, Terminal  # noqa: E402
 
 # The files that take longest, longest first. The test processes take whole
@@ -157,8 +157,15 @@ def terminals():
         assert "Traceback" not in terminal.transcript, terminal.transcript
 
 
-@pytest.fixture(scope="module")
-def driver():
-    """A headless Chromium for the page tests, one per test module (skips without Chromium)."""
+@pytest.fixture(scope="session")
+def chromium_session():
+    """The headless Chromium of this test process's page tests, started once (skips without Chromium)."""
     with chromium() as driver:
         yield driver
+
+
+@pytest.fixture
+def driver(chromium_session):
+    """The process's Chromium, on a clean about:blank for each test (tests.browser.start_clean)."""
+    start_clean(chromium_session)
+    return chromium_session

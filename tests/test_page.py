@@ -6,6 +6,8 @@ line, with lines made by chat.core.messages, so the page is checked against
 the texts the server really sends.
 """
 
+import itertools
+import math
 import random
 import re
 import zlib
@@ -22,26 +24,25 @@ from chat.core.history import HISTORY_END, history_start
 from chat.core.messages import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
 from tests.browser import (
     DESKTOP_SIZE,
+    ONE_BROWSER,
     PHONE_SIZE,
     announced,
     console_errors,
     history_blocks,
     set_color_scheme,
+    set_viewport,
     type_text,
 )
 from tests.helpers import QUIET_PERIOD_S, TIMEOUT_S
 from tests.pageserver import CLOSED, AdapterPageServer, LibraryPageServer
 
-# The terminal client's palette has seven name colors (chat/client/terminal.py).
-NAME_COLOR_COUNT = 7
+pytestmark = ONE_BROWSER
 
 
 @pytest.fixture
 def server(driver):
-    """A fresh page server for each test: a new port is a new origin, with empty storage."""
+    """A fresh page server for each test (the driver fixture starts the browser clean)."""
     server = LibraryPageServer().start()
-    driver.set_window_size(*DESKTOP_SIZE)
-    set_color_scheme(driver, None)
     try:
         yield server
     finally:
@@ -231,19 +232,22 @@ def test_each_kind_of_line_is_styled_apart(driver, server):
     assert "Error: Unknown command /foo. Type /help for the list." in lines_shown(driver)
 
 
-def test_names_get_the_terminal_clients_colors(driver, server):
+def test_a_names_color_is_the_terminal_clients_hash_modulo_the_pages_palette(driver, server):
     driver.get(server.url)
+    count = driver.execute_script("return chatPage.NAME_COLOR_COUNT")
     names = ["Alice", "bob", "Bob", "User_53514", "x", "ZZ_top-9", "carol", "Dave", "eve", "Mallory"]
     colors = driver.execute_script("return arguments[0].map(chatPage.nameColor)", names)
-    assert colors == [zlib.crc32(name.casefold().encode()) % NAME_COLOR_COUNT for name in names]
+    # CRC-32 of the name in lower case (names are ASCII, where casefold and toLowerCase agree).
+    assert colors == [zlib.crc32(name.casefold().encode()) % count for name in names]
     assert driver.execute_script("return chatPage.crc32(new TextEncoder().encode('123456789'))") == 0xCBF43926
     shown = driver.execute_script("return chatPage.renderLine('bob: hi').querySelector('.name').className")
-    assert shown == f"name name-{zlib.crc32(b'bob') % NAME_COLOR_COUNT}"
+    assert shown == f"name name-{zlib.crc32(b'bob') % count}"
 
 
 def relative_luminance(rgb: str) -> float:
+    """WCAG 2's relative luminance of a CSS color as the browser computes it ("rgb(12, 34, 56)")."""
     channels = [int(c) / 255 for c in re.findall(r"\d+", rgb)[:3]]
-    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
     return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
 
 
@@ -252,24 +256,180 @@ def contrast(one: str, other: str) -> float:
     return (lighter + 0.05) / (darker + 0.05)
 
 
+def oklab(rgb: str) -> "tuple[float, float, float]":
+    """A computed CSS color in OKLab, where distances are differences as seen (Björn Ottosson, 2020)."""
+    r, g, b = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (int(x) / 255 for x in re.findall(r"\d+", rgb)[:3])]
+    l, m, s = (
+        (0.4122214708 * r + 0.5363325363 * g + 0.0514459929 * b) ** (1 / 3),
+        (0.2119034982 * r + 0.6806995451 * g + 0.1073969566 * b) ** (1 / 3),
+        (0.0883024619 * r + 0.2817188376 * g + 0.6299787005 * b) ** (1 / 3),
+    )
+    return (
+        0.2104542553 * l + 0.7936177850 * m - 0.0040720468 * s,
+        1.9779984951 * l - 2.4285922050 * m + 0.4505937099 * s,
+        0.0259040371 * l + 0.7827717662 * m - 0.8086757660 * s,
+    )
+
+
+# Each name color in every place a name is shown, as the browser draws it: the color of the
+# name and the background behind it (the nearest one that is not transparent).
+NAME_COLORS_SHOWN = r"""
+const me = 'Alice';
+const places = {
+  'a line': () => chatPage.renderLine('bob: hi'),
+  'an own line': () => chatPage.renderLine('Alice: hi', {own: true}),
+  'a line that names the user': () => chatPage.renderLine('bob: hi Alice', {me}),
+  'a history line': () => chatPage.renderHistory('Earlier', [{time: '10:00:00', line: 'bob: hi'}]),
+  'the online list': () => {
+    const item = document.createElement('li');
+    item.appendChild(document.createElement('span')).className = 'name';
+    return item;
+  },
+};
+const backgroundOf = (element) => {
+  for (let e = element; e; e = e.parentElement) {
+    const color = getComputedStyle(e).backgroundColor;
+    if (!/^rgba\(.*, 0\)$/.test(color)) return color;
+  }
+  return 'rgb(255, 255, 255)';
+};
+const shown = [];
+for (const [place, make] of Object.entries(places)) {
+  const host = document.getElementById(place === 'the online list' ? 'user-list' : 'messages');
+  for (let i = 0; i < chatPage.NAME_COLOR_COUNT; i++) {
+    const element = host.appendChild(make());
+    const name = element.querySelector('.name');
+    name.className = `name name-${i}`;
+    shown.push({place, index: i, color: getComputedStyle(name).color, background: backgroundOf(name)});
+    element.remove();
+  }
+}
+return shown;
+"""
+# Two colors this far apart in OKLab are told apart side by side at once; 0.02 is about the least
+# difference anyone notices.
+MIN_NAME_COLOR_DISTANCE = 0.06
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_every_color_is_readable_and_the_name_colors_differ_in_both_schemes(driver, server, scheme):
+def test_every_name_color_is_readable_wherever_names_are_shown_and_the_colors_are_far_apart(driver, server, scheme):
+    set_color_scheme(driver, scheme)
+    join(driver, server)
+    shown = driver.execute_script(NAME_COLORS_SHOWN)
+    count = driver.execute_script("return chatPage.NAME_COLOR_COUNT")
+    assert 24 <= count <= 32 and len(shown) == 5 * count
+    unreadable = [
+        f"name-{s['index']} {s['color']} on {s['background']} in {s['place']}: {contrast(s['color'], s['background']):.2f}"
+        for s in shown
+        if contrast(s["color"], s["background"]) < 4.5
+    ]
+    assert not unreadable, "\n".join(unreadable)
+    colors = [s["color"] for s in shown if s["place"] == "a line"]
+    close = [
+        (i, j, round(math.dist(oklab(colors[i]), oklab(colors[j])), 3))
+        for i, j in itertools.combinations(range(count), 2)
+        if math.dist(oklab(colors[i]), oklab(colors[j])) < MIN_NAME_COLOR_DISTANCE
+    ]
+    assert not close, f"name colors too close in {scheme}: {close}"
+    # The scheme is the one asked for: names on a dark background are the light ones.
+    dark_background = relative_luminance(shown[0]["background"]) < 0.2
+    assert dark_background == (scheme == "dark")
+    # A class at a computer-room: with 30 colors, 30 names get 19 on average (7 colors gave 7).
+    names = [
+        "Alice", "bob", "Carol", "dave", "Eve", "Frank", "grace", "Heidi", "ivan", "Judy",
+        "Mallory", "niaj", "Olivia", "peggy", "Rupert", "sybil", "Trent", "victor", "Walter", "xena",
+        "Yusuf", "zoe", "Amara", "ben_k", "Chen", "Diego", "emma2", "Farah", "Gus", "Hana",
+    ]  # fmt: skip
+    drawn = driver.execute_script(
+        "return arguments[0].map(name => {"
+        "  const line = document.getElementById('messages').appendChild(chatPage.renderLine(`${name}: hi`));"
+        "  const color = getComputedStyle(line.querySelector('.name')).color; line.remove(); return color; })",
+        names,
+    )
+    assert len(set(drawn)) >= 18, f"{len(set(drawn))} colors for {len(names)} names"
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_text_color_is_readable_on_every_background_of_the_lines(driver, server, scheme):
     set_color_scheme(driver, scheme)
     driver.get(server.url)
     colors = driver.execute_script(
         "const style = getComputedStyle(document.documentElement);"
         "const probe = document.body.appendChild(document.createElement('span'));"
         "const color = (name) => { probe.style.color = style.getPropertyValue(name); return getComputedStyle(probe).color; };"
-        "const names = ['--bg','--fg','--muted','--system','--error','--private',"
-        "  '--name-0','--name-1','--name-2','--name-3','--name-4','--name-5','--name-6'];"
+        "const names = ['--bg', '--panel', '--own-bg', '--mention-bg', '--fg', '--muted', '--system', '--error', '--private'];"
         "const result = Object.fromEntries(names.map(n => [n, color(n)])); probe.remove(); return result;"
     )
-    background = colors.pop("--bg")
-    for name, color in colors.items():
-        assert contrast(color, background) >= 4.5, f"{name} {color} on {background}"
-    assert len({colors[f"--name-{i}"] for i in range(NAME_COLOR_COUNT)}) == NAME_COLOR_COUNT
-    dark_background = relative_luminance(background) < 0.2
-    assert dark_background == (scheme == "dark")
+    backgrounds = {name: colors.pop(name) for name in ["--bg", "--panel", "--own-bg", "--mention-bg"]}
+    unreadable = [
+        f"{name} {color} on {where} {background}: {contrast(color, background):.2f}"
+        for name, color in colors.items()
+        for where, background in backgrounds.items()
+        if contrast(color, background) < 4.5
+    ]
+    assert not unreadable, "\n".join(unreadable)
+    # Own lines and mentions stand out by their background, not only by a color of text.
+    assert len(set(backgrounds.values())) == 4
+
+
+def test_a_line_that_names_the_user_as_a_word_in_any_case_is_highlighted(driver, server):
+    join(driver, server, "Alice", others=["Bob"])
+    server.send(
+        messages.chat("Bob", "hi alice!"),
+        messages.chat("Bob", "@ALICE look"),
+        messages.action("Bob", "waves at Alice"),
+        messages.private_from("Bob", "Alice?"),
+        messages.chat("Bob", "Alicia and malice are other words"),
+        messages.chat("Bob", "alice_2 and alice-b are other names"),
+        messages.chat("Alice", "Alice is me, said elsewhere"),  # own (another tab, another client)
+        messages.private_to("Bob", "sent by Alice"),
+        messages.chat("Bob", "the end"),
+    )
+    wait_for_line(driver, "Bob: the end")
+    marked = driver.execute_script(
+        "return [...document.querySelectorAll('#messages .line.mention .body')].map(e => e.textContent)"
+    )
+    assert marked == ["Bob: hi alice!", "Bob: @ALICE look", "* Bob waves at Alice", "[PM from Bob] Alice?"]
+    # Told apart by a background, not only by a color of text.
+    backgrounds = driver.execute_script(
+        "const [line, mention] = ['.line.chat:not(.mention)', '.line.mention'].map(s => document.querySelector(`#messages ${s}`));"
+        "return [getComputedStyle(line).backgroundColor, getComputedStyle(mention).backgroundColor]"
+    )
+    assert backgrounds[0] == "rgba(0, 0, 0, 0)" != backgrounds[1]
+
+
+def test_the_users_own_lines_stand_out_by_their_background(driver, server):
+    join(driver, server, "Alice", others=["Bob"])
+    server.send(messages.chat("Bob", "theirs"))
+    wait_for_line(driver, "Bob: theirs")
+    send_message(driver, "mine")
+    server.expect("mine")
+    wait_for_line(driver, "Alice: mine")
+    lines = driver.execute_script(
+        "return [...document.querySelectorAll('#messages .line.chat')].map(e =>"
+        "  [e.querySelector('.body').textContent, e.classList.contains('own'), getComputedStyle(e).backgroundColor])"
+    )
+    assert lines[0] == ["Bob: theirs", False, "rgba(0, 0, 0, 0)"]
+    assert lines[1][:2] == ["Alice: mine", True] and lines[1][2] != "rgba(0, 0, 0, 0)"
+
+
+def test_while_the_page_is_hidden_its_title_counts_the_lines_others_say(driver, server):
+    join(driver, server, "Alice", others=["Bob"])
+    assert driver.title == "Chat"
+    driver.minimize_window()  # hidden, as a tab in the background or a locked phone is
+    wait(driver, lambda d: d.execute_script("return document.visibilityState") == "hidden")
+    server.send(
+        messages.chat("Bob", "one"),
+        messages.joined("Carol"),  # notices are not counted
+        messages.action("Carol", "waves"),
+        messages.private_from("Bob", "psst"),
+    )
+    wait(driver, lambda d: d.title == "(3) Chat", f"the title is {driver.title!r}")
+    driver.set_window_size(*DESKTOP_SIZE)  # shown again: read
+    wait(driver, lambda d: d.title == "Chat", f"the title is {driver.title!r}")
+    server.send(messages.chat("Bob", "while you look"))
+    wait_for_line(driver, "Bob: while you look")
+    assert driver.title == "Chat"
 
 
 # -- sending ----------------------------------------------------------------------------------
@@ -432,20 +592,50 @@ def test_what_the_user_sends_is_always_scrolled_into_view(driver, server):
 # -- the connection ---------------------------------------------------------------------------
 
 
-def test_after_a_server_restart_the_page_reconnects_by_itself_and_keeps_the_typed_text(driver, server):
-    join(driver, server, "Alice")
+def banner(driver) -> "str | None":
+    """What the banner across the top says, or None while it is hidden."""
+    shown = element(driver, "offline")
+    return shown.text if shown.is_displayed() else None
+
+
+def online_out_of_date(driver) -> bool:
+    return driver.find_element(By.CSS_SELECTOR, "#users-heading .out-of-date").is_displayed()
+
+
+def test_while_the_server_is_down_a_banner_counts_down_and_the_online_list_is_kept_marked_out_of_date(driver, server):
+    join(driver, server, "Alice", others=["Bob"])
+    assert banner(driver) is None and not online_out_of_date(driver)
     type_text(driver, "message", "half typed")
     server.stop()
     server.expect(CLOSED)
-    wait(driver, lambda d: "Reconnecting in" in element(d, "status").text)
     wait_for_line(driver, "Disconnected from the chat.")
-    assert online_list(driver) == []
+    assert online_list(driver) == ["Alice (you)", "Bob"]
+    assert online_out_of_date(driver)
+    assert element(driver, "users-heading-count").text == "2"
+    assert element(driver, "message").get_attribute("placeholder") == "Will send when back online"
+    # The second try waits one to two seconds: the banner counts them down.
+    counted = re.compile(r"Not connected\. Reconnecting in (\d+) s…\nReconnect now")
+    seconds = wait(driver, lambda d: (m := counted.fullmatch(banner(d) or "")) and int(m[1]) >= 2 and int(m[1]))
+    wait(driver, lambda d: banner(d) == f"Not connected. Reconnecting in {seconds - 1} s…\nReconnect now", banner(driver))
     server.start()  # the same port
-    server.expect("/nick Alice", timeout=TIMEOUT_S + 2)  # the first retry comes within a second
-    server.send(messages.welcome("Alice", 0))
+    # The button tries at once, without waiting for the countdown.
+    waiting = driver.execute_script(
+        "document.getElementById('reconnect-button').click(); return document.getElementById('offline-wait').textContent"
+    )
+    assert waiting == "Reconnecting…"
+    server.expect("/nick Alice")
+    server.send(messages.welcome("Alice", 1))
     server.expect("/users")
-    wait(driver, lambda d: element(d, "status").text == "Connected as Alice")
+    wait(driver, lambda d: banner(d) is None, "the banner stayed")
+    assert online_out_of_date(driver)  # until the server says who is online now
+    server.send(online_reply("Alice", "Carol"))
+    wait(driver, lambda d: online_list(d) == ["Alice (you)", "Carol"] and not online_out_of_date(d))
     assert element(driver, "message").get_attribute("value") == "half typed"
+    assert element(driver, "message").get_attribute("placeholder") == "Message · /help for commands"
+    # A reconnect is not a second welcome.
+    shown = lines_shown(driver)
+    assert [line for line in shown if line.startswith("Welcome, ")] == ["Welcome, Alice! 1 other user(s) online. Type /help for commands."]
+    assert shown[-2:] == ["Disconnected from the chat.", "Back in the chat as Alice."]
 
 
 def test_reconnecting_waits_twice_as_long_after_each_failure_up_to_half_a_minute(driver, server):
@@ -457,20 +647,26 @@ def test_reconnecting_waits_twice_as_long_after_each_failure_up_to_half_a_minute
     assert delays == [[1000, 500], [2000, 1000], [4000, 2000], [8000, 4000], [16000, 8000], [30000, 15000], [30000, 15000]]
 
 
-def test_a_message_typed_while_disconnected_is_kept_not_lost(driver, server):
+def test_lines_sent_while_disconnected_are_shown_as_waiting_and_go_once_the_page_is_back(driver, server):
     join(driver, server, "Alice")
     server.stop()
-    wait(driver, lambda d: "Reconnecting" in element(d, "status").text)
-    type_text(driver, "message", "are you there?")
-    # Sent and read in one turn of the page's event loop: the retry timer's
-    # next "Reconnecting in N s…" cannot come between them, however slow the machine.
-    status = driver.execute_script(
-        "document.getElementById('composer').requestSubmit();"
-        "return document.getElementById('status').textContent"
-    )
-    assert element(driver, "message").get_attribute("value") == "are you there?"
-    assert "message is kept" in status
+    server.expect(CLOSED)
+    wait(driver, lambda d: banner(d) is not None, "no banner")
+    send_message(driver, "are you there?")
+    send_message(driver, "/me waits")
+    waiting = "return [...document.querySelectorAll('#messages .pending')].map(e => e.textContent.slice(5))"  # no time
+    wait(driver, lambda d: d.execute_script(waiting) == ["Alice: are you there?not sent yet", "* Alice waitsnot sent yet"])
+    assert element(driver, "message").get_attribute("value") == ""
     server.start()
+    driver.execute_script("window.dispatchEvent(new Event('online'))")  # the network is back: no waiting for the timer
+    server.expect("/nick Alice")
+    server.send(messages.welcome("Alice", 0))
+    server.expect("/users")
+    server.expect("are you there?")
+    server.expect("/me waits")
+    wait(driver, lambda d: not d.execute_script(waiting), "the lines still wait")
+    assert lines_shown(driver)[-3:] == ["Back in the chat as Alice.", "Alice: are you there?", "* Alice waits"]
+    assert lines_shown(driver).count("Alice: are you there?") == 1
 
 
 def test_quit_leaves_without_reconnecting(driver, server):
@@ -502,10 +698,14 @@ def test_the_history_a_newcomer_gets_is_shown_apart_from_the_live_chat_each_line
     wait_for_line(driver, "Bob: live now")
     shown = [line.removeprefix("[SYSTEM] ") for _, line in history]
     assert history_blocks(driver) == [
-        {"heading": "Earlier messages", "lines": shown, "times": [time for time, _ in history], "end": "Live", "live": "off"}
+        {"heading": "Earlier messages", "lines": shown, "times": [time[:5] for time, _ in history], "end": "Live", "live": "off"}
     ]
     welcome = "Welcome, Alice! 1 other user(s) online. Type /help for commands."
     assert lines_shown(driver) == [*shown, welcome, "Bob: live now"]
+    # One format of time, history or live: hours and minutes, the seconds in the tooltip.
+    times = driver.execute_script("return [...document.querySelectorAll('#messages .line time')].map(t => [t.textContent, t.title])")
+    assert times[:5] == [[time[:5], f"{time} on the server"] for time, _ in history]
+    assert all(re.fullmatch(r"\d\d:\d\d", shown) and re.fullmatch(rf"{shown}:\d\d", title) for shown, title in times[5:])
     # Set apart: quieter than the live chat, names still in their colors, markup still text.
     style = driver.execute_script(
         "const [old, live] = [...document.querySelectorAll('#messages .line.chat')];"
@@ -518,7 +718,7 @@ def test_the_history_a_newcomer_gets_is_shown_apart_from_the_live_chat_each_line
     )
     assert style["old"] == style["muted"] != style["live"]
     assert style["oldClass"] == "line chat history"
-    assert style["oldName"] == f"name name-{zlib.crc32(b'bob') % NAME_COLOR_COUNT}"
+    assert style["oldName"] == f"name name-{zlib.crc32(b'bob') % driver.execute_script('return chatPage.NAME_COLOR_COUNT')}"
     assert driver.execute_script("return document.querySelectorAll('#messages b').length") == 0
     # What happened before is not who is online now: the list comes from the server's /users reply.
     assert online_list(driver) == ["Alice (you)", "Bob"]
@@ -560,14 +760,16 @@ def test_after_a_reconnect_only_the_lines_not_shown_yet_appear_and_the_users_own
         {
             "heading": "2 messages while you were away",
             "lines": ["Bob: three", "Dave joined the chat!"],
-            "times": ["10:00:06", "10:00:07"],
-            "end": "Live",
+            "times": ["10:00", "10:00"],
+            "end": None,  # the one "Live" rule is the first join's; here "Back in the chat" follows
             "live": "off",
         }
     ]
     shown = lines_shown(driver)
     for line in ["Bob: one", "Carol joined the chat!", "Alice: mine", "Carol: two", "Bob: three"]:
         assert shown.count(line) == 1, line
+    assert [line for line in shown if line.startswith("Welcome, ")] == ["Welcome, Alice! 1 other user(s) online. Type /help for commands."]
+    assert shown[-1] == "Back in the chat as Alice."
     assert "Alice left the chat." not in shown
     assert announced(driver) == "2 messages while you were away"
 
@@ -597,8 +799,8 @@ def test_after_a_server_restart_a_repeated_leave_does_not_hide_what_was_said_bef
         {
             "heading": "4 messages while you were away (earlier ones may be missing)",
             "lines": [line.removeprefix("[SYSTEM] ") for _, line in away],
-            "times": [time for time, _ in away],
-            "end": "Live",
+            "times": [time[:5] for time, _ in away],
+            "end": None,
             "live": "off",
         }
     ]
@@ -636,6 +838,8 @@ def test_after_a_rename_and_a_server_shutdown_the_page_returns_under_the_new_nam
     wait_for_line(driver, "Bob: live again")
     assert element(driver, "status").text == "Connected as Alicia"
     assert [block["heading"] for block in history_blocks(driver)] == ["Earlier messages"]  # nothing new to show
+    rules = driver.execute_script("return [...document.querySelectorAll('#messages .divider')].map(e => e.textContent)")
+    assert rules == ["Earlier messages", "Live"]
     shown = lines_shown(driver)
     for line in ["Bob: before you came", "Alice is now known as Alicia", "Bob: after the rename", "Alicia: hi as Alicia"]:
         assert shown.count(line) == 1, line
@@ -742,6 +946,11 @@ def test_the_pages_unseen_is_the_terminal_clients_on_random_cases(driver, server
 # -- the password -----------------------------------------------------------------------------
 
 
+def page_text(driver) -> str:
+    """Everything the page shows in words (its title, status, lines, forms, hints)."""
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
 def test_a_password_field_appears_when_the_server_asks_and_the_password_goes_first(driver, server):
     driver.get(server.url)
     type_text(driver, "name", "Alice", enter=True)
@@ -751,6 +960,9 @@ def test_a_password_field_appears_when_the_server_asks_and_the_password_goes_fir
     server.expect(CLOSED)
     wait(driver, lambda d: element(d, "password").is_displayed(), "no password field")
     assert driver.switch_to.active_element == element(driver, "password")
+    assert element(driver, "password-hint").text == "This chat needs a password."
+    # The server's line tells a terminal user to send /pass: the page asks in its own words.
+    assert "/pass" not in page_text(driver) and lines_shown(driver) == []
     server.expect_nothing(QUIET_PERIOD_S)  # no reconnecting without the password
     type_text(driver, "password", "wrong", enter=True)
     server.expect("/pass wrong")
@@ -759,7 +971,8 @@ def test_a_password_field_appears_when_the_server_asks_and_the_password_goes_fir
     server.close_connections()
     server.expect(CLOSED)
     wait(driver, lambda d: element(d, "password").get_attribute("aria-invalid") == "true")
-    assert "Wrong password" in element(driver, "password-hint").text
+    assert element(driver, "password-hint").text == "Wrong password. Try again."
+    assert "/pass" not in page_text(driver) and lines_shown(driver) == []
     type_text(driver, "password", "s3cret", enter=True)
     server.expect("/pass s3cret")
     server.expect("/nick Alice")
@@ -769,6 +982,30 @@ def test_a_password_field_appears_when_the_server_asks_and_the_password_goes_fir
     assert element(driver, "password").get_attribute("value") == ""
 
 
+def test_a_server_that_wants_a_password_after_a_reconnect_is_answered_by_the_form_not_by_its_line(driver, server):
+    join(driver, server, "Alice")
+    server.close_connections()  # the server restarts, now with a password
+    server.expect(CLOSED)
+    server.expect("/nick Alice", timeout=TIMEOUT_S + 2)  # the first retry comes within a second
+    server.send(PASSWORD_NEEDED)
+    server.close_connections()
+    server.expect(CLOSED)
+    wait(driver, lambda d: element(d, "password").is_displayed(), "no password field")
+    assert banner(driver) is None  # not reconnecting: waiting for the user
+    assert element(driver, "status").text == "This chat needs a password."
+    assert "/pass" not in page_text(driver)
+    assert lines_shown(driver)[-1] == "Disconnected from the chat."
+    type_text(driver, "password", "s3cret", enter=True)
+    server.expect("/pass s3cret")
+    server.expect("/nick Alice")
+    server.send(messages.welcome("Alice", 0))
+    server.expect("/users")
+    wait_for_line(driver, "Back in the chat as Alice.")
+    assert [line for line in lines_shown(driver) if line.startswith("Welcome, ")] == [
+        "Welcome, Alice! 1 other user(s) online. Type /help for commands."
+    ]
+
+
 def test_too_many_wrong_passwords_are_explained(driver, server):
     driver.get(server.url)
     element(driver, "join-button").click()
@@ -776,6 +1013,7 @@ def test_too_many_wrong_passwords_are_explained(driver, server):
     server.send(PASSWORD_TOO_MANY_TRIES)
     server.close_connections()
     wait(driver, lambda d: "Too many wrong passwords" in element(d, "password-hint").text)
+    assert "from your address" not in page_text(driver) and lines_shown(driver) == []
 
 
 # -- a phone ---------------------------------------------------------------------------------
@@ -800,6 +1038,24 @@ def test_on_a_phone_everything_is_in_view_and_large_enough_to_tap(driver, server
     assert element(driver, "message").get_attribute("value") == "/msg Bob "
     no_sideways_scroll = driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     assert no_sideways_scroll
+
+
+@pytest.mark.parametrize("connected", [True, False])
+def test_on_a_phone_the_message_boxs_placeholder_is_never_cut(driver, server, connected):
+    set_viewport(driver, *PHONE_SIZE)
+    join(driver, server, "Alice")
+    if not connected:
+        server.stop()
+        server.expect(CLOSED)
+        wait(driver, lambda d: banner(d) is not None, "no banner")
+    box = element(driver, "message")
+    # The placeholder typed in as text: the box scrolls sideways if it is wider than the room inside.
+    fits = driver.execute_script(
+        "const box = arguments[0]; box.value = box.placeholder;"
+        "const fits = box.scrollWidth <= box.clientWidth; box.value = ''; return [box.placeholder, fits]",
+        box,
+    )
+    assert fits == ["Message · /help for commands" if connected else "Will send when back online", True]
 
 
 # -- through the adapter ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ from chat.core import messages
 from chat.core.messages import PASSWORD_TOO_MANY_TRIES
 from chat.config import ServerConfig
 from chat.server import ChatServer
-from tests.browser import DESKTOP_SIZE, PHONE_SIZE, console_errors, type_text
+from tests.browser import DESKTOP_SIZE, ONE_BROWSER, PHONE_SIZE, console_errors, type_text
 from tests.helpers import FAST, QUIET_PERIOD_S, TIMEOUT_S, Peer
 from tests.pageserver import CLOSED
 from tests.test_page import (
@@ -34,6 +34,8 @@ from tests.test_page import (
     wait,
     wait_for_line,
 )
+
+pytestmark = ONE_BROWSER
 
 __all__ = ["server"]  # the fixture: a fresh scripted server for each test
 
@@ -229,7 +231,8 @@ def test_operators_have_a_badge_in_the_online_list_and_their_names_are_plain(dri
     badge = ann.find_element(By.CSS_SELECTOR, ".badge")
     shown = badge.find_element(By.CSS_SELECTOR, "[aria-hidden=true]")  # what the eye gets; a reader gets the label
     assert shown.is_displayed() and shown.text == "op"
-    assert ann.accessible_name == "Send a private message to Ann (operator)"
+    assert ann.accessible_name == "Ann (operator)"
+    assert element(driver, ann.get_attribute("aria-describedby")).text == "Tap a name to send a private message."
     assert element(driver, "users-heading-count").text == "3"
     ann.click()
     assert element(driver, "message").get_attribute("value") == "/msg Ann "

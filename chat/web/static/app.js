@@ -22,6 +22,11 @@
 // The room's topic is shown in a bar at the top, from the line that follows
 // each welcome and from the notices of its changes. In the online list an
 // operator, "@Ann" in the answer to /users, has a badge.
+//
+// While the connection is down a banner says so and counts down to the next
+// try; the online list stays, marked out of date, and what the user sends
+// waits, shown as not sent yet, until the page is back in the room. Coming
+// back is not a new join: a note says it, not a second welcome.
 "use strict";
 
 (() => {
@@ -62,6 +67,7 @@
   const PASSWORD_NEEDED = "[SYSTEM] This chat needs a password: send /pass PASSWORD first.";
   const PASSWORD_WRONG = "[ERROR] Wrong password.";
   const PASSWORD_TOO_MANY_TRIES = "[ERROR] Too many wrong passwords";
+  const PASSWORD_ASKED = "This chat needs a password."; // the page's words for PASSWORD_NEEDED
   const GOODBYE = "[SYSTEM] Goodbye!";
   // The history block (mirrors chat/core/history.py).
   const HISTORY_START = /^\[SYSTEM\] Last (\d+) messages?:$/;
@@ -93,6 +99,23 @@
     if ((match = NOTICES.joined.exec(line) || NOTICES.left.exec(line))) return [match[1]];
     if ((match = NOTICES.renamed.exec(line))) return [match[1], match[2]];
     return null; // private messages, replies, other notices: never in a history
+  }
+
+  /** Whether a line is something a person said: a chat line, an action, a private message to us
+   * (not "[PM to NAME]", the copy of one we sent). */
+  function fromSomeone(line) {
+    const { kind } = classify(line);
+    return kind === "chat" || kind === "action" || (kind === "private" && !line.startsWith("[PM to "));
+  }
+
+  /** Whether a line someone else said names `name` as a word, in any case: "@alice", "Alice,"
+   * but not "Alicia". Names hold only letters, digits, _ and -, so those are what end a word. */
+  function mentions(line, name) {
+    if (!fromSomeone(line)) return false;
+    const { name: sender } = classify(line);
+    if (sender.toLowerCase() === name.toLowerCase()) return false;
+    const text = line.slice(line.indexOf(sender) + sender.length);
+    return new RegExp(`(^|[^A-Za-z0-9_-])${name}(?![A-Za-z0-9_-])`, "i").test(text);
   }
 
   /** True for a public line about one of `names` (a Set of names in lower case): one the user
@@ -150,11 +173,12 @@
   }
 
   // ---------------------------------------------------------------------
-  // Name colors: the terminal client's rule (chat/client/terminal.py), so a
-  // person has the same color everywhere: CRC-32 of the name in lower case,
-  // modulo the number of colors, in the same order as its palette.
+  // Name colors: the terminal client's rule (chat/client/terminal.py), CRC-32
+  // of the name in lower case modulo the number of colors, with a palette of
+  // the page's own (style.css): enough colors that in a class of thirty most
+  // names look different, each readable wherever a name is shown.
 
-  const NAME_COLOR_COUNT = 7; // green, cyan, blue, and their light versions, light white
+  const NAME_COLOR_COUNT = 30; // the .name-0 to .name-29 of style.css
   const CRC_TABLE = (() => {
     const table = new Uint32Array(256);
     for (let n = 0; n < 256; n++) {
@@ -172,7 +196,7 @@
     return (crc ^ 0xffffffff) >>> 0;
   }
 
-  /** Which of the name colors (0 to 6) a name gets. */
+  /** Which of the name colors (0 to NAME_COLOR_COUNT - 1) a name gets. */
   function nameColor(name) {
     // Names are ASCII, where Python's casefold() and toLowerCase() agree.
     return crc32(new TextEncoder().encode(name.toLowerCase())) % NAME_COLOR_COUNT;
@@ -188,29 +212,35 @@
     return span;
   }
 
+  // Every line shows its time in one format, live or from the history: the
+  // hours and minutes of the server's stamps ("14:02"), the seconds in its tooltip.
   function timeElement(date) {
     const time = document.createElement("time");
     time.dateTime = date.toISOString();
-    time.textContent = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+    const stamp = [date.getHours(), date.getMinutes(), date.getSeconds()].map((n) => String(n).padStart(2, "0"));
+    time.textContent = stamp.slice(0, 2).join(":");
+    time.title = stamp.join(":");
     return time;
   }
 
-  /** The time a history line was said, as the server wrote it (its own clock, its own time zone). */
+  /** The time a history line was said, as the server wrote it ("14:02:01": its own clock, its own time zone). */
   function stampElement(stamp) {
     const time = document.createElement("time");
     time.dateTime = stamp;
-    time.title = "Time on the server";
-    time.textContent = stamp;
+    time.title = `${stamp} on the server`;
+    time.textContent = stamp.slice(0, 5);
     return time;
   }
 
-  /** The list item showing one line from the server (or one of ours, with own=true).
-   * A history line comes with the `stamp` the server gave it ("14:02:01"). */
-  function renderLine(line, { own = false, date = new Date(), stamp = null } = {}) {
+  /** The element showing one line from the server (or one of ours, with own=true).
+   * A history line comes with the `stamp` the server gave it ("14:02:01"). A line
+   * that names `me` (the user's name) is marked as a mention. */
+  function renderLine(line, { own = false, date = new Date(), stamp = null, me = null } = {}) {
     const { kind, name } = classify(line);
-    const item = document.createElement("li");
+    const item = document.createElement("div");
     item.className = `line ${kind}`;
     if (own) item.classList.add("own");
+    else if (me !== null && mentions(line, me)) item.classList.add("mention");
     if (stamp !== null) item.classList.add("history");
     item.append(stamp === null ? timeElement(date) : stampElement(stamp));
     const body = document.createElement("span");
@@ -235,7 +265,7 @@
 
   /** A note from the page itself (connection state), shown among the lines. */
   function renderNote(text) {
-    const item = document.createElement("li");
+    const item = document.createElement("div");
     item.className = "line note";
     item.append(timeElement(new Date()));
     const body = document.createElement("span");
@@ -253,27 +283,31 @@
     return divider;
   }
 
-  /** One list item holding a history block: a heading, the lines ({ time, line }, oldest first),
-   * and where the live chat resumes. The block is a live region that is off, so that a screen
-   * reader does not read fifty lines out one by one when it arrives; the page announces how many
-   * there are instead. */
-  function renderHistory(heading, entries) {
-    const block = document.createElement("li");
+  /** One element holding a history block: a heading, the lines ({ time, line }, oldest first),
+   * and, if `end` is given, a rule where the live chat resumes. Lines that name `me` are
+   * mentions. The block is a live region that is off, so that a screen reader does not read
+   * fifty lines out one by one when it arrives; the page announces how many there are instead. */
+  function renderHistory(heading, entries, { end = null, me = null } = {}) {
+    const block = document.createElement("div");
     block.className = "history-block";
     block.setAttribute("aria-live", "off");
-    const lines = document.createElement("ol");
+    const lines = document.createElement("div");
     lines.className = "history-lines";
+    lines.setAttribute("role", "group");
     lines.setAttribute("aria-label", heading);
-    lines.append(...entries.map(({ time, line }) => renderLine(line, { stamp: time })));
-    block.append(renderDivider(heading), lines, renderDivider("Live"));
+    lines.append(...entries.map(({ time, line }) => renderLine(line, { stamp: time, me })));
+    block.append(renderDivider(heading), lines);
+    if (end !== null) block.append(renderDivider(end));
     return block;
   }
 
   // The page's pure helpers, for the browser console and the tests.
   window.chatPage = Object.freeze({
+    NAME_COLOR_COUNT,
     classify,
     crc32,
     isOwn,
+    mentions,
     nameColor,
     overlap,
     renderHistory,
@@ -291,7 +325,6 @@
   const messages = $("messages");
   const announcer = $("announcer");
   const jumpButton = $("jump");
-  const usersPanel = $("users");
   const usersToggle = $("users-toggle");
   const userList = $("user-list");
   const joinForm = $("join-form");
@@ -308,6 +341,9 @@
   const removedBox = $("removed");
   const removedText = $("removed-text");
   const reloadButton = $("reload-button");
+  const offlineBanner = $("offline");
+  const offlineWait = $("offline-wait");
+  const reconnectButton = $("reconnect-button");
 
   const NAME_KEY = "chat.name"; // where the chosen name is remembered
   const VALID_NAME = new RegExp(`^${NAME}$`);
@@ -318,6 +354,12 @@
   const AT_BOTTOM_PX = 40; // this close to the bottom counts as reading the newest lines
   const MAX_SEEN = 200; // public lines remembered for matching a replay, as the terminal client does
   const NAME_HINT = nameHint.textContent;
+  const TITLE = document.title; // "(3) " goes before it while lines arrive unseen
+  // What the message box says when empty; on a phone it has about 250 pixels.
+  const PLACEHOLDER = messageInput.placeholder;
+  const PLACEHOLDER_OFFLINE = "Will send when back online";
+  const COUNTDOWN_MS = 250; // how often the banner's seconds are redrawn: never a second behind for long
+  const MAX_PENDING = 20; // lines typed while disconnected, kept to send on reconnecting
 
   let socket = null;
   let wantedName = ""; // the name asked for with /nick when joining
@@ -330,6 +372,9 @@
   let probing = false; // asking the server whether a WebSocket that did not open was refused for a ban
   let retries = 0;
   let retryTimer = null;
+  let retryAt = 0; // when retryTimer fires (Date.now() milliseconds), for the banner's countdown
+  let reconnecting = false; // the connection is down and the page is getting it back: the banner shows
+  let countdown = null; // the interval that redraws the banner's seconds while it shows
   let usersRepliesToHide = 0; // /users sent by the page itself: its reply updates the list only
   const online = new Map(); // lower-case name -> name
   const operators = new Set(); // the lower-case names in `online` that are operators
@@ -341,10 +386,55 @@
   const ownNames = new Set(); // every name the page has had since it was loaded, in lower case
   let welcomedBefore = false; // a history block from now on is a reconnect's, to match against `seen`
   let replay = null; // the lines of the history block arriving, or null outside one
+  let welcomeShown = false; // the server's welcome is shown once per join the user asked for, not per reconnect
+  const pending = []; // { text, item }: lines typed while disconnected, oldest first, sent once welcomed
+  let unread = 0; // lines others said while the page was hidden
 
   function setStatus(text) {
     statusLine.textContent = text;
   }
+
+  // -- while the connection is down ----------------------------------------
+
+  /** Show or hide the banner across the top that says the connection is down and when the
+   * next try is; the message box says then that what is typed goes once it is back. The
+   * status line (a live region) says it once; the banner's countdown is not read out. */
+  function showReconnecting(on) {
+    reconnecting = on;
+    offlineBanner.hidden = !on;
+    messageInput.placeholder = on ? PLACEHOLDER_OFFLINE : PLACEHOLDER;
+    clearInterval(countdown);
+    countdown = on ? setInterval(drawCountdown, COUNTDOWN_MS) : null;
+    drawCountdown();
+  }
+
+  function drawCountdown() {
+    const seconds = Math.ceil((retryAt - Date.now()) / 1000);
+    const waiting = retryTimer !== null && seconds > 0;
+    offlineWait.textContent = waiting ? `Reconnecting in ${seconds} s…` : "Reconnecting…";
+    reconnectButton.hidden = !waiting;
+  }
+
+  reconnectButton.addEventListener("click", () => reconnectNow());
+
+  /** Mark the online list as out of date (the connection is down) or current (the server just sent it). */
+  function showOnlineCurrent(current) {
+    document.body.classList.toggle("online-stale", !current);
+  }
+
+  /** While the page is hidden, count the lines others say in its title: "(3) Chat". */
+  function countUnread(line) {
+    if (document.visibilityState !== "hidden" || !fromSomeone(line)) return;
+    unread += 1;
+    document.title = `(${unread}) ${TITLE}`;
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState !== "visible") return;
+    unread = 0;
+    document.title = TITLE;
+    reconnectNow();
+  });
 
   // -- the message list --------------------------------------------------
 
@@ -395,7 +485,10 @@
     }
     for (const { line } of shown) see(line);
     if (shown.length === 0) return;
-    append(renderHistory(heading, shown));
+    // Before the first welcome the name is the one asked for; the server's may differ (taken).
+    const me = myName ?? (wantedName || null);
+    // One "Live" rule, after the first block: a reconnect's block ends where "Back in the chat" is said.
+    append(renderHistory(heading, shown, { me, end: welcomedBefore ? null : "Live" }));
     announce(announcement);
   }
 
@@ -434,9 +527,10 @@
           button.type = "button";
           button.className = "user";
           button.append(nameElement(name));
-          if (operator) button.append(operatorBadge());
-          const label = `Send a private message to ${name}${operator ? " (operator)" : ""}`;
-          button.setAttribute("aria-label", label);
+          if (operator) button.append(" ", operatorBadge()); // a space in its name too: "Ann (operator)"
+          // Named by what it shows ("Ann (operator)", as axe asks of a label), the action
+          // told by the hint below the list.
+          button.setAttribute("aria-describedby", "users-hint");
           button.addEventListener("click", () => startPrivateMessage(name));
           item.append(button);
         }
@@ -508,6 +602,7 @@
         if (name !== entry) operators.add(name.toLowerCase());
       }
       renderUsers();
+      showOnlineCurrent(true);
       if (usersRepliesToHide > 0) {
         usersRepliesToHide -= 1;
         return true;
@@ -550,6 +645,7 @@
   function connect() {
     clearTimeout(retryTimer);
     retryTimer = null;
+    if (reconnecting) drawCountdown();
     if (socket) return;
     needPassword = null;
     removal = null;
@@ -591,34 +687,41 @@
       return;
     }
     const welcome = NOTICES.welcome.exec(line);
-    let topic;
     if (welcome) {
-      welcomed(welcome[1]);
-    } else if (REMOVED.test(line) || line.startsWith(BANNED)) {
+      welcomed(welcome[1], line);
+      return;
+    }
+    let topic;
+    if (REMOVED.test(line) || line.startsWith(BANNED)) {
       removal = line.slice(SYSTEM_PREFIX.length);
     } else if (joined && (topic = NOTICES.topic.exec(line) || NOTICES.topicSet.exec(line))) {
       setTopic(topic[1]);
     } else if (joined && NOTICES.topicCleared.test(line)) {
       setTopic("");
-    } else if (!joined && line === PASSWORD_NEEDED) {
-      // After the welcome, password lines answer /op (whose password shares
-      // the room's limit on guessing): they say nothing about getting in.
-      needPassword = "This chat needs a password.";
-    } else if (!joined && line === PASSWORD_WRONG) {
-      needPassword = "Wrong password. Try again.";
-      password = null;
-    } else if (!joined && line.startsWith(PASSWORD_TOO_MANY_TRIES)) {
-      needPassword = "Too many wrong passwords. Wait a minute, then try again.";
-      password = null;
+    } else if (!joined && (line === PASSWORD_NEEDED || line === PASSWORD_WRONG || line.startsWith(PASSWORD_TOO_MANY_TRIES))) {
+      // The join form asks for the password in the page's own words once the
+      // server closes the connection: the server's line tells a terminal user
+      // to send /pass, which a browser user has no reason to. (After the
+      // welcome, password lines answer /op: they say nothing about getting in.)
+      if (line === PASSWORD_NEEDED) {
+        needPassword = PASSWORD_ASKED;
+      } else {
+        needPassword = line === PASSWORD_WRONG ? "Wrong password. Try again." : "Too many wrong passwords. Wait a minute, then try again.";
+        password = null;
+      }
+      return;
     } else if (line === GOODBYE) {
       leaving = true;
     }
     if (followOnline(line)) return;
-    append(renderLine(line));
+    if (joined) countUnread(line);
+    append(renderLine(line, { me: myName }));
     see(line);
   }
 
-  function welcomed(name) {
+  /** The server's welcome: show it the first time, only a note after a reconnect; then ask who
+   * is online and send what was typed while disconnected. */
+  function welcomed(name, line) {
     const typingInJoinForm = joinForm.contains(document.activeElement);
     myName = name;
     ownNames.add(name.toLowerCase());
@@ -629,11 +732,18 @@
     retries = 0;
     if (wantedName && name === wantedName) remember(name);
     setStatus(`Connected as ${name}`);
+    showReconnecting(false);
     joinForm.hidden = true;
     composer.hidden = false;
     if (typingInJoinForm) messageInput.focus();
+    append(welcomeShown ? renderNote(`Back in the chat as ${name}.`) : renderLine(line));
+    welcomeShown = true;
     usersRepliesToHide += 1;
     socket.send("/users");
+    for (const { text, item } of pending.splice(0)) {
+      item.remove(); // shown again, as sent, at the bottom
+      send(text);
+    }
   }
 
   function closed(opened) {
@@ -642,19 +752,20 @@
     const wasJoined = joined;
     joined = false;
     usersRepliesToHide = 0;
-    online.clear();
-    operators.clear();
-    renderUsers();
+    if (online.size > 0) showOnlineCurrent(false); // who was online, until the server says again
     if (removal) {
       showRemoval(removal);
     } else if (needPassword) {
       askForPassword(needPassword);
     } else if (leaving) {
+      showReconnecting(false);
+      welcomeShown = false; // joining again is a new join, welcomed as one
       setStatus("You left the chat.");
       append(renderNote("You left the chat."));
       showJoinForm("Join again?");
     } else {
       if (wasJoined) append(renderNote("Disconnected from the chat."));
+      showReconnecting(true);
       if (opened) retryLater();
       else retryUnlessBanned();
     }
@@ -684,6 +795,7 @@
 
   /** Say why the chat ended for good: who removed us and why, or the ban; reloading the page tries again. */
   function showRemoval(text) {
+    showReconnecting(false);
     const by = REMOVED.exec(SYSTEM_PREFIX + text);
     setStatus(by ? `Removed from the chat by ${by[1]}` : "Banned from this chat");
     const hadFocus = composer.contains(document.activeElement) || joinForm.contains(document.activeElement);
@@ -714,7 +826,9 @@
     const delay = retryDelay(retries);
     retries += 1;
     setStatus(`Disconnected. Reconnecting in ${Math.ceil(delay / 1000)} s…`);
+    retryAt = Date.now() + delay;
     retryTimer = setTimeout(connect, delay);
+    drawCountdown();
   }
 
   function reconnectNow() {
@@ -733,9 +847,7 @@
       const ws = socket;
       socket = null; // its close event must not schedule a reconnect
       joined = false;
-      online.clear();
-      operators.clear();
-      renderUsers();
+      if (online.size > 0) showOnlineCurrent(false);
       ws.close(1000, "page closed");
     }
   });
@@ -744,9 +856,6 @@
   });
 
   window.addEventListener("online", reconnectNow);
-  document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") reconnectNow();
-  });
 
   // -- joining -------------------------------------------------------------
 
@@ -774,10 +883,11 @@
   }
 
   function askForPassword(reason) {
+    showReconnecting(false);
     setStatus(reason);
     passwordField.hidden = false;
     passwordHint.textContent = reason;
-    passwordInput.setAttribute("aria-invalid", String(reason !== "This chat needs a password."));
+    passwordInput.setAttribute("aria-invalid", String(reason !== PASSWORD_ASKED));
     showJoinForm("Enter the room password to join.");
     passwordInput.focus();
   }
@@ -801,18 +911,33 @@
 
   // -- sending -------------------------------------------------------------
 
-  /** Show what the user sent: the server relays chat lines and actions to everyone else only. */
-  function showOwn(text) {
-    let shown = null;
-    if (text.startsWith("//")) {
-      shown = `${myName}: ${text.slice(1)}`;
-    } else if (!text.startsWith("/")) {
-      shown = `${myName}: ${text}`;
-    } else {
-      const [, command, rest] = /^\/(\S*)\s*(.*)$/s.exec(text);
-      if (command.toLowerCase() === "me" && rest.trim()) shown = `* ${myName} ${rest.trim()}`;
-    }
+  /** The line the others see for what the user typed (a chat line or an action), or null for a command. */
+  function ownLine(text) {
+    if (text.startsWith("//")) return `${myName}: ${text.slice(1)}`;
+    if (!text.startsWith("/")) return `${myName}: ${text}`;
+    const [, command, rest] = /^\/(\S*)\s*(.*)$/s.exec(text);
+    return command.toLowerCase() === "me" && rest.trim() ? `* ${myName} ${rest.trim()}` : null;
+  }
+
+  /** Send a line typed, and show it: the server relays chat lines and actions to everyone else only. */
+  function send(text) {
+    socket.send(text);
+    if (/^\/quit\b/i.test(text.trim())) leaving = true;
+    const shown = ownLine(text);
     if (shown !== null) append(renderLine(shown, { own: true }), { follow: true });
+  }
+
+  /** Keep a line typed while disconnected, shown as not sent yet, to send once welcomed again. */
+  function keepForLater(text) {
+    const shown = ownLine(text);
+    const item = shown === null ? renderNote(text) : renderLine(shown, { own: true });
+    item.classList.add("own", "pending");
+    const mark = document.createElement("span");
+    mark.className = "pending-mark";
+    mark.textContent = "not sent yet";
+    item.append(mark);
+    pending.push({ text, item });
+    append(item, { follow: true });
   }
 
   composer.addEventListener("submit", (event) => {
@@ -822,18 +947,19 @@
       messageInput.value = ""; // a blank line is not sent, as in the terminal client
       return;
     }
-    if (!joined || !socket || socket.readyState !== WebSocket.OPEN) {
-      setStatus("Not connected yet: your message is kept, send it again once connected.");
+    if (joined && socket && socket.readyState === WebSocket.OPEN) {
+      send(text);
+    } else if (pending.length < MAX_PENDING) {
+      keepForLater(text);
+    } else {
+      setStatus(`Not connected: ${MAX_PENDING} lines wait to be sent already; this one stays in the box.`);
       return;
     }
-    socket.send(text);
-    if (/^\/quit\b/i.test(text.trim())) leaving = true;
     if (sent[sent.length - 1] !== text) sent.push(text);
     if (sent.length > MAX_HISTORY) sent.shift();
     historyIndex = sent.length;
     draft = "";
     messageInput.value = "";
-    showOwn(text);
   });
 
   // Up and Down walk through the lines sent, like a terminal's history;

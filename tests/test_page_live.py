@@ -450,6 +450,28 @@ def test_after_a_dropped_connection_the_page_shows_only_what_it_missed(page, sta
         relay.close()
 
 
+def test_a_name_already_taken_is_said_after_the_history_at_the_bottom_where_it_is_seen(page, start_server):
+    server = start_server(history_lines=50, max_rate=0, max_address_rate=0)  # forty lines at once are no flood here
+    ann, bob = join_all(server.address, "Ann", "Bob")
+    said = [f"Ann: line {n}, more than the page has room for" for n in range(40)]
+    for line in said:
+        ann.send(line.removeprefix("Ann: "))
+    for line in said:
+        bob.expect(line)
+    page.get(page_url(server.address))
+    type_text(page, "name", "bob", enter=True)  # names are unique regardless of case
+    wait(page, lambda d: status(d).startswith("Connected as "), lambda: f"the status is {status(page)!r}")
+    given = status(page).removeprefix("Connected as ")
+    assert given.startswith("User_")
+    taken = "Error: The name bob is taken."
+    welcome = messages.welcome(given, 2).removeprefix("[SYSTEM] ")
+    assert lines_shown(page) == [*said, taken, welcome]
+    assert [block["lines"] for block in history_blocks(page)] == [said]
+    error = page.find_element(By.CSS_SELECTOR, "#messages .line.error")
+    wait(page, lambda d: visible_in(d, error, "messages"), lambda: "the error is not in view")
+    assert page.execute_script("return localStorage.getItem('chat.name')") is None  # "bob" was not had
+
+
 def test_after_a_server_restart_the_page_rejoins_under_its_name_shows_what_was_said_meanwhile_and_keeps_the_typed_text(
     page,
 ):

@@ -23,7 +23,7 @@ from websockets.sync.client import connect
 from chat.core import messages
 from chat.core.history import HISTORY_END, is_history_start, unstamped
 from chat.core.messages import PASSWORD_NEEDED
-from tests.browser import DESKTOP_SIZE, ONE_BROWSER, PHONE_SIZE, announced, console_errors, history_blocks, set_viewport, type_text
+from tests.browser import ONE_BROWSER, PHONE_SIZE, announced, console_errors, history_blocks, set_viewport, type_text
 from tests.helpers import FAST, TIMEOUT_S, Peer, Relay, ServerProgram, free_port, join_all
 
 pytestmark = ONE_BROWSER
@@ -53,17 +53,15 @@ def start_server(start_server):
 
 @pytest.fixture
 def page(driver, start_server):
-    """The module's browser, at desktop size; afterwards it leaves the chat, with no script error.
+    """The browser (at desktop size, as the driver fixture leaves it); afterwards it leaves the chat, with no script error.
 
     It depends on ``start_server`` so that the page leaves (about:blank closes
     its WebSocket) before the test's servers are stopped.
     """
-    driver.set_window_size(*DESKTOP_SIZE)
     try:
         yield driver
     finally:
         driver.get("about:blank")
-        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     assert not console_errors(driver)
 
 

@@ -20,7 +20,7 @@ from chat.core import messages
 from chat.core.messages import PASSWORD_TOO_MANY_TRIES
 from chat.config import ServerConfig
 from chat.server import ChatServer
-from tests.browser import DESKTOP_SIZE, ONE_BROWSER, PHONE_SIZE, console_errors, type_text
+from tests.browser import ONE_BROWSER, PHONE_SIZE, console_errors, type_text
 from tests.helpers import FAST, QUIET_PERIOD_S, TIMEOUT_S, Peer
 from tests.pageserver import CLOSED
 from tests.test_page import (
@@ -326,14 +326,12 @@ def operated_server():
 
 @pytest.fixture
 def page(driver, operated_server):
-    """The module's browser at desktop size; afterwards it leaves the chat (before the server stops)."""
-    driver.set_window_size(*DESKTOP_SIZE)
+    """The browser (the driver fixture takes the headers come_from adds away before the next test);
+    afterwards it leaves the chat (before the server stops)."""
     try:
         yield driver
     finally:
         driver.get("about:blank")
-        driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
-        driver.execute_cdp_cmd("Network.disable", {})
     assert not console_errors(driver)
 
 

@@ -9,8 +9,8 @@ install it.
 Tests use it through the ``driver`` fixture (tests/conftest.py): one
 browser serves every page test of a test process (starting one costs
 seconds of CPU), and :func:`start_clean` puts it back as a new one would be
-before each test. The page test modules are marked
-``xdist_group("browser")`` so that they all run in one process.
+before each test. pytest-xdist gives each process whole test files
+(pytest.ini), so each process that runs page tests starts one Chromium.
 """
 
 import contextlib
@@ -32,11 +32,6 @@ PHONE_SIZE = (390, 844)  # CSS pixels of a common phone
 # failure to report, not a wait of selenium's default five minutes.
 PAGE_LOAD_TIMEOUT_S = 2 * TIMEOUT_S
 
-# Marks a page test module (``pytestmark = ONE_BROWSER``): pytest-xdist runs
-# all of them in one process (pytest.ini's --dist loadgroup), whose Chromium
-# serves them all.
-ONE_BROWSER = pytest.mark.xdist_group("browser")
-
 # Belt and braces: even if some code path did ask Selenium Manager, it must
 # not go to the network.
 os.environ.setdefault("SE_OFFLINE", "true")
@@ -55,6 +50,7 @@ CHROMIUM_FLAGS = (
     # site isolation separates; without it, going from one test's page to
     # the next and to about:blank takes about half as long.
     "--disable-site-isolation-trials",
+    *os.environ.get("EXTRA_CHROMIUM_FLAGS", "").split(),
 )
 
 

@@ -1,3 +1,4 @@
+import contextlib
 import logging
 import os
 import sys
@@ -23,17 +24,28 @@ from chat.server import ChatServer  # noqa: E402
 from tests.browser import chromium, start_clean  # noqa: E402
 from tests.helpers import FAST, TIMEOUT_S, FakeClock, Peer, ServerProgram, Terminal  # noqa: E402
 
-# The files that take longest, longest first. The test processes take whole
-# files in the order collected (pytest.ini), so these go first: otherwise one
-# of them, collected last, keeps a process busy after the others are done.
+# The files that take longest, longest first (as measured in a whole run).
+# The test processes take whole files in this order (pytest.ini: loadfile,
+# without pytest-xdist's own reordering by number of tests), so these go
+# first: otherwise one of them, given out last, keeps a process busy after
+# the others are done. The keepalive test mostly waits on the kernel's
+# timers, so it goes early, beside tests that need the CPU.
 SLOWEST_FILES = (
-    "test_client_terminal.py",
     "test_page.py",
+    "test_client_terminal.py",
     "test_page_operators.py",
     "test_page_live.py",
-    "test_client_reconnect.py",
     "test_redis.py",
     "test_keepalive.py",
+    "test_client_reconnect.py",
+    "test_console.py",
+    "test_chaos.py",
+    "test_programs.py",
+    "test_bench.py",
+    "test_store.py",
+    "test_web_server.py",
+    "test_accessibility.py",
+    "test_hostile.py",
 )
 
 
@@ -166,6 +178,14 @@ def chromium_session():
 
 @pytest.fixture
 def driver(chromium_session):
-    """The process's Chromium, on a clean about:blank for each test (tests.browser.start_clean)."""
+    """The process's Chromium, on a clean about:blank for each test (tests.browser.start_clean).
+
+    Left on about:blank too: a page left open would go on running (a page
+    whose server is gone counts down and reconnects) while the browser waits
+    for this process's next page test, costing CPU the other tests need.
+    """
     start_clean(chromium_session)
-    return chromium_session
+    yield chromium_session
+    with contextlib.suppress(Exception):  # a browser that broke is the test's failure, not the teardown's
+        if chromium_session.current_url != "about:blank":
+            chromium_session.get("about:blank")

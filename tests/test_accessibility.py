@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import DESKTOP_SIZE, ONE_BROWSER, PHONE_SIZE, console_errors, set_color_scheme, set_viewport, type_text
+from tests.browser import DESKTOP_SIZE, PHONE_SIZE, console_errors, set_color_scheme, set_viewport, type_text
 from tests.pageserver import CLOSED, LibraryPageServer
 from tests.screenshots import show_conversation
 from tests.test_page import wait
 
-pytestmark = ONE_BROWSER
 
 AXE = Path(__file__).resolve().parent / ".axe" / "axe.min.js"
 # How to get it, as .ci/run does.

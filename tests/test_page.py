@@ -24,7 +24,6 @@ from chat.core.history import HISTORY_END, history_start
 from chat.core.messages import PASSWORD_NEEDED, PASSWORD_TOO_MANY_TRIES, PASSWORD_WRONG
 from tests.browser import (
     DESKTOP_SIZE,
-    ONE_BROWSER,
     PHONE_SIZE,
     announced,
     console_errors,
@@ -36,7 +35,6 @@ from tests.browser import (
 from tests.helpers import QUIET_PERIOD_S, TIMEOUT_S
 from tests.pageserver import CLOSED, AdapterPageServer, LibraryPageServer
 
-pytestmark = ONE_BROWSER
 
 
 @pytest.fixture
@@ -53,7 +51,7 @@ def server(driver):
 
 # How often a wait looks at the page again (WebDriverWait's default, half a second, makes each
 # wait that is not met at once cost that much).
-POLL_S = 0.02
+POLL_S = 0.05
 
 
 def wait(driver, condition, message: str = "", timeout: float = TIMEOUT_S):

@@ -23,14 +23,13 @@ from websockets.sync.client import connect
 from chat.core import messages
 from chat.core.history import HISTORY_END, is_history_start, unstamped
 from chat.core.messages import PASSWORD_NEEDED
-from tests.browser import ONE_BROWSER, PHONE_SIZE, announced, console_errors, history_blocks, set_viewport, type_text
+from tests.browser import PHONE_SIZE, announced, console_errors, history_blocks, set_viewport, type_text
 from tests.helpers import FAST, TIMEOUT_S, Peer, Relay, ServerProgram, free_port, join_all
 
-pytestmark = ONE_BROWSER
 
 # How often a wait looks at the page again. WebDriverWait's own default is
 # half a second, which would make each wait that is not met at once cost that.
-POLL_S = 0.02
+POLL_S = 0.05
 # After a wrong password the server waits before it checks the next one from
 # that address: a second by default, less here, so that the test waits on the
 # page, not on the default.

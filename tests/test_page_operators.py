@@ -20,7 +20,7 @@ from chat.core import messages
 from chat.core.messages import PASSWORD_TOO_MANY_TRIES
 from chat.config import ServerConfig
 from chat.server import ChatServer
-from tests.browser import ONE_BROWSER, PHONE_SIZE, console_errors, type_text
+from tests.browser import PHONE_SIZE, console_errors, type_text
 from tests.helpers import FAST, QUIET_PERIOD_S, TIMEOUT_S, Peer
 from tests.pageserver import CLOSED
 from tests.test_page import (
@@ -35,7 +35,6 @@ from tests.test_page import (
     wait_for_line,
 )
 
-pytestmark = ONE_BROWSER
 
 __all__ = ["server"]  # the fixture: a fresh scripted server for each test
 

@@ -50,7 +50,6 @@ CHROMIUM_FLAGS = (
     # site isolation separates; without it, going from one test's page to
     # the next and to about:blank takes about half as long.
     "--disable-site-isolation-trials",
-    *os.environ.get("EXTRA_CHROMIUM_FLAGS", "").split(),
 )
 
 

@@ -116,9 +116,11 @@ def test_a_replay_of_seen_notices_only_is_shown_again_as_notices_alone_cannot_te
     assert unseen([CID_JOINED, CID_LEFT], [CID_JOINED, CID_LEFT]) == ([CID_JOINED, CID_LEFT], 0)
 
 
-def test_public_lines_are_chat_actions_and_the_three_notices():
-    public = ["Ann: hi", "* Ann waves", messages.joined("Ann"), messages.left("Ann"), messages.renamed("Ann", "Bo")]
+def test_public_lines_are_chat_actions_and_renames():
+    public = ["Ann: hi", "* Ann waves", messages.renamed("Ann", "Bo")]
     private = [
+        messages.joined("Ann"),  # the history keeps no joins or leaves
+        messages.left("Ann"),
         "[PM from Ann] psst",
         "[PM to Ann] psst",
         messages.error("No user named Zed is online."),
@@ -218,6 +220,14 @@ def test_after_a_reconnect_only_the_lines_said_while_away_are_shown_under_a_note
     ]
 
 
+def test_joins_and_leaves_seen_after_the_last_line_said_do_not_hide_where_the_client_left_off():
+    # The history keeps no joins or leaves: the replay ends with the last line said.
+    transcript = Transcript()
+    join(transcript, "Bob", ["Ann: hello"])
+    fed(transcript, "Ann: seen live", messages.joined("Cid"), messages.left("Cid"))
+    assert join(transcript, "Bob", ["Ann: hello", "Ann: seen live"]) == [Live(messages.welcome("Bob", 1))]
+
+
 def test_a_replay_that_was_all_seen_shows_nothing_but_the_welcome():
     transcript = Transcript()
     join(transcript, "Bob", ["Ann: hello"])
@@ -234,15 +244,15 @@ def test_without_an_overlap_every_line_is_shown_with_a_note_that_some_may_be_mis
     assert [item.line for item in shown[1:3]] == ["Ann: new 1", "Ann: new 2"]
 
 
-def test_after_a_server_restart_the_lines_behind_a_repeated_leave_are_all_shown_with_the_gap_note():
+def test_after_a_server_restart_the_lines_behind_a_repeated_notice_are_all_shown_with_the_gap_note():
     transcript = Transcript()
     join(transcript, "Bob")
-    fed(transcript, messages.joined("Cid"), messages.left("Cid"))
+    fed(transcript, messages.renamed("Cid", "Cy"))
     # The server restarts: its history starts empty.
-    replay = [messages.joined("Dan"), "Dan: the meeting moved to 3pm", messages.joined("Cid"), messages.left("Cid")]
+    replay = ["Dan: the meeting moved to 3pm", messages.renamed("Cid", "Cy")]
     shown = join(transcript, "Bob", replay)
     assert shown == [
-        AwayNote(4, gap=True),
+        AwayNote(2, gap=True),
         *(Replayed(line, "14:02:01") for line in replay),
         Live(messages.welcome("Bob", 1)),
     ]
@@ -251,12 +261,12 @@ def test_after_a_server_restart_the_lines_behind_a_repeated_leave_are_all_shown_
 def test_an_overlap_that_is_notices_once_our_own_lines_are_left_out_is_no_overlap():
     transcript = Transcript()
     join(transcript, "Bob")
-    fed(transcript, messages.left("Cid"))
+    fed(transcript, messages.renamed("Cid", "Cy"))
     # Bob's own line is left out on both sides, which leaves a notice alone to match.
-    replay = ["Bob: brb", messages.left("Cid"), "Ann: new"]
+    replay = ["Bob: brb", messages.renamed("Cid", "Cy"), "Ann: new"]
     shown = join(transcript, "Bob", replay)
     assert shown[0] == AwayNote(2, gap=True)
-    assert [item.line for item in shown if isinstance(item, Replayed)] == [messages.left("Cid"), "Ann: new"]
+    assert [item.line for item in shown if isinstance(item, Replayed)] == [messages.renamed("Cid", "Cy"), "Ann: new"]
 
 
 def test_an_overlap_with_a_chat_line_before_the_notices_still_hides_what_was_seen():

@@ -725,6 +725,24 @@ def test_the_history_a_newcomer_gets_is_shown_apart_from_the_live_chat_each_line
     assert announced(driver) == "5 earlier messages"
 
 
+def test_joins_and_leaves_after_the_last_line_said_do_not_make_a_reconnect_show_it_again(driver, server):
+    # The server's history keeps no joins or leaves: a replay ends with the last line said.
+    join(driver, server, "Alice", others=["Bob"])
+    server.send(messages.chat("Bob", "hello"), messages.joined("Carol"), messages.left("Carol"))
+    wait_for_line(driver, "Carol left the chat.")
+    server.close_connections()
+    server.expect(CLOSED)
+    wait_for_line(driver, "Disconnected from the chat.")
+    driver.execute_script("window.dispatchEvent(new Event('online'))")
+    server.expect("/nick Alice")
+    server.send(*history_block(("10:00:01", messages.chat("Bob", "hello"))), messages.welcome("Alice", 1))
+    server.expect("/users")
+    server.send(online_reply("Alice", "Bob"))
+    wait(driver, lambda d: "Back in the chat as Alice." in lines_shown(d))
+    assert history_blocks(driver) == []
+    assert lines_shown(driver).count("Bob: hello") == 1
+
+
 def test_after_a_reconnect_only_the_lines_not_shown_yet_appear_and_the_users_own_never_again(driver, server):
     join(driver, server, "Alice", others=["Bob"])
     server.send(messages.chat("Bob", "one"), messages.joined("Carol"), messages.chat("Carol", "two"))

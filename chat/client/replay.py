@@ -69,7 +69,13 @@ def notice_names(line: str) -> "tuple[str, ...]":
 
 
 def is_public(line: str) -> bool:
-    """Whether the room's history keeps ``line``: a chat line, an action, or a join, leave or rename notice."""
+    """Whether the room's history keeps ``line``: a chat line, an action, or a rename notice.
+
+    Not a join or leave notice (chat.core.history): remembered, they would
+    end what was seen with lines no replay holds, and nothing would match.
+    """
+    if messages.is_coming_or_going(line):
+        return False
     kind, _ = messages.classify(line)
     return kind in (messages.Kind.CHAT, messages.Kind.ACTION) or bool(notice_names(line))
 

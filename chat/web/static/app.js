@@ -461,9 +461,10 @@
     announcer.replaceChildren(text); // a new text node, so that the same words are said again
   }
 
-  /** Remember a line shown, for matching the replay after a reconnect, unless it is not public or is our own. */
+  /** Remember a line shown, for matching the replay after a reconnect, unless the history never
+   * holds it (not public, or a join or leave: the server keeps neither) or it is our own. */
   function see(line) {
-    if (publicNames(line) === null || isOwn(line, ownNames)) return;
+    if (publicNames(line) === null || NOTICES.joined.test(line) || NOTICES.left.test(line) || isOwn(line, ownNames)) return;
     seen.push(line);
     if (seen.length > MAX_SEEN) seen.shift();
   }

@@ -185,8 +185,11 @@ class OperatorConsole:
         """Take the terminal, print the log above the prompt, and start the console thread."""
         self._screen.start()
         self._log_handler.redirect(self._above_prompt)  # plain: the prompt takes no colour codes
-        log.info("⌨️  This terminal is an operator console: /help lists its commands; /quit or Ctrl+C stops the server.")
         self._thread.start()
+
+    def say_hello(self) -> None:
+        """Say that this terminal is a console: after the server's start lines."""
+        log.info("💻 This terminal is an operator console: /help lists its commands; /quit or Ctrl+C stops the server.")
 
     def stop(self) -> None:
         """End the prompt and wait for the console thread, which gives the terminal back."""

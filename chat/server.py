@@ -87,6 +87,7 @@ class ChatServer:
         # The store, if any: opened and loaded before serving (StoreError if it cannot be used),
         # its writer thread started by serve_forever and stopped by _close_everything.
         self.archive: "Archive | None" = None
+        self._store_summary: "str | None" = None  # what the store loaded, for the start lines
         if config.store_path is not None and config.redis_url is None:
             self.archive = self._open_store(config)
             self.room.archive = self.archive
@@ -137,9 +138,10 @@ class ChatServer:
             log.warning("⚠️  The store %s: %s skipped: %s", config.store_path, where, why)
         if len(loaded.skipped) > LOGGED_SKIPPED_MAX:
             log.warning("⚠️  The store %s: %d more rows skipped.", config.store_path, len(loaded.skipped) - LOGGED_SKIPPED_MAX)
-        log.info(
-            "💾 Keeping the room in %s: %d line(s) of history and %d ban(s), mute(s) or topic loaded.",
-            config.store_path, len(loaded.said), len(loaded.orders),
+        # Said with the start lines, after the design document's first three.
+        self._store_summary = (
+            f"💾 Keeping the room in {config.store_path}: {len(loaded.said)} line(s) of history "
+            f"and {len(loaded.orders)} ban(s), mute(s) or topic loaded."
         )
         return archive
 
@@ -189,8 +191,12 @@ class ChatServer:
         self._listener = listener
         self.address = listener.getsockname()[:2]
 
-    def serve_forever(self) -> None:
-        """Accept clients until request_stop(), then close every connection."""
+    def serve_forever(self, on_started=None) -> None:
+        """Accept clients until request_stop(), then close every connection.
+
+        ``on_started`` is called once the start lines are logged (the
+        operator console then says it is there).
+        """
         if self._listener is None:
             self.bind()
         log.info("🚀 Chat Server Started")
@@ -201,6 +207,10 @@ class ChatServer:
             log.warning("⚠️  Not listening for IPv6 clients (%s): IPv4 only.", self.ipv6_missing)
         log.info("⏳ Waiting for clients to connect...")
         self._log_where_to_connect()
+        if self._store_summary is not None:
+            log.info("%s", self._store_summary)
+        if on_started is not None:
+            on_started()
         if self.room.bus is not None:
             self.room.bus.start()
         if self.archive is not None:
@@ -457,8 +467,8 @@ def run(config: ServerConfig) -> int:
             return status
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: server.request_stop())
-        with operator_console(server.room, server.request_stop, log_writer):
-            server.serve_forever()
+        with operator_console(server.room, server.request_stop, log_writer) as console:
+            server.serve_forever(on_started=console.say_hello if console is not None else None)
         status = 0
         return status
     finally:

@@ -165,6 +165,8 @@ def test_the_console_prints_the_log_above_its_prompt_and_obeys_the_operator(serv
     server.wait_for_prompt()
     rows = server.rows()
     assert any("📍 Listening on 127.0.0.1:" in row for row in rows[:-1])  # the log, above the prompt
+    # The console says it is there after the server's start lines.
+    assert rows.index(next(row for row in rows if "an operator console" in row)) > rows.index(next(row for row in rows if "Waiting for clients" in row))
 
     annabel, bob = join_all(server.address, "Annabel", "Bob")
     server.wait_for("Bob joined the chat")  # logged above the prompt

@@ -181,13 +181,13 @@ class ClientConnection:
             client = self._client_behind = self.arrival.admission.proxies.client_behind(self.address[0], forwarded_for)
         elif opening is Opening.RAW:
             if not is_text(data):
-                log.warning("⛔ %s sent bytes that are not text: no chat client, closing", self.name)
+                log.warning("⛔ %s sent bytes that are not text: no chat client, closing", self._peer())
                 return
             transport = LineTransport(self.outbox, self.limits.max_line_bytes, self._private_share_bytes)
             events, _ = transport.feed(data, time.monotonic())
             connected_at = self._connected_at  # its first line's wait began then, not now
         elif opening is not None:  # another protocol than ours (TLS, HTTP/2): it never joins
-            log.warning("⛔ %s: %s", self.name, opening.explanation)
+            log.warning("⛔ %s: %s", self._peer(), opening.explanation)
             if self.outbox.put(farewell_bytes(opening)):
                 self.outbox.flush()
             return
@@ -271,7 +271,7 @@ class ClientConnection:
         while received.status is None:  # the request's head is not complete yet
             try:
                 if not wait_readable(self.sock, deadline - time.monotonic()):
-                    log.info("⌛ %s started an HTTP request and stalled: closing", self.name)
+                    log.info("⌛ %s started an HTTP request and stalled: closing", self._peer())
                     return None, []
                 data = self.sock.recv(RECV_BYTES)
             except OSError:
@@ -281,7 +281,7 @@ class ClientConnection:
             received = adapter.receive_data(data)
             self.outbox.flush()
         target = f"{adapter.request.path} " if adapter.request is not None else ""
-        log.info("🌐 %s: HTTP %sanswered %d", self.name, target, received.status)
+        log.info("🌐 %s: HTTP %sanswered %d", self._peer(), target, received.status)
         if not received.opened or received.closing:  # a file, an error, or a flood with the handshake
             return None, []
         transport = WebSocketTransport(

@@ -615,6 +615,7 @@ def test_while_the_server_is_down_a_banner_counts_down_and_the_online_list_is_ke
     counted = re.compile(r"Not connected\. Reconnecting in (\d+) s…\nReconnect now")
     seconds = wait(driver, lambda d: (m := counted.fullmatch(banner(d) or "")) and int(m[1]) >= 2 and int(m[1]))
     wait(driver, lambda d: banner(d) == f"Not connected. Reconnecting in {seconds - 1} s…\nReconnect now", banner(driver))
+    assert element(driver, "status").text == "Not connected"  # no second count that would stand still
     server.start()  # the same port
     # The button tries at once, without waiting for the countdown.
     waiting = driver.execute_script(

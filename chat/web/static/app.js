@@ -826,7 +826,7 @@
   function retryLater() {
     const delay = retryDelay(retries);
     retries += 1;
-    setStatus(`Disconnected. Reconnecting in ${Math.ceil(delay / 1000)} s…`);
+    setStatus("Not connected"); // the banner counts the seconds down: a count here would stand still
     retryAt = Date.now() + delay;
     retryTimer = setTimeout(connect, delay);
     drawCountdown();

@@ -175,3 +175,20 @@ def test_every_docs_page_opens_with_a_title_then_a_paragraph_saying_what_it_teac
         if not opening or re.match(r"\s*(#|[-*+>|!<]|\d+[.)]\s|```|~~~)", opening):
             problems.append(f"{page.name}: after the title comes {opening!r}, not a paragraph of prose")
     assert not problems, "\n".join(problems)
+
+
+def requirement_names(path: Path) -> "list[str]":
+    """The package names a requirements file lists (and ``-r FILE`` as it is)."""
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return [line if line.startswith("-r") else re.split(r"[<>=!~\[ ]", line)[0].lower() for line in lines if line]
+
+
+def test_the_quick_start_installs_what_chatting_needs_and_the_test_tools_come_on_top():
+    program = requirement_names(PROJECT / "requirements.txt")
+    assert set(program) == {"colorama", "prompt_toolkit", "websockets", "segno", "redis"}
+    development = requirement_names(PROJECT / "requirements-dev.txt")
+    assert development[0] == "-r requirements.txt"
+    assert set(development[1:]) == {"pytest", "pytest-xdist", "hypothesis", "pyte", "selenium"}
+    readme = (PROJECT / "README.md").read_text()
+    assert "pip install -r requirements-dev.txt && python -m pytest -q" in readme
+    assert "-r requirements-dev.txt && python3 -m pytest -q" in (PROJECT / ".ci" / "run").read_text()  # CI runs it

@@ -1055,6 +1055,9 @@ def test_on_a_phone_everything_is_in_view_and_large_enough_to_tap(driver, server
     assert element(driver, "message").get_attribute("value") == "/msg Bob "
     no_sideways_scroll = driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     assert no_sideways_scroll
+    # The user's own name is in sight, not cut off at the end of the status.
+    status_is_whole = driver.execute_script("const s = document.getElementById('status'); return s.scrollWidth <= s.clientWidth")
+    assert status_is_whole and element(driver, "status").text.replace("\n", " ") == "Connected as Alice"
 
 
 @pytest.mark.parametrize("connected", [True, False])

@@ -23,6 +23,7 @@ from bench.__main__ import FULL, SMOKE, main, print_table
 from bench.loadgen import Client, LoadGenerator, Scenario, Transport
 from bench.servers import (
     Deployment,
+    OurServer,
     ServerFailed,
     ServerUnderTest,
     shared_room_missing,
@@ -409,3 +410,9 @@ def test_without_redis_server_the_shared_room_scenarios_are_skipped_with_a_note(
     assert notes == [f"Skipping {SHARED_SMOKE[0]}: redis-server is not installed (apt-get install redis-server)."]
     assert not (tmp_path / "out").exists()  # nothing else ran
 
+
+
+def test_our_server_is_benchmarked_with_the_flood_control_of_lines_and_of_websocket_frames_off(tmp_path):
+    # Either limit would measure itself: 10 lines, or 50 frames, a second per sender.
+    command = " ".join(OurServer(tmp_path / "ours.log").command())
+    assert "--max-rate 0" in command and "--max-frame-rate 0" in command

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import DESKTOP_SIZE, PHONE_SIZE, console_errors, set_color_scheme, set_viewport, type_text
-from tests.pageserver import CLOSED, LibraryPageServer
+from tests.browser import DESKTOP_SIZE, PHONE_SIZE, set_color_scheme, set_viewport, type_text
+from tests.pageserver import CLOSED
 from tests.screenshots import show_conversation
-from tests.test_page import wait
+from tests.test_page import server, wait  # noqa: F401 (server is a fixture)
 
 
 AXE = Path(__file__).resolve().parent / ".axe" / "axe.min.js"
@@ -47,20 +47,6 @@ def axe_source() -> str:
     if not AXE.exists():
         pytest.skip(f"axe-core is missing ({AXE}): {GET_AXE}")
     return AXE.read_text(encoding="utf-8")
-
-
-@pytest.fixture
-def server(driver):
-    server = LibraryPageServer().start()
-    try:
-        yield server
-    finally:
-        driver.get("about:blank")  # the page stops reconnecting before its server goes
-        server.stop()
-    errors = console_errors(driver)
-    if server.forbidden is not None:  # the browser logs each try refused on purpose, as it should
-        errors = [error for error in errors if "403" not in error]
-    assert not errors
 
 
 def violations(driver, axe_source: str) -> "list[dict]":

@@ -185,8 +185,7 @@ class Room:
                 continue
             admitted = False
             try:
-                everyone = self.bus.names() if self.bus is not None else None
-                everyone = {name_key(other) for other in everyone} if everyone is not None else None  # not under the lock
+                everyone = self._keys_of_everyone()  # network I/O: before the lock
                 with self._lock:
                     closed = self._closed
                     if not closed and self._members.named(name) is None:
@@ -217,6 +216,11 @@ class Room:
             self._publish(notices, member, log_it=False)
         self._flushes.flush([member])
         return name, problem
+
+    def _keys_of_everyone(self) -> "set[str] | None":
+        """The name keys of everyone online on every server; None without a bus, or out of its reach."""
+        names = self.bus.names() if self.bus is not None else None
+        return None if names is None else {name_key(name) for name in names}
 
     def _admit_locked(self, member: Member, name: str, problem: "str | None", everyone: "set[str] | None") -> None:
         others = self._members.others(name, everyone)

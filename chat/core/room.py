@@ -39,7 +39,6 @@ lines: :meth:`Room.give` hands an order to the bus, which hands it back to
 every server's :meth:`Room.carry_out`, or carries it out here alone.
 """
 
-import contextlib
 import itertools
 import math
 import logging
@@ -593,20 +592,26 @@ def online_summary(count: int, names: "list[str]") -> str:
 
 
 class DeferredFlushes:
-    """Members whose flush is put off until the end of a block, per thread."""
+    """Members whose flush is put off until the end of a block, per thread.
+
+    It is its own context manager (``with flushes.block():``), without a
+    generator: a reader enters one block per ``recv``, so the block's own
+    cost counts in a busy room.
+    """
 
     def __init__(self) -> None:
         self._local = threading.local()
 
-    @contextlib.contextmanager
-    def block(self):
-        self._local.members = pending = {}  # a dict as an ordered set
-        try:
-            yield
-        finally:
-            self._local.members = None
-            for member in pending:
-                member.flush()
+    def block(self) -> "DeferredFlushes":
+        return self
+
+    def __enter__(self) -> None:
+        self._local.members = {}  # a dict as an ordered set
+
+    def __exit__(self, *exc_info) -> None:
+        pending, self._local.members = self._local.members, None
+        for member in pending:
+            member.flush()
 
     def flush(self, members: "list[Member]") -> None:
         """Flush ``members`` now or, inside a block on this thread, at its end."""

@@ -325,8 +325,12 @@ class ClientConnection:
 
     def _seconds_until_due(self, session: Session, transport) -> "float | None":
         """How long the next read may wait before a timer is due; None if none is (just read)."""
-        waits = [session.seconds_until_due(), transport.seconds_until_due(time.monotonic())]
-        return min((w for w in waits if w is not None), default=None)
+        # Asked before every recv: plain comparisons, no list to build.
+        session_wait = session.seconds_until_due()
+        transport_wait = transport.seconds_until_due(time.monotonic())
+        if session_wait is None or transport_wait is None:
+            return transport_wait if session_wait is None else session_wait
+        return min(session_wait, transport_wait)
 
     def _transport_on_due(self, transport) -> bool:
         now = time.monotonic()

@@ -50,6 +50,7 @@ class Outbox:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._drained = threading.Condition(self._lock)
+        self._drain_waiters = 0  # readers waiting on _drained: nobody, nearly always
         self._chunks: "deque[bytes]" = deque()
         # Bytes accepted by put() and not yet accepted by the kernel,
         # including a batch that is being sent right now.
@@ -113,9 +114,13 @@ class Outbox:
         True if that happened within ``timeout`` seconds.
         """
         with self._lock:
-            return self._drained.wait_for(
-                lambda: self._backlog_bytes <= max_backlog or self._state is not State.OPEN, timeout
-            )
+            self._drain_waiters += 1
+            try:
+                return self._drained.wait_for(
+                    lambda: self._backlog_bytes <= max_backlog or self._state is not State.OPEN, timeout
+                )
+            finally:
+                self._drain_waiters -= 1
 
     def flush(self) -> None:
         """Send what is queued if the socket takes it without blocking; else leave it to the writer."""
@@ -144,7 +149,8 @@ class Outbox:
             with self._lock:
                 self._sending = False
                 self._backlog_bytes -= sent
-                self._drained.notify_all()
+                if self._drain_waiters:  # a Condition's notify costs more than the send's bookkeeping
+                    self._drained.notify_all()
                 if sent < len(data):  # the socket is full
                     self._chunks.appendleft(data[sent:])
                 go_on = sent == len(data) and self._chunks and self._state is State.OPEN
@@ -191,7 +197,8 @@ class Outbox:
             with self._lock:
                 self._sending = False
                 self._backlog_bytes -= len(data)
-                self._drained.notify_all()
+                if self._drain_waiters:
+                    self._drained.notify_all()
         with self._lock:
             finished_cleanly = self._state is State.CLOSING
             if finished_cleanly:

@@ -77,6 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--trusted-proxy", type=proxy, action="append", default=[], metavar="ADDRESS", help="a proxy in front of the server (an address or network; may be repeated): the client address it adds to X-Forwarded-For is the one counted (default: none; in a Codespace, its port forwarder on 127.0.0.1 and ::1)")
     parser.add_argument("--allowed-origin", type=origin, action="append", default=[], metavar="ORIGIN", help="another name under which the chat page is served, e.g. https://chat.example.org behind a proxy (may be repeated): its pages may join; this machine's own names always may")
     parser.add_argument("--no-qr", dest="qr_code", action="store_false", help="print no QR code of the page's address at start (it is printed only to a terminal, when other devices can reach the server)")
+    parser.add_argument("--one-cpu", action="store_true", help="keep all the server's threads on one CPU (Linux): faster in a busy room when the server has a CPU to itself, as only one thread runs Python at a time (see docs/performance.md)")
     parser.add_argument("--rejoin-grace", type=float, default=Timings().rejoin_grace_s, metavar="S", help="seconds before a leave is announced: a name back within them (a reloaded page, a reconnecting client) was never gone, for the others; 0 announces at once (default: %(default)g)")
     limits = parser.add_argument_group("limits", "protections against misbehaving clients (see the README)")
     limits.add_argument("--max-line-bytes", type=bounded_int(64, 1 << 20, "byte count"), default=defaults.max_line_bytes, metavar="N", help="longest line a client may send (default: %(default)s)")
@@ -139,6 +140,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         trusted_proxies=tuple(args.trusted_proxy) or default_proxies(args.port),
         allowed_origins=tuple(args.allowed_origin),
         qr_code=args.qr_code,
+        one_cpu=args.one_cpu,
         store_path=None if args.store == "none" else args.store,
         keep_lines=args.keep,
     )

@@ -43,6 +43,7 @@ from bench.servers import (
     Deployment,
     Ncat,
     OurServer,
+    OurServerOnOneCpu,
     OurServerWithStore,
     ServerFailed,
     ensure_ncat,
@@ -113,8 +114,8 @@ FIGURES = [
 OPTIONAL = {"p99_raw_ms", "p99_websocket_ms", "cpu_chat_ms_per_1000", "cpu_redis_ms_per_1000", "rss_chat_mb", "rss_redis_mb"}
 ALWAYS = {key for key, *_ in FIGURES} - OPTIONAL  # figures of every scenario
 
-SERVERS = {"ours": OurServer, "ours-store": OurServerWithStore, "ncat": Ncat}
-DEFAULT_SERVERS = ("ours", "ncat")
+SERVERS = {"ours": OurServer, "ours-one-cpu": OurServerOnOneCpu, "ours-store": OurServerWithStore, "ncat": Ncat}
+DEFAULT_SERVERS = ("ours", "ours-one-cpu", "ncat")
 
 
 def why_not(server_class, scenario: Scenario) -> "str | None":
@@ -201,6 +202,9 @@ def median_of(runs: "list[dict]") -> dict:
     return {key: statistics.median(run[key] for run in completed) for key in completed[0]}
 
 
+RATIO_WIDTH = 20  # "ours-one-cpu/ncat" and a space or two
+
+
 def ratio(ours: "float | None", theirs: "float | None") -> str:
     if ours is None or theirs is None or theirs == 0 or math.isnan(theirs) or math.isnan(ours):
         return "-"
@@ -208,13 +212,17 @@ def ratio(ours: "float | None", theirs: "float | None") -> str:
 
 
 def print_table(scenarios, results: dict, labels) -> str:
-    """The table, one block per scenario; "-" where a server did not run the scenario."""
+    """The table, one block per scenario; "-" where a server did not run the scenario.
+
+    Beside the figures, a column compares each server with the last one
+    (ncat, when it runs): "ours/ncat", "ours-one-cpu/ncat".
+    """
     lines = []
+    compared = [(index, f"{label}/{labels[-1]}") for index, label in enumerate(labels[:-1])]
     for scenario in scenarios:
         lines.append(f"\n{scenario.name}: {scenario.title}")
         header = f"  {'figure':<34}" + "".join(f"{label:>14}" for label in labels)
-        if len(labels) == 2:
-            header += f"{labels[0] + '/' + labels[1]:>16}"
+        header += "".join(f"{heading:>{RATIO_WIDTH}}" for _, heading in compared)
         lines.append(header)
         measured = [results[label].get(scenario.name) for label in labels]
         for key, heading, fmt in FIGURES:
@@ -222,8 +230,7 @@ def print_table(scenarios, results: dict, labels) -> str:
             if all(value is None for value in values):
                 continue  # not a figure of this scenario
             row = f"  {heading:<34}" + "".join(f"{'-' if v is None else fmt.format(v):>14}" for v in values)
-            if len(labels) == 2:
-                row += f"{ratio(*values):>16}"
+            row += "".join(f"{ratio(values[index], values[-1]):>{RATIO_WIDTH}}" for index, _ in compared)
             lines.append(row)
     text = "\n".join(lines)
     print(text)
@@ -244,7 +251,7 @@ def plot(scenarios, results: dict, labels, path: Path) -> None:
     rows = math.ceil(len(scenarios) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.6 * rows), sharey=True, squeeze=False)
     axes = axes.flatten()
-    colors = {"ours": "#2a7ab0", "ours-store": "#5aa469", "ncat": "#c8553d"}
+    colors = {"ours": "#2a7ab0", "ours-one-cpu": "#7b5ea7", "ours-store": "#5aa469", "ncat": "#c8553d"}
     width = 0.38
     for axis, scenario in zip(axes, scenarios):
         notes = []
@@ -320,7 +327,7 @@ def main(argv=None) -> int:
         "--smoke", action="store_true", help="a quick run with small numbers, written to a temporary folder"
     )
     parser.add_argument("--repeat", type=int, default=None, help="runs per scenario (default: 3, smoke: 1)")
-    parser.add_argument("--only", choices=list(SERVERS), action="append", help="benchmark this server, may be repeated: ours, ncat, or ours-store (ours keeping its room in SQLite; --only ours --only ours-store shows what the store costs)")
+    parser.add_argument("--only", choices=list(SERVERS), action="append", help="benchmark this server, may be repeated: ours, ours-one-cpu (ours with --one-cpu), ncat, or ours-store (ours keeping its room in SQLite; --only ours --only ours-store shows what the store costs)")
     parser.add_argument("--scenario", action="append", help="run only the named scenario(s)")
     parser.add_argument(
         "--output",

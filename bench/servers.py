@@ -165,6 +165,15 @@ class OurServer(ServerUnderTest):
         return "none"  # nothing written into the project's folder
 
 
+class OurServerOnOneCpu(OurServer):
+    """Ours with all its threads on one CPU (--one-cpu): what handing the GIL between CPUs costs."""
+
+    label = "ours-one-cpu"
+
+    def command(self) -> "list[str]":
+        return [*super().command(), "--one-cpu"]
+
+
 class OurServerWithStore(OurServer):
     """Ours keeping its room in a SQLite file (chat.store) beside its log: what the store costs."""
 

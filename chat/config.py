@@ -120,3 +120,6 @@ class ServerConfig:
     # At start, print a QR code of the page's address for other devices, if
     # the server knows one and standard output is a terminal (see chat.qr).
     qr_code: bool = True
+    # Keep every thread on one CPU (see chat.server.keep_to_one_cpu): faster
+    # when the room is busy and the server has a CPU to itself.
+    one_cpu: bool = False

@@ -447,6 +447,8 @@ def run(config: ServerConfig) -> int:
     # Two threads per client: with the default 8 MiB stacks, 1000 clients
     # would reserve 16 GiB of address space. Our threads run shallow code.
     threading.stack_size(THREAD_STACK_BYTES)
+    # Before any thread starts: each thread inherits the CPUs of the one that starts it.
+    cpu = keep_to_one_cpu() if config.one_cpu else None
     log_writer = configure_logging()
     status = 1
     try:
@@ -468,7 +470,14 @@ def run(config: ServerConfig) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: server.request_stop())
         with operator_console(server.room, server.request_stop, log_writer) as console:
-            server.serve_forever(on_started=console.say_hello if console is not None else None)
+
+            def on_started() -> None:
+                if config.one_cpu:
+                    log_cpu(cpu)
+                if console is not None:
+                    console.say_hello()
+
+            server.serve_forever(on_started=on_started)
         status = 0
         return status
     finally:
@@ -477,6 +486,33 @@ def run(config: ServerConfig) -> int:
             # Standard output takes nothing (a paused terminal, a stalled
             # pipe), and Python's own exit would wait forever to flush it.
             os._exit(status)
+
+
+def keep_to_one_cpu() -> "int | None":
+    """Keep this thread, and the threads it starts from now on, on one CPU; which one, or None if not possible.
+
+    Only one thread at a time runs Python (the GIL), and whenever a thread
+    blocks in a system call another takes it over. Between threads on two
+    CPUs, each such hand-over wakes the other CPU, which costs more than
+    the hand-over itself: in a busy room it took a third of the server's
+    CPU time (docs/performance.md). The CPU kept is the last one this
+    process may use, as the first usually takes the network's interrupts.
+    Linux only: elsewhere there is no ``os.sched_setaffinity``.
+    """
+    try:
+        cpu = max(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})
+    except (AttributeError, OSError):
+        return None
+    return cpu
+
+
+def log_cpu(cpu: "int | None") -> None:
+    """Say where --one-cpu put the server's threads."""
+    if cpu is None:
+        log.warning("⚠️  --one-cpu: this system cannot keep the server's threads on one CPU; they run on any.")
+    else:
+        log.info("🧵 Every thread of the server runs on CPU %d (--one-cpu).", cpu)
 
 
 def stdout_is_terminal() -> bool:

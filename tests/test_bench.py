@@ -238,6 +238,16 @@ def test_a_mixed_room_alternates_raw_and_websocket_clients():
     assert room.needs_websocket
 
 
+def test_each_server_is_compared_with_the_last_one_in_a_column_of_its_own(capsys):
+    room = Scenario("small-room", "small", clients=2, senders=2, window=1, payload_bytes=64, duration_s=1)
+    results = {label: {"small-room": {"deliveries_per_s": rate}} for label, rate in (("ours", 1500.0), ("ours-one-cpu", 3000.0), ("ncat", 2000.0))}
+    table = print_table([room], results, ["ours", "ours-one-cpu", "ncat"])
+    header = next(line for line in table.splitlines() if line.strip().startswith("figure"))
+    assert header.split()[-2:] == ["ours/ncat", "ours-one-cpu/ncat"]
+    row = next(line for line in table.splitlines() if "deliveries/s" in line)
+    assert row.split()[-5:] == ["1,500", "3,000", "2,000", "0.75×", "1.50×"]
+
+
 def test_a_scenario_a_server_did_not_run_shows_dashes(capsys):
     room = Scenario("small-room-ws", "over WebSocket", clients=2, senders=2, window=1, payload_bytes=64, duration_s=1)
     ours = {"deliveries_per_s": 1000.0, "p50_ms": 0.5}

@@ -1,6 +1,7 @@
 """server.py as people run it: a subprocess, its output and its exit status (client.py: test_client_terminal.py)."""
 
 import logging
+import os
 import re
 import signal
 import socket
@@ -89,6 +90,24 @@ def test_by_default_the_server_listens_for_ipv4_and_ipv6_clients_and_logs_each_a
     finally:
         Peer.close_all()
         server.process.send_signal(signal.SIGTERM)
+        assert server.wait() == 0
+
+
+def test_with_one_cpu_every_thread_of_the_server_stays_on_the_cpu_it_names():
+    server = ServerProgram(0, "--one-cpu")
+    try:
+        cpu = server.expect(r"🧵 Every thread of the server runs on CPU (\d+) \(--one-cpu\)\.$").group(1)
+        ann = Peer.joined(server.address, "Ann")  # its reader and writer threads start after the pinning
+        ann.send("/users")
+        ann.expect(lambda line: line.startswith("[SYSTEM] Online ("))
+        allowed = {}
+        for task in os.listdir(f"/proc/{server.process.pid}/task"):
+            with open(f"/proc/{server.process.pid}/task/{task}/status") as status:
+                allowed[task] = next(line for line in status if line.startswith("Cpus_allowed_list:")).split()[1]
+        assert len(allowed) >= 4 and set(allowed.values()) == {cpu}  # main, log writer, reader, writer...
+        ann.close()
+    finally:
+        server.terminate()
         assert server.wait() == 0
 
 

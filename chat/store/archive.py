@@ -37,10 +37,10 @@ import errno
 import fcntl
 import logging
 import os
-import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from chat.bus.entry import DEFAULT_MAX_ENTRY_BYTES, UnsharableLine
@@ -74,7 +74,6 @@ CREATE TABLE IF NOT EXISTS standing (
     until REAL
 );
 """
-_STOP = object()  # queued by close(): the writer ends once it has written what came before
 
 
 @dataclass
@@ -109,7 +108,13 @@ class Archive:
         self.max_bytes = max_bytes
         self._db = connection  # used by the writer thread alone once started
         self._lock_fd = lock_fd  # holds the flock: closed last
-        self._queue: "queue.Queue" = queue.Queue(max_queued)
+        # Records for the writer. A deque and an event rather than a
+        # queue.Queue: every public line said passes here, on the reader
+        # thread that relays it, and a Queue's locks and conditions cost that
+        # thread several times more (append and popleft are thread-safe).
+        self._queued: "deque" = deque()
+        self.max_queued = max_queued
+        self._waiting = threading.Event()  # set when records wait for the writer
         self._stopping = threading.Event()
         self._writer = threading.Thread(target=self._write_until_closed, name="store-writer", daemon=True)
         self._started = False
@@ -202,12 +207,14 @@ class Archive:
     def _put(self, record) -> None:
         if self._closed:
             return
-        try:
-            self._queue.put_nowait(record)
-        except queue.Full:
+        if len(self._queued) >= self.max_queued:
             self.dropped += 1  # one thread at a time gets here only under heavy load: a lost count is harmless
             if self.dropped == 1:
                 log.warning("⚠️  The store's writer is falling behind: lines are not kept until it catches up (counted at the end).")
+            return
+        self._queued.append(record)
+        if not self._waiting.is_set():  # while a batch gathers, adding to it wakes nobody
+            self._waiting.set()
 
     # -- closing -------------------------------------------------------------------
 
@@ -220,10 +227,7 @@ class Archive:
             self._close_file()
             return True
         self._stopping.set()
-        try:
-            self._queue.put_nowait(_STOP)
-        except queue.Full:
-            pass  # the writer is busy, and sees _stopping once the queue is empty
+        self._waiting.set()
         self._writer.join(timeout_s)
         if self._writer.is_alive():
             log.warning("⚠️  The store was still writing after %g s: its last lines may be lost.", timeout_s)
@@ -238,12 +242,12 @@ class Archive:
         try:
             self._prune()
             while True:
-                first = self._queue.get()
+                self._waiting.wait()
                 if not self._stopping.is_set():
                     self._stopping.wait(COMMIT_EVERY_S)  # let a batch gather; close() cuts it short
-                records = [first, *self._take_queued()]
-                self._write([record for record in records if record is not _STOP])
-                if self._stopping.is_set() and self._queue.empty():
+                self._waiting.clear()  # before taking: a record added after this sets it again
+                self._write(self._take_queued())
+                if self._stopping.is_set() and not self._queued:
                     break
             self._prune()
         except Exception:  # our bug: what is queued is lost, the chat goes on
@@ -253,11 +257,9 @@ class Archive:
 
     def _take_queued(self) -> list:
         taken = []
-        while True:
-            try:
-                taken.append(self._queue.get_nowait())
-            except queue.Empty:
-                return taken
+        while self._queued:
+            taken.append(self._queued.popleft())
+        return taken
 
     def _write(self, records: list) -> None:
         lines, standing = [], []

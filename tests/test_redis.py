@@ -550,6 +550,18 @@ def test_a_dead_servers_members_leave_once_even_when_two_servers_see_it_die(buse
     assert one.names() == []
 
 
+def test_lines_one_server_said_together_reach_the_room_of_another_in_one_piece(buses):
+    speaker, listener = buses(), buses()
+    speaker.publish(["Ann: one", "Ann: two"], 1, 100.0)
+    speaker.publish(["Bob: three"], 2, 101.0)
+    speaker.publish(["[SYSTEM] Cat joined the chat!"], None, 102.0, log_it=False)
+    speaker.publish(["Cat: four", "Cat: five"], 3, 103.0)
+    listener._deliver(listener._read())
+    assert listener.room.delivered == [
+        ["Ann: one", "Ann: two"], ["Bob: three"], ["[SYSTEM] Cat joined the chat!"], ["Cat: four", "Cat: five"]
+    ]
+
+
 def test_the_release_script_never_releases_a_name_another_server_holds(redis_server):
     client = redis_server.client()
     mine, theirs = Registry(client, "mine", 1.0), Registry(client, "theirs", 1.0)

@@ -501,15 +501,29 @@ class RedisBus:
 
     def _deliver(self, entries: "list[tuple[str, Entry | None]]") -> None:
         """Hand what was read to the room, in the stream's order."""
+        said = SaidTogether(self.room)
         with self.room.deferred_flushes():  # each member's lines go out together
             for entry_id, entry in entries:
                 if entry is not None:
-                    self._deliver_entry(entry)
+                    self._deliver_entry(entry, said)
                 self._last_id = entry_id
+            said.deliver()
 
-    def _deliver_entry(self, entry: Entry) -> None:
-        """Hand one entry to the room, unless this server's members have it already or it is not for them."""
+    def _deliver_entry(self, entry: Entry, said: "SaidTogether") -> None:
+        """Hand one entry to the room, unless this server's members have it already or it is not for them.
+
+        Public lines wait in ``said`` for those said with them; anything
+        else first has them delivered, so that the order holds.
+        """
         ours = entry.server == self.server_id
+        origin = entry.origin if ours else None  # member numbers are per server
+        log_it = not ours or entry.log_it
+        plain = entry.kind not in (Kind.JOINED, Kind.LEFT, Kind.RENAMED)
+        if plain and not entry.private and entry.order is None and not entry.elsewhere_only and entry.about is None:
+            if not (ours and entry.number in self._delivered_here):
+                said.add(entry.line, origin, entry.when, log_it)
+                return
+        said.deliver()
         if ours and entry.elsewhere_only:
             return
         if ours and entry.number in self._delivered_here:  # delivered here already, when Redis seemed lost
@@ -521,10 +535,9 @@ class RedisBus:
         if entry.order is not None:
             self.room.carry_out(entry.order, entry.when)
             return
-        origin = entry.origin if ours else None  # member numbers are per server
         if not entry.private:
             self.room.deliver(
-                [entry.line], origin, entry.when, not ours or entry.log_it,
+                [entry.line], origin, entry.when, log_it,
                 joined=entry.name if entry.kind is Kind.JOINED else None,
                 left=entry.name if entry.kind in (Kind.LEFT, Kind.RENAMED) else None,  # renamed: the old name is free
             )
@@ -561,6 +574,36 @@ class RedisBus:
         log.warning("💀 Server %s stopped answering: %d of its users left", server, len(gone))
         if gone:  # should that server still be alive, it reads this and says they are back
             self._add(self._notices(Kind.LEFT, gone, about=server))
+
+
+class SaidTogether:
+    """Public lines read from the stream, one after another, that one server said together.
+
+    A server publishes the lines of one ``recv`` together (Room.say), each
+    an entry of its own. Handed to the room in one ``Room.deliver`` again,
+    they reach each member in one piece, as they would on one server,
+    rather than costing every member a queueing per line.
+    """
+
+    def __init__(self, room) -> None:
+        self.room = room
+        self._said_as: "tuple | None" = None  # (origin, when, log_it) of the lines waiting
+        self._lines: "list[str]" = []
+
+    def add(self, line: str, origin: "int | None", when: float, log_it: bool) -> None:
+        said_as = (origin, when, log_it)
+        if said_as != self._said_as:
+            self.deliver()
+            self._said_as = said_as
+        self._lines.append(line)
+
+    def deliver(self) -> None:
+        """Hand the lines waiting to the room."""
+        if self._lines:
+            origin, when, log_it = self._said_as
+            self.room.deliver(self._lines, origin, when, log_it)
+            self._lines = []
+        self._said_as = None
 
 
 class SkipLog:

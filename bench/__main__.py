@@ -7,7 +7,7 @@
                                  what the store (SQLite) costs, store off against on
 
 Each scenario runs ``--repeat`` times against a fresh server process and the
-median of each figure is reported. A full run writes its results to
+median of each figure is reported; the servers take turns, run after run. A full run writes its results to
 bench/results/; a smoke run writes to a temporary folder (``--output``
 chooses another), so that it never replaces the published figures.
 
@@ -373,15 +373,17 @@ def main(argv=None) -> int:
     previous_sigterm = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         for scenario in scenarios:
-            for label, server_class in servers.items():
-                if why_not(server_class, scenario):
-                    continue
-                start_deployment = deployment_for(label, scenario, output)
-                runs = []
-                for attempt in range(repeat):
+            running = [label for label, server_class in servers.items() if not why_not(server_class, scenario)]
+            starts = {label: deployment_for(label, scenario, output) for label in running}
+            runs = {label: [] for label in running}
+            # The servers take turns, run after run: a machine whose speed
+            # drifts over minutes (a shared one does) then slows them alike.
+            for attempt in range(repeat):
+                for label in running:
                     print(f"  {scenario.name} / {label} / run {attempt + 1} of {repeat}...", file=sys.stderr, flush=True)
-                    runs.append(measure(start_deployment, scenario, patience))
-                results[label][scenario.name] = median_of(runs)
+                    runs[label].append(measure(starts[label], scenario, patience))
+            for label in running:
+                results[label][scenario.name] = median_of(runs[label])
     except KeyboardInterrupt:
         print("Interrupted: every server the benchmark started has been stopped.", file=sys.stderr)
         return 130

@@ -169,6 +169,7 @@ class OurServerOnOneCpu(OurServer):
     """Ours with all its threads on one CPU (--one-cpu): what handing the GIL between CPUs costs."""
 
     label = "ours-one-cpu"
+    shares_rooms = False  # two servers on one machine would both keep to its last CPU
 
     def command(self) -> "list[str]":
         return [*super().command(), "--one-cpu"]

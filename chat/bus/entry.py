@@ -140,6 +140,14 @@ _HISTORY = {Kind.CHAT, Kind.ACTION, Kind.RENAMED, Kind.ORDER}
 # An order's own fields ("n", who gave it, is every entry's): those each
 # kind of order needs, and those it may have besides.
 ORDER_FIELDS = {"do", "n", "w", "x", "a", "m", "u"}
+# Each kind's fields: those it needs, and all it may have.
+_FIELDS_OF_KIND = {
+    kind: (
+        frozenset(_REQUIRED | needs),
+        frozenset(_REQUIRED | needs | _OPTIONAL | (ORDER_FIELDS if kind is Kind.ORDER else set())),
+    )
+    for kind, needs in _OF_KIND.items()
+}
 _ORDER_NEEDS = {
     OrderKind.KICK: {"w"},
     OrderKind.BAN: {"w", "a"},
@@ -247,13 +255,13 @@ class Entry:
         if version != VERSION:
             raise MalformedEntry(f"version {quoted(version)}, not {VERSION}")
         kind = _kind(fields.get("k"))
-        required = _REQUIRED | _OF_KIND[kind]
-        optional = _OPTIONAL | (ORDER_FIELDS if kind is Kind.ORDER else set())
-        unknown = sorted(set(fields) - required - optional)
-        if unknown:
-            raise MalformedEntry(f"{_a(kind.value)} entry has no field {quoted(unknown[0])}")
-        missing = sorted(required - set(fields))
-        if missing:
+        required, allowed = _FIELDS_OF_KIND[kind]
+        names = fields.keys()
+        if not (names <= allowed and required <= names):  # the common case in two set comparisons
+            unknown = sorted(names - allowed)
+            if unknown:
+                raise MalformedEntry(f"{_a(kind.value)} entry has no field {quoted(unknown[0])}")
+            missing = sorted(required - names)
             raise MalformedEntry(f"{_a(kind.value)} entry needs the field {missing[0]!r}")
         order, text = None, fields.get("x")
         if kind is Kind.ORDER:
@@ -415,7 +423,13 @@ def fields_of(raw: list, max_bytes: int = DEFAULT_MAX_ENTRY_BYTES) -> "dict[str,
         name = _ascii(key, "a field name")
         if name in fields:
             raise MalformedEntry(f"the field {quoted(name)} twice")
-        fields[name] = decode_line(value) if name == "x" else _ascii(value, f"the field {quoted(name)}")
+        if name == "x":
+            fields[name] = decode_line(value)
+            continue
+        try:  # not _ascii(): its message, built for every field, cost more than the decoding
+            fields[name] = value.decode("ascii")
+        except UnicodeDecodeError:
+            raise MalformedEntry(f"the field {quoted(name)} is not ASCII: {quoted(value)}") from None
     return fields
 
 

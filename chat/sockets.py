@@ -1,8 +1,8 @@
 """Socket settings and waits that the server and the terminal client share.
 
 Only small functions on a socket that is already connected: how much to read
-at once, TCP keepalive, waiting for input with a deadline, and the linger
-before a close.
+at once, TCP keepalive, waiting for input with a deadline (and reading it),
+and the linger before a close.
 """
 
 import select
@@ -21,6 +21,8 @@ LINGER_S = 1.0
 # server's default 60 s, a device that vanished from the network (no FIN, no
 # RST) is noticed in about two minutes, 60 + 6 × 10 s.
 KEEPALIVE_PROBES = 6
+# Windows has no per-call non-blocking flag: there every wait polls first.
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", None)
 
 
 def keepalive_interval_s(idle_s: int) -> int:
@@ -56,6 +58,26 @@ def wait_readable(sock: socket.socket, timeout: float) -> bool:
         poller.register(sock, select.POLLIN)
         return bool(poller.poll(timeout * 1000))
     return bool(select.select([sock], [], [], timeout)[0])
+
+
+def receive_within(sock: socket.socket, timeout: "float | None") -> "bytes | None":
+    """Up to RECV_BYTES from ``sock``, waiting at most ``timeout`` seconds (None: as long as it takes).
+
+    Returns None if nothing came in time, and ``b""`` at the end of the
+    stream. What is waiting already is taken at once, without a poll
+    first: in a busy room it usually is, and the poll would cost a second
+    system call per read, and with it a second hand-over of the GIL.
+    """
+    if timeout is None:
+        return sock.recv(RECV_BYTES)
+    if _DONTWAIT is not None:
+        try:
+            return sock.recv(RECV_BYTES, _DONTWAIT)
+        except BlockingIOError:
+            pass  # nothing yet: wait for it
+    if not wait_readable(sock, timeout):
+        return None
+    return sock.recv(RECV_BYTES)
 
 
 def linger_and_close(sock: socket.socket, linger_s: float = LINGER_S) -> None:

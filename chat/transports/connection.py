@@ -47,7 +47,7 @@ from chat.core.password import PasswordGate
 from chat.core.room import Room
 from chat.core.session import Session, Stage
 from chat.core.addresses import format_peer
-from chat.sockets import LINGER_S, RECV_BYTES, linger_and_close, wait_readable
+from chat.sockets import LINGER_S, RECV_BYTES, linger_and_close, receive_within, wait_readable
 from chat.transports.handshake import Opening, farewell_bytes, server_names, sniff
 from chat.transports.lines import LineTransport
 from chat.transports.outbox import Outbox, State
@@ -310,13 +310,12 @@ class ClientConnection:
         while going_on and not self._stopping.is_set():
             self._name_threads_after(session)
             try:
-                wait = self._seconds_until_due(session, transport)
-                if wait is not None and not wait_readable(self.sock, wait):
-                    going_on = session.on_due() and self._transport_on_due(transport)
-                    continue
-                data = self.sock.recv(RECV_BYTES)
+                data = receive_within(self.sock, self._seconds_until_due(session, transport))
             except OSError:
                 return  # reset by the peer, or shut down by us
+            if data is None:  # a timer is due
+                going_on = session.on_due() and self._transport_on_due(transport)
+                continue
             if not data:
                 transport.feed_eof()
                 return  # the client closed the connection

@@ -1,9 +1,12 @@
 """The server over real sockets: a server on a free port, clients made of raw sockets."""
 
+import logging
+import os
 import socket
 import struct
 import threading
 
+from chat.server import keep_to_one_cpu, log_cpu
 from tests.helpers import TIMEOUT_S, Peer, serving_threads, wait_until
 
 
@@ -137,3 +140,13 @@ def test_shutdown_tells_every_client_and_closes_them(start_server):
     for peer in (ann, bob):
         assert peer.read_until_closed()[-1] == "[SYSTEM] Server is shutting down."
     assert wait_until(lambda: not serving_threads(), timeout=TIMEOUT_S)
+
+
+def test_one_cpu_where_the_system_cannot_keep_threads_on_one_says_so_and_goes_on(monkeypatch, caplog):
+    monkeypatch.delattr(os, "sched_setaffinity", raising=False)
+    assert keep_to_one_cpu() is None
+    with caplog.at_level(logging.INFO, logger="chat.server"):
+        log_cpu(None)
+    assert [record.getMessage() for record in caplog.records] == [
+        "⚠️  --one-cpu: this system cannot keep the server's threads on one CPU; they run on any."
+    ]

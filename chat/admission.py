@@ -177,6 +177,11 @@ class Admission:
         key = address_key(host)
         return None if self.limits.exempt_loopback and is_loopback(key) else key
 
+    @property
+    def opening(self) -> int:
+        """How many connections are opening now (read without the lock: a snapshot)."""
+        return self._opening
+
     def arrive(self, host: str) -> "Arrival | str":
         """A place for a new connection from ``host`` to open in, or the reason it is refused.
 

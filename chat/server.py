@@ -57,6 +57,8 @@ SHUTDOWN_GRACE_S = 1.0
 THREAD_STACK_BYTES = 512 * 1024
 # After accept() fails (out of file descriptors, say), wait this long before trying again.
 ACCEPT_RETRY_S = 0.1
+# With half of the opening places taken, the acceptor pauses this long after each connection.
+CROWD_PAUSE_S = 0.001
 # How often the accept loop adds up every client's unsent bytes (Limits.max_total_queue_bytes).
 QUEUE_CHECK_S = 0.1
 # How often the leave-notices thread looks for leaves whose grace is over (Timings.rejoin_grace_s).
@@ -305,6 +307,12 @@ class ChatServer:
             except Exception:  # a bug of ours or a failing system call: this client only
                 log.exception("Could not start serving %s", address)
                 sock.close()
+            if self.admission.opening >= self.limits.max_opening // 2:
+                # A crowd is arriving: let the connections opening read
+                # their first lines before more come in, so that none of
+                # those already talking is closed to make room. The rest
+                # wait in the listen backlog meanwhile.
+                self._stop_requested.wait(CROWD_PAUSE_S)
 
     def _start_connection(self, sock: socket.socket, address) -> None:
         ban = self._ban_on(address[0])

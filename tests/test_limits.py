@@ -6,6 +6,7 @@ client connects from here: so the tests that check them start the server with
 """
 
 import logging
+import socket
 import threading
 from dataclasses import replace
 
@@ -14,10 +15,11 @@ import pytest
 from chat.admission import Admission, address_key
 from chat.config import Limits
 from chat.core import messages
+from chat.server import CROWD_PAUSE_S
 from chat.transports.refusals import REFUSAL_LOG_EVERY_S, RefusalLog
 from server import limits_from, parse_args
 from tests.crowd import Crowd
-from tests.helpers import FAST, Peer, join_all, wait_until
+from tests.helpers import FAST, TIMEOUT_S, Peer, join_all, wait_until
 
 
 def test_one_address_cannot_take_more_than_its_share_of_seats(start_server):
@@ -219,3 +221,23 @@ def test_an_address_refused_again_and_again_is_logged_once_then_counted(clock, c
         "⛔ Refused ('10.0.0.2', 5000): Too many joins",
         "⛔ Refused ('10.0.0.1', 5001): Too many joins (99 more from there since)",
     ]
+
+
+def test_once_half_the_opening_places_are_taken_the_acceptor_pauses_after_each_newcomer(start_server):
+    # So that the connections opening get the time to read their first
+    # lines before more come in: in a crowd arriving at once, none of those
+    # already talking is then closed to make room.
+    server = start_server(max_opening=4, timings=replace(FAST, first_line_wait_s=TIMEOUT_S))
+    pauses = []
+    wait = server._stop_requested.wait
+    server._stop_requested.wait = lambda timeout=None: (timeout == CROWD_PAUSE_S and pauses.append(timeout)) or wait(timeout)
+    silent = [socket.create_connection(server.address)]  # says nothing: it stays opening
+    assert wait_until(lambda: server.admission.opening == 1)
+    assert pauses == []  # one of four places: no crowd
+    silent.append(socket.create_connection(server.address))
+    assert wait_until(lambda: pauses == [CROWD_PAUSE_S])  # two of four
+    ann = Peer.joined(server.address, "Ann")
+    assert wait_until(lambda: len(pauses) == 2)
+    ann.close()
+    for sock in silent:
+        sock.close()

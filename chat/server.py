@@ -307,12 +307,14 @@ class ChatServer:
             except Exception:  # a bug of ours or a failing system call: this client only
                 log.exception("Could not start serving %s", address)
                 sock.close()
-            if self.admission.opening >= self.limits.max_opening // 2:
+            if self.admission.opening >= max(1, self.limits.max_opening // 2):
                 # A crowd is arriving: let the connections opening read
                 # their first lines before more come in, so that none of
                 # those already talking is closed to make room. The rest
-                # wait in the listen backlog meanwhile.
+                # wait in the listen backlog meanwhile; back in the loop,
+                # the timers (refusals, the total queue bound) get their turn.
                 self._stop_requested.wait(CROWD_PAUSE_S)
+                return
 
     def _start_connection(self, sock: socket.socket, address) -> None:
         ban = self._ban_on(address[0])

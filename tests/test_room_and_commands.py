@@ -625,3 +625,18 @@ def test_in_a_shared_room_a_join_notice_skips_the_newcomers_whose_welcome_counte
     room.deliver(["[SYSTEM] Cy joined the chat!"], None, 0.0, joined="Cy")
     assert bob.take() == []
     assert ann.take() == ["[SYSTEM] Cy joined the chat!"]
+
+
+def test_a_deferred_flush_block_within_another_flushes_at_the_end_of_the_outer_one(room):
+    ann, bob = join(room, "Ann"), join(room, "Bob")
+    ann.take()
+    flushes = []
+    bob.flush = lambda: flushes.append(list(bob.queued)) or FakeMember.flush(bob)
+    with room.deferred_flushes():
+        with room.deferred_flushes():
+            handle_line(room, ann, "one")
+        assert flushes == []
+        handle_line(room, ann, "two")
+    assert flushes == [[b"Ann: one\n", b"Ann: two\n"]]
+    handle_line(room, ann, "three")  # outside any block: at once
+    assert flushes[-1] == [b"Ann: three\n"]

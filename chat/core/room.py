@@ -606,12 +606,19 @@ class DeferredFlushes:
         return self
 
     def __enter__(self) -> None:
-        self._local.members = {}  # a dict as an ordered set
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        local.depth = depth + 1  # a block within a block flushes at the end of the outer one
+        if depth == 0:
+            local.members = {}  # a dict as an ordered set
 
     def __exit__(self, *exc_info) -> None:
-        pending, self._local.members = self._local.members, None
-        for member in pending:
-            member.flush()
+        local = self._local
+        local.depth -= 1
+        if local.depth == 0:
+            pending, local.members = local.members, None
+            for member in pending:
+                member.flush()
 
     def flush(self, members: "list[Member]") -> None:
         """Flush ``members`` now or, inside a block on this thread, at its end."""

@@ -497,6 +497,7 @@ class StubRoom:
     def __init__(self, *here: str) -> None:
         self.here = list(here)
         self.delivered: "list[list[str]]" = []
+        self.origins: "list[int | None]" = []  # the member each delivery leaves out
         self.announced: "list[str]" = []
         self.remembered: "list[tuple[float, str]]" = []
 
@@ -505,6 +506,7 @@ class StubRoom:
 
     def deliver(self, lines, origin, when, log_it=True, joined=None, left=None) -> None:
         self.delivered.append(lines)
+        self.origins.append(origin)
 
     def deliver_private(self, recipient_name, line, origin=None) -> None:
         self.delivered.append([line])
@@ -560,6 +562,19 @@ def test_lines_one_server_said_together_reach_the_room_of_another_in_one_piece(b
     assert listener.room.delivered == [
         ["Ann: one", "Ann: two"], ["Bob: three"], ["[SYSTEM] Cat joined the chat!"], ["Cat: four", "Cat: five"]
     ]
+
+
+def test_a_servers_own_lines_come_back_together_leaving_out_their_sender_but_not_those_delivered_here_already(buses):
+    bus, other = buses(), buses()
+    bus.publish(["Ann: one", "Ann: two", "Ann: three"], 7, 100.0)
+    entries = bus._read()
+    bus._delivered_here.add(entries[1][1].number)  # as if Redis had seemed lost while it was published
+    bus._deliver(entries)
+    assert bus.room.delivered == [["Ann: one"], ["Ann: three"]]
+    assert bus.room.origins == [7, 7]  # member numbers are per server: Ann is left out here...
+    other._deliver(other._read())
+    assert other.room.delivered == [["Ann: one", "Ann: two", "Ann: three"]]
+    assert other.room.origins == [None]  # ...and nobody on the other server
 
 
 def test_the_release_script_never_releases_a_name_another_server_holds(redis_server):

@@ -399,8 +399,11 @@ def main(argv=None) -> int:
     if not args.no_plot:
         plot(scenarios, results, labels, output / "latency.png")
     print(f"results written to {output}")
-    ours = results.get("ours", {})
-    failed = [name for name, figures in ours.items() if math.isnan(figures["deliveries_per_s"])]
+    failed = [
+        f"{name} ({label})"
+        for label, ours in results.items() if label.startswith("ours")
+        for name, figures in ours.items() if math.isnan(figures["deliveries_per_s"])
+    ]
     if failed:
         print(f"Our server failed in: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -92,10 +92,10 @@ class Outbox:
                 self._cond.notify()
                 self._drained.notify_all()
                 return True  # flush() shuts the socket down
-            idle = not self._chunks and not self._sending
-            self._chunks.append(data)
             self._backlog_bytes += len(data)
-            return idle
+            chunks = self._chunks
+            chunks.append(data)
+            return len(chunks) == 1 and not self._sending
 
     def offer(self, data: bytes, max_backlog: int) -> "bool | None":
         """Like put(), but refuse (return None) while more than ``max_backlog`` bytes wait.
@@ -124,21 +124,26 @@ class Outbox:
 
     def flush(self) -> None:
         """Send what is queued if the socket takes it without blocking; else leave it to the writer."""
+        # Called once per recipient of every line: the common path (lines
+        # waiting, nobody sending, all taken by the socket) comes first.
         with self._lock:
-            if self._state is State.OVERFLOWED:
+            chunks = self._chunks
+            if not chunks or self._sending or self._state is State.OVERFLOWED or _DONTWAIT is None:
+                if self._state is not State.OVERFLOWED:
+                    if _DONTWAIT is None:
+                        self._cond.notify()
+                    return  # nothing to send, or the thread that is sending will see the new lines
                 data = None
-            elif _DONTWAIT is None:
-                self._cond.notify()
-                return
-            elif self._sending or not self._chunks:
-                return  # nothing to send, or the thread that is sending will see the new lines
             else:
-                data = self._take_all_locked()
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self._sending = True
         if data is None:
             # The writer may be blocked in a send to this very client: wake it.
             self.abort()
             return
-        for round_number in range(1, FAST_PATH_ROUNDS + 1):
+        rounds_left = FAST_PATH_ROUNDS
+        while True:
             try:
                 sent = self._sock.send(data, _DONTWAIT)
             except (BlockingIOError, InterruptedError):
@@ -146,16 +151,19 @@ class Outbox:
             except OSError:
                 self._fail()
                 return
+            rounds_left -= 1
             with self._lock:
                 self._sending = False
                 self._backlog_bytes -= sent
                 if self._drain_waiters:  # a Condition's notify costs more than the send's bookkeeping
                     self._drained.notify_all()
+                if sent == len(data) and not chunks and self._state is State.OPEN:
+                    return  # all sent, and nothing new: the common case
                 if sent < len(data):  # the socket is full
-                    self._chunks.appendleft(data[sent:])
-                go_on = sent == len(data) and self._chunks and self._state is State.OPEN
-                if not go_on or round_number == FAST_PATH_ROUNDS:
-                    if self._chunks or self._state is not State.OPEN:
+                    chunks.appendleft(data[sent:])
+                go_on = sent == len(data) and chunks and self._state is State.OPEN
+                if not go_on or not rounds_left:
+                    if chunks or self._state is not State.OPEN:
                         self._cond.notify()  # the writer carries on, or must see the new state
                     return
                 data = self._take_all_locked()  # lines queued during our send go out too

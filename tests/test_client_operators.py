@@ -393,3 +393,16 @@ def test_client_py_offers_operator_commands_after_op_only_and_a_kick_ends_it_wit
     client.wait_for_display(screen_shows(client, ending, typed=None, tail=True))
     assert "Reconnecting" not in client.transcript
     olive.assert_receives_nothing()  # Bob never came back
+
+
+def test_leaving_while_the_receiver_closes_the_connection_the_server_just_closed_is_no_traceback(scripted):
+    # The race behind a rare traceback ("Bad file descriptor") at the end of
+    # input: the receiver has closed the link, but not yet said that the
+    # server is gone, when the main thread starts to say /quit on it.
+    link = scripted.connect()
+    client = ChatClient(link, RecordingConsole(), False, Roster(), NoInterrupts(), None)
+    client.receiver.start()  # waiting in recv
+    link.close()  # as the receiver does once the server closed the connection; its recv goes on waiting
+    threading.Timer(0.1, scripted.ends[0].close).start()  # the server's end goes, which ends that recv
+    client._leave()  # raised OSError (EBADF) from settimeout before
+    assert client.server_gone.wait(TIMEOUT_S)

@@ -265,11 +265,11 @@ class ChatClient:
             self.leaving.set()  # wakes the receiver if it is waiting to reconnect
             link = self._link
         if link is not None and not self.server_gone.is_set():
-            link.settimeout(QUIT_WAIT_S)  # a server that stopped reading cannot hold us
             try:
+                link.settimeout(QUIT_WAIT_S)  # a server that stopped reading cannot hold us
                 link.sendall(encode_line("/quit"))
             except OSError:
-                pass
+                pass  # the server closed it meanwhile, and the receiver may have closed our end already
             self.server_gone.wait(QUIT_WAIT_S)
         link = self._take_link(link)
         if link is not None:

@@ -504,8 +504,9 @@ def keep_to_one_cpu() -> "int | None":
     Only one thread at a time runs Python (the GIL), and whenever a thread
     blocks in a system call another takes it over. Between threads on two
     CPUs, each such hand-over wakes the other CPU, which costs more than
-    the hand-over itself: in a busy room it took a third of the server's
-    CPU time (docs/performance.md). The CPU kept is the last one this
+    the hand-over itself: in a busy room, waking and switching threads
+    was most of the 30% of the server's CPU time spent in the kernel
+    (docs/performance.md). The CPU kept is the last one this
     process may use, as the first usually takes the network's interrupts.
     Linux only: elsewhere there is no ``os.sched_setaffinity``.
     """

@@ -1,6 +1,6 @@
 """Benchmark our chat server side by side with ncat's chat mode.
 
-    python -m bench              the full run (about eight minutes), table and plot
+    python -m bench              the full run (about ten minutes), table and plot
     python -m bench --smoke      a few seconds with small numbers, to check it works
     python -m bench --only ours  skip ncat
     python -m bench --only ours --only ours-store --scenario small-room --scenario fan-out-200

@@ -5,7 +5,7 @@ each of those costs the client thread that relays it a handler lock (which
 the other client threads contend for), a formatted timestamp and a write to
 the terminal; measured with the benchmark, that halved the server's
 throughput in a busy room. :class:`BackgroundHandler` reduces the client
-thread's part to creating the record and appending it to a deque; one writer
+thread's part to creating the record and handing it over (chat.handover); one writer
 thread formats whatever has piled up and writes it in one go.
 
 On a terminal the log is coloured by what happened: joins green, leaves
@@ -21,7 +21,8 @@ import os
 import sys
 import threading
 import time
-from collections import deque
+
+from chat.handover import Handover
 
 FORMAT = "[%(asctime)s] %(message)s"
 # How long the writer lets records gather before writing them: the most a log line is late.
@@ -112,8 +113,7 @@ class BackgroundHandler(logging.Handler):
         self.stream = stream or sys.stdout
         self._color = color  # colorama is there, and NO_COLOR is not set
         self.setFormatter(ColorFormatter() if color else SecondsFormatter())
-        self._records: "deque[logging.LogRecord]" = deque()  # append and popleft are thread-safe
-        self._pending = threading.Event()  # set when records wait for the writer
+        self._records = Handover(MAX_PENDING_RECORDS)  # log records, for the writer thread
         self._stopping = False
         # Guards _dropped, which only the rare dropping path touches.
         self._dropped_lock = threading.Lock()
@@ -127,14 +127,10 @@ class BackgroundHandler(logging.Handler):
         self.stream = stream
 
     def handle(self, record: logging.LogRecord) -> bool:
-        # No handler lock: the deque is all the synchronisation needed.
-        if len(self._records) >= MAX_PENDING_RECORDS:  # the output is stuck: drop, and count
+        # No handler lock: the handover is all the synchronisation needed.
+        if not self._records.put(record):  # the output is stuck: drop, and count
             with self._dropped_lock:
                 self._dropped += 1
-            return True
-        self._records.append(record)
-        if not self._pending.is_set():
-            self._pending.set()
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -148,19 +144,17 @@ class BackgroundHandler(logging.Handler):
         it does not keep the process alive.
         """
         self._stopping = True
-        self._pending.set()
+        self._records.wake()
         self._writer.join(timeout)
         super().close()
         return not self._writer.is_alive()
 
     def _write_until_stopped(self) -> None:
         while not self._stopping:
-            self._pending.wait()
-            # Let records gather: while the event stays set, logging one
-            # costs no wake-up, and they are then written in one go.
+            self._records.wait()
+            # Let records gather: meanwhile logging one costs no wake-up,
+            # and they are then written in one go.
             time.sleep(BATCH_WAIT_S)
-            # Clear before draining: a record added after this sets the event again.
-            self._pending.clear()
             self._write_pending()
         self._write_pending()
 
@@ -168,11 +162,10 @@ class BackgroundHandler(logging.Handler):
         lines = []
         with self._dropped_lock:
             dropped, self._dropped = self._dropped, 0
+        records = self._records.take_all()
         if dropped:
-            notice = logging.makeLogRecord({"msg": f"⚠️  The output was blocked: {dropped} log line(s) were dropped."})
-            self._records.append(notice)
-        while self._records:
-            record = self._records.popleft()
+            records.append(logging.makeLogRecord({"msg": f"⚠️  The output was blocked: {dropped} log line(s) were dropped."}))
+        for record in records:
             try:
                 lines.append(self.format(record) + "\n")
             except Exception:

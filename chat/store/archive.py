@@ -40,11 +40,11 @@ import os
 import sqlite3
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 
 from chat.bus.entry import DEFAULT_MAX_ENTRY_BYTES, UnsharableLine
 from chat.config import DEFAULT_KEEP_LINES
+from chat.handover import Handover
 from chat.core.moderation import MAX_BANS, MAX_MUTES, Order, OrderKind
 from chat.store import StoreError
 from chat.store.rows import MalformedRow, line_of, line_row, order_row, standing_of, standing_row
@@ -108,13 +108,11 @@ class Archive:
         self.max_bytes = max_bytes
         self._db = connection  # used by the writer thread alone once started
         self._lock_fd = lock_fd  # holds the flock: closed last
-        # Records for the writer. A deque and an event rather than a
-        # queue.Queue: every public line said passes here, on the reader
-        # thread that relays it, and a Queue's locks and conditions cost that
-        # thread several times more (append and popleft are thread-safe).
-        self._queued: "deque" = deque()
-        self.max_queued = max_queued
-        self._waiting = threading.Event()  # set when records wait for the writer
+        # Records for the writer. A Handover rather than a queue.Queue:
+        # every public line said passes here, on the reader thread that
+        # relays it, and a Queue's locks and conditions cost that thread
+        # several times more.
+        self._queued = Handover(max_queued)
         self._stopping = threading.Event()
         self._writer = threading.Thread(target=self._write_until_closed, name="store-writer", daemon=True)
         self._started = False
@@ -207,14 +205,10 @@ class Archive:
     def _put(self, record) -> None:
         if self._closed:
             return
-        if len(self._queued) >= self.max_queued:
+        if not self._queued.put(record):
             self.dropped += 1  # one thread at a time gets here only under heavy load: a lost count is harmless
             if self.dropped == 1:
                 log.warning("⚠️  The store's writer is falling behind: lines are not kept until it catches up (counted at the end).")
-            return
-        self._queued.append(record)
-        if not self._waiting.is_set():  # while a batch gathers, adding to it wakes nobody
-            self._waiting.set()
 
     # -- closing -------------------------------------------------------------------
 
@@ -227,7 +221,7 @@ class Archive:
             self._close_file()
             return True
         self._stopping.set()
-        self._waiting.set()
+        self._queued.wake()
         self._writer.join(timeout_s)
         if self._writer.is_alive():
             log.warning("⚠️  The store was still writing after %g s: its last lines may be lost.", timeout_s)
@@ -242,11 +236,10 @@ class Archive:
         try:
             self._prune()
             while True:
-                self._waiting.wait()
+                self._queued.wait()
                 if not self._stopping.is_set():
                     self._stopping.wait(COMMIT_EVERY_S)  # let a batch gather; close() cuts it short
-                self._waiting.clear()  # before taking: a record added after this sets it again
-                self._write(self._take_queued())
+                self._write(self._queued.take_all())
                 if self._stopping.is_set() and not self._queued:
                     break
             self._prune()
@@ -254,12 +247,6 @@ class Archive:
             log.exception("The store's writer failed")
         finally:
             self._close_file()
-
-    def _take_queued(self) -> list:
-        taken = []
-        while self._queued:
-            taken.append(self._queued.popleft())
-        return taken
 
     def _write(self, records: list) -> None:
         lines, standing = [], []

@@ -21,8 +21,9 @@ LINGER_S = 1.0
 # server's default 60 s, a device that vanished from the network (no FIN, no
 # RST) is noticed in about two minutes, 60 + 6 × 10 s.
 KEEPALIVE_PROBES = 6
-# Windows has no per-call non-blocking flag: there every wait polls first.
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", None)
+# The flag that makes one send or recv not wait (socket.MSG_DONTWAIT). Windows
+# has none: there every read waits with a poll, and the outbox's writer sends.
+DONTWAIT = getattr(socket, "MSG_DONTWAIT", None)
 
 
 def keepalive_interval_s(idle_s: int) -> int:
@@ -70,9 +71,9 @@ def receive_within(sock: socket.socket, timeout: "float | None") -> "bytes | Non
     """
     if timeout is None:
         return sock.recv(RECV_BYTES)
-    if _DONTWAIT is not None:
+    if DONTWAIT is not None:
         try:
-            return sock.recv(RECV_BYTES, _DONTWAIT)
+            return sock.recv(RECV_BYTES, DONTWAIT)
         except BlockingIOError:
             pass  # nothing yet: wait for it
     if not wait_readable(sock, timeout):

@@ -305,11 +305,17 @@ def test_commands_are_parsed_into_name_and_argument():
     assert parse_command("/users") == ("users", "")
 
 
+def recording_flushes(member: FakeMember) -> "list[list[bytes]]":
+    """What ``member`` had queued at each of its flushes, from now on."""
+    flushes = []
+    member.flush = lambda: flushes.append(list(member.queued)) or FakeMember.flush(member)
+    return flushes
+
+
 def test_deferred_flushes_send_each_member_one_batch_at_the_end(room):
     ann, bob = join(room, "Ann"), join(room, "Bob")
     ann.take()
-    flushes = []
-    bob.flush = lambda: flushes.append(list(bob.queued)) or FakeMember.flush(bob)
+    flushes = recording_flushes(bob)
     with room.deferred_flushes():
         handle_line(room, ann, "one")
         handle_line(room, ann, "two")
@@ -630,8 +636,7 @@ def test_in_a_shared_room_a_join_notice_skips_the_newcomers_whose_welcome_counte
 def test_a_deferred_flush_block_within_another_flushes_at_the_end_of_the_outer_one(room):
     ann, bob = join(room, "Ann"), join(room, "Bob")
     ann.take()
-    flushes = []
-    bob.flush = lambda: flushes.append(list(bob.queued)) or FakeMember.flush(bob)
+    flushes = recording_flushes(bob)
     with room.deferred_flushes():
         with room.deferred_flushes():
             handle_line(room, ann, "one")

@@ -420,16 +420,10 @@ def fields_of(raw: list, max_bytes: int = DEFAULT_MAX_ENTRY_BYTES) -> "dict[str,
         raise MalformedEntry(f"{len(raw) // 2} fields, over the {MAX_FIELDS} an entry may have")
     fields = {}
     for key, value in zip(raw[::2], raw[1::2]):
-        name = _ascii(key, "a field name")
+        name = _ascii(key)
         if name in fields:
             raise MalformedEntry(f"the field {quoted(name)} twice")
-        if name == "x":
-            fields[name] = decode_line(value)
-            continue
-        try:  # not _ascii(): its message, built for every field, cost more than the decoding
-            fields[name] = value.decode("ascii")
-        except UnicodeDecodeError:
-            raise MalformedEntry(f"the field {quoted(name)} is not ASCII: {quoted(value)}") from None
+        fields[name] = decode_line(value) if name == "x" else _ascii(value, name)
     return fields
 
 
@@ -443,10 +437,12 @@ def _a(word: str) -> str:
     return ("an " if word[0] in "aeiou" else "a ") + word
 
 
-def _ascii(value: bytes, what: str) -> str:
+def _ascii(value: bytes, field: "str | None" = None) -> str:
+    """``value`` decoded: a field name, or (given its name) a field's value."""
     try:
         return value.decode("ascii")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError:  # the message is built only now: this runs for every field
+        what = "a field name" if field is None else f"the field {quoted(field)}"
         raise MalformedEntry(f"{what} is not ASCII: {quoted(value)}") from None
 
 

@@ -25,8 +25,8 @@ import socket
 import threading
 from collections import deque
 
-# Windows has no per-call non-blocking flag; there every send goes through the writer.
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", None)
+from chat.sockets import DONTWAIT
+
 # How many times flush() sends again when more lines arrived during its send,
 # before it leaves the rest to the writer thread.
 FAST_PATH_ROUNDS = 2
@@ -124,20 +124,19 @@ class Outbox:
 
     def flush(self) -> None:
         """Send what is queued if the socket takes it without blocking; else leave it to the writer."""
-        # Called once per recipient of every line: the common path (lines
-        # waiting, nobody sending, all taken by the socket) comes first.
+        # Called once per recipient of every line: when the socket takes it
+        # all and nothing new came meanwhile, it leaves at the first check.
         with self._lock:
-            chunks = self._chunks
-            if not chunks or self._sending or self._state is State.OVERFLOWED or _DONTWAIT is None:
-                if self._state is not State.OVERFLOWED:
-                    if _DONTWAIT is None:
-                        self._cond.notify()
-                    return  # nothing to send, or the thread that is sending will see the new lines
+            if self._state is State.OVERFLOWED:
                 data = None
+            elif DONTWAIT is None:  # Windows: the writer sends
+                self._cond.notify()
+                return
+            elif self._sending or not self._chunks:
+                return  # nothing to send, or the thread that is sending will see the new lines
             else:
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-                self._sending = True
+                data = self._take_all_locked()
+        chunks = self._chunks
         if data is None:
             # The writer may be blocked in a send to this very client: wake it.
             self.abort()
@@ -145,7 +144,7 @@ class Outbox:
         rounds_left = FAST_PATH_ROUNDS
         while True:
             try:
-                sent = self._sock.send(data, _DONTWAIT)
+                sent = self._sock.send(data, DONTWAIT)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError:
